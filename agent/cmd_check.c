@@ -1,0 +1,187 @@
+/* stillpoint check DOMAIN: the preflight, printed.  Touches nothing in
+ * the VM; exit 0 when a backup could run, 3 with what to do otherwise. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "preflight.h"
+#include "virt.h"
+
+static const char usage[] =
+  "usage: stillpoint check DOMAIN [-c URI] [--json] [--config FILE] [--set key=value]\n"
+  "Shows what a backup point of DOMAIN would capture, and refuses (exit 3)\n"
+  "with what to do when a backup could not run.\n";
+
+static void human_size(unsigned long long n, char *buf, size_t size)
+{
+  static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    u++;
+  }
+  snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+static void print_human(const struct preflight *pf)
+{
+  printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
+         virt_state_name(pf->state));
+  printf("disks\n");
+  for (size_t i = 0; i < pf->ndisks; i++) {
+    const struct pf_disk *d = &pf->disks[i];
+    if (d->skip) {
+      printf("  %-5s skipped: %s\n", d->disk->target, d->skip);
+      continue;
+    }
+    char size[32];
+    human_size(d->capacity, size, sizeof size);
+    printf("  %-5s %-6s %10s  %s  %s\n", d->disk->target,
+           d->disk->format ? d->disk->format : "?", size,
+           d->disk->source ? d->disk->source : "(network)",
+           d->full_only ? "full only (no dirty bitmap)" : "incremental (dirty bitmaps)");
+  }
+  const struct sp_nvram *nv = &pf->dom.nvram;
+  if (nv->type == SP_NVRAM_NONE)
+    printf("nvram    none\n");
+  else if (pf->nvram.path && pf->nvram.owner[0])
+    printf("nvram    %s  %lld bytes  %s:%s %04o%s\n", pf->nvram.path, pf->nvram.size,
+           pf->nvram.owner, pf->nvram.group, (unsigned)pf->nvram.mode,
+           pf->capture_nvram ? "" : "  (not captured)");
+  else
+    printf("nvram    %s (not captured)\n", nv->path ? nv->path : "(network)");
+  const struct sp_tpm *t = &pf->dom.tpm;
+  if (t->backend == SP_TPM_NONE)
+    printf("tpm      none\n");
+  else if (t->backend == SP_TPM_PASSTHROUGH)
+    printf("tpm      passthrough %s: nothing to capture\n", t->device_path ? t->device_path : "");
+  else if (pf->tpm.state_dir)
+    printf("tpm      %s emulator (%s)  %s  %s:%s %04o  %zu file%s  %s%s%s\n",
+           t->version, t->model ? t->model : "?", pf->tpm.state_dir,
+           pf->tpm.dir.owner[0] ? pf->tpm.dir.owner : "?",
+           pf->tpm.dir.group[0] ? pf->tpm.dir.group : "?", (unsigned)pf->tpm.dir.mode,
+           pf->tpm.nfiles, pf->tpm.nfiles == 1 ? "" : "s",
+           t->secret_uuid ? "encrypted, secret " : "not encrypted",
+           t->secret_uuid ? t->secret_uuid : "", pf->capture_tpm ? "" : "  (not captured)");
+  printf("agent    %s\n", !pf->dom.agent_configured  ? "not configured"
+                          : pf->dom.agent_connected ? "configured, connected"
+                                                    : "configured, not connected");
+  for (size_t i = 0; i < pf->nwarnings; i++)
+    printf("warning  %s\n", pf->warnings[i]);
+  for (size_t i = 0; i < pf->nrefusals; i++)
+    printf("refused  %s\n", pf->refusals[i]);
+  printf("result   %s\n", pf->nrefusals ? "a backup cannot run" : "a backup can run");
+}
+
+static json_object *jstr(const char *s) { return s ? json_object_new_string(s) : NULL; }
+
+static json_object *file_json(const struct sp_file_info *fi)
+{
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "path", jstr(fi->path));
+  json_object_object_add(o, "exists", json_object_new_boolean(fi->exists));
+  json_object_object_add(o, "readable", json_object_new_boolean(fi->readable));
+  json_object_object_add(o, "owner", jstr(fi->owner[0] ? fi->owner : NULL));
+  json_object_object_add(o, "group", jstr(fi->group[0] ? fi->group : NULL));
+  char mode[8];
+  snprintf(mode, sizeof mode, "%04o", (unsigned)fi->mode);
+  json_object_object_add(o, "mode", jstr(mode));
+  json_object_object_add(o, "size", json_object_new_int64(fi->size));
+  return o;
+}
+
+static json_object *strings_json(char **s, size_t n)
+{
+  json_object *a = json_object_new_array();
+  for (size_t i = 0; i < n; i++)
+    json_object_array_add(a, jstr(s[i]));
+  return a;
+}
+
+static void print_json(const struct preflight *pf)
+{
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "domain", jstr(pf->dom.name));
+  json_object_object_add(o, "uuid", jstr(pf->dom.uuid));
+  json_object_object_add(o, "state", jstr(virt_state_name(pf->state)));
+  json_object *disks = json_object_new_array();
+  for (size_t i = 0; i < pf->ndisks; i++) {
+    const struct pf_disk *d = &pf->disks[i];
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "target", jstr(d->disk->target));
+    json_object_object_add(j, "device", jstr(d->disk->device));
+    json_object_object_add(j, "source", jstr(d->disk->source));
+    json_object_object_add(j, "format", jstr(d->disk->format));
+    json_object_object_add(j, "skipped", jstr(d->skip));
+    if (!d->skip) {
+      json_object_object_add(j, "size", json_object_new_int64((int64_t)d->capacity));
+      json_object_object_add(j, "bitmaps", json_object_new_boolean(!d->full_only));
+    }
+    json_object_array_add(disks, j);
+  }
+  json_object_object_add(o, "disks", disks);
+  if (pf->dom.nvram.type != SP_NVRAM_NONE) {
+    json_object *n = pf->nvram.path ? file_json(&pf->nvram) : json_object_new_object();
+    static const char *const types[] = { "none", "file", "block", "network" };
+    json_object_object_add(n, "type", jstr(types[pf->dom.nvram.type]));
+    json_object_object_add(n, "captured", json_object_new_boolean(pf->capture_nvram));
+    json_object_object_add(o, "nvram", n);
+  }
+  const struct sp_tpm *t = &pf->dom.tpm;
+  if (t->backend != SP_TPM_NONE) {
+    json_object *j = pf->tpm.state_dir ? file_json(&pf->tpm.dir) : json_object_new_object();
+    json_object_object_add(j, "backend", jstr(t->backend == SP_TPM_EMULATOR      ? "emulator"
+                                              : t->backend == SP_TPM_PASSTHROUGH ? "passthrough"
+                                                                                 : "other"));
+    json_object_object_add(j, "version", jstr(t->version));
+    json_object_object_add(j, "model", jstr(t->model));
+    json_object_object_add(j, "encryption_secret", jstr(t->secret_uuid));
+    json_object_object_add(j, "files", json_object_new_int64((int64_t)pf->tpm.nfiles));
+    json_object_object_add(j, "captured", json_object_new_boolean(pf->capture_tpm));
+    json_object_object_add(o, "tpm", j);
+  }
+  json_object *a = json_object_new_object();
+  json_object_object_add(a, "configured", json_object_new_boolean(pf->dom.agent_configured));
+  json_object_object_add(a, "connected", json_object_new_boolean(pf->dom.agent_connected));
+  json_object_object_add(o, "agent", a);
+  json_object_object_add(o, "warnings", strings_json(pf->warnings, pf->nwarnings));
+  json_object_object_add(o, "refusals", strings_json(pf->refusals, pf->nrefusals));
+  json_object_object_add(o, "ok", json_object_new_boolean(pf->nrefusals == 0));
+  puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+}
+
+int cmd_check(int argc, char **argv)
+{
+  struct cli c;
+  struct sp_err e = { 0 };
+  struct sp_config cfg = { 0 };
+  struct preflight pf = { 0 };
+  _cleanup_conn_ virConnectPtr conn = NULL;
+  _cleanup_dom_ virDomainPtr dom = NULL;
+  int rc;
+
+  if (cli_parse(&c, argc, argv, NULL, NULL, NULL, usage, &e) < 0 ||
+      (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "check needs one DOMAIN\n%s", usage)) ||
+      cli_load_config(&c, c.args[0], &cfg, &e) < 0 || virt_open(c.uri, &conn, &e) < 0 ||
+      virt_lookup(conn, c.args[0], &dom, &e) < 0 || preflight_run(dom, &cfg, &pf, &e) < 0) {
+    rc = cli_fail(&c, &e);
+    goto out;
+  }
+  if (c.json)
+    print_json(&pf);
+  else
+    print_human(&pf);
+  for (size_t i = 0; i < pf.nrefusals; i++)
+    sp_error(&c.log, "%s", pf.refusals[i]);
+  rc = pf.nrefusals ? SP_EXIT_PREFLIGHT : SP_EXIT_OK;
+out:
+  preflight_free(&pf);
+  sp_config_free(&cfg);
+  cli_free(&c);
+  return rc;
+}

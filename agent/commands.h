@@ -1,0 +1,8 @@
+/* The subcommands of `stillpoint`; each takes argv with its own name
+ * first and returns the process exit code. */
+#ifndef SP_COMMANDS_H
+#define SP_COMMANDS_H
+
+int cmd_check(int argc, char **argv);
+
+#endif

@@ -1,0 +1,46 @@
+/* stillpoint: consistent backup points of libvirt/QEMU VMs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "err.h"
+#include "virt.h"
+
+static const char usage[] =
+  "usage: stillpoint COMMAND [options]\n"
+  "\n"
+  "commands:\n"
+  "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
+  "\n"
+  "common options: -c URI (default qemu:///system), --json, --config FILE,\n"
+  "                --set key=value, -q, -v, --help\n"
+  "`stillpoint COMMAND --help` describes a command; man stillpoint(1) has the rest.\n";
+
+static const struct {
+  const char *name;
+  int (*fn)(int, char **);
+} commands[] = {
+  { "check", cmd_check },
+};
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return SP_EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    fputs(usage, stdout);
+    return SP_EXIT_OK;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("stillpoint %s\n", STILLPOINT_VERSION);
+    return SP_EXIT_OK;
+  }
+  virt_quiet_errors();
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "stillpoint: unknown command '%s'\n%s", argv[1], usage);
+  return SP_EXIT_USAGE;
+}

@@ -1,0 +1,248 @@
+#include "preflight.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "virt.h"
+
+static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
+                                                      const char *fmt, ...)
+{
+  char *s = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int r = vasprintf(&s, fmt, ap);
+  va_end(ap);
+  if (r < 0)
+    return -1;
+  char **nl = realloc(*list, (*n + 1) * sizeof *nl);
+  if (!nl) {
+    free(s);
+    return -1;
+  }
+  *list = nl;
+  nl[(*n)++] = s;
+  return 0;
+}
+
+#define refuse(pf, ...) add(&(pf)->refusals, &(pf)->nrefusals, __VA_ARGS__)
+#define warn(pf, ...) add(&(pf)->warnings, &(pf)->nwarnings, __VA_ARGS__)
+
+static int check_disks(virDomainPtr dom, struct preflight *pf, struct sp_err *e)
+{
+  pf->disks = calloc(pf->dom.ndisks ? pf->dom.ndisks : 1, sizeof *pf->disks);
+  if (!pf->disks)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "preflight");
+  size_t copied = 0;
+  for (size_t i = 0; i < pf->dom.ndisks; i++) {
+    struct pf_disk *d = &pf->disks[pf->ndisks++];
+    d->disk = &pf->dom.disks[i];
+    d->skip = sp_disk_skip_reason(d->disk);
+    if (d->skip)
+      continue;
+    copied++;
+    d->full_only = !sp_disk_can_bitmap(d->disk);
+    virDomainBlockInfo bi;
+    if (virDomainGetBlockInfo(dom, d->disk->target, &bi, 0) == 0)
+      d->capacity = bi.capacity;
+    else
+      refuse(pf, "cannot read the size of disk %s: %s", d->disk->target, virt_errmsg());
+    if (d->full_only)
+      warn(pf, "disk %s is %s: it cannot have a dirty bitmap, so every point copies it in full"
+           " (convert it to qcow2 for incremental points)", d->disk->target,
+           d->disk->format ? d->disk->format : "of unknown format");
+  }
+  if (copied == 0)
+    refuse(pf, "domain %s has no disk to back up (all are skipped or absent)", pf->dom.name);
+  return 0;
+}
+
+static void check_nvram(const struct sp_config *cfg, struct preflight *pf, struct sp_err *e)
+{
+  const struct sp_nvram *nv = &pf->dom.nvram;
+  if (nv->type == SP_NVRAM_NONE || sp_config_is(cfg, SP_KEY_NVRAM, "skip"))
+    return;
+  bool required = sp_config_is(cfg, SP_KEY_NVRAM, "required");
+  if (nv->type == SP_NVRAM_NETWORK) {
+    if (required)
+      refuse(pf, "NVRAM of %s is on the network (<nvram type='network'>): stillpoint cannot "
+             "capture it; set nvram = skip for this VM to back up without it", pf->dom.name);
+    else
+      warn(pf, "NVRAM on the network is not captured");
+    return;
+  }
+  if (!nv->path) {
+    refuse(pf, "the NVRAM of %s has no path in the domain XML", pf->dom.name);
+    return;
+  }
+  if (sp_file_info(nv->path, &pf->nvram, e) < 0)
+    return;
+  char hint[1024];
+  if (!pf->nvram.exists) {
+    snprintf(hint, sizeof hint, "NVRAM file %s does not exist", nv->path);
+  } else if (!pf->nvram.readable) {
+    sp_access_hint(&pf->nvram, "NVRAM", hint, sizeof hint);
+  } else {
+    pf->capture_nvram = true;
+    return;
+  }
+  if (required)
+    refuse(pf, "%s", hint);
+  else
+    warn(pf, "%s; the point will have no NVRAM (nvram = optional)", hint);
+}
+
+static void check_tpm(const struct sp_domain *d, const struct sp_config *cfg,
+                      struct preflight *pf, struct sp_err *e)
+{
+  if (d->tpm.backend == SP_TPM_NONE || sp_config_is(cfg, SP_KEY_TPM, "skip"))
+    return;
+  if (d->tpm.backend == SP_TPM_PASSTHROUGH) {
+    warn(pf, "the TPM of %s is a passthrough of the host's %s: its state lives in the host's "
+         "TPM chip, there is nothing to capture", d->name,
+         d->tpm.device_path ? d->tpm.device_path : "TPM");
+    return;
+  }
+  if (d->tpm.backend != SP_TPM_EMULATOR) {
+    warn(pf, "the TPM backend of %s is not an emulator: nothing to capture", d->name);
+    return;
+  }
+  bool required = sp_config_is(cfg, SP_KEY_TPM, "required");
+  if (sp_tpm_locate(d, SP_SWTPM_ROOT, &pf->tpm, e) < 0) {
+    refuse(pf, "%s", e->msg);
+    sp_err_clear(e);
+    return;
+  }
+  char hint[1024] = "";
+  if (!pf->tpm.dir.exists)
+    snprintf(hint, sizeof hint, "TPM state directory %s does not exist (has the VM's swtpm "
+             "ever started?)", pf->tpm.state_dir);
+  else if (!pf->tpm.listable)
+    sp_access_hint(&pf->tpm.dir, "TPM state", hint, sizeof hint);
+  else if (pf->tpm.nfiles == 0)
+    snprintf(hint, sizeof hint, "TPM state directory %s is empty", pf->tpm.state_dir);
+  for (size_t i = 0; !hint[0] && i < pf->tpm.nfiles; i++)
+    if (!pf->tpm.files[i].readable)
+      sp_access_hint(&pf->tpm.files[i], "TPM state file", hint, sizeof hint);
+  if (!hint[0]) {
+    pf->capture_tpm = true;
+    return;
+  }
+  if (required)
+    refuse(pf, "%s", hint);
+  else
+    warn(pf, "%s; the point will have no TPM state (tpm = optional)", hint);
+}
+
+static void check_agent(const struct sp_config *cfg, struct preflight *pf)
+{
+  if (sp_config_is(cfg, SP_KEY_FREEZE, "off"))
+    return;
+  bool required = sp_config_is(cfg, SP_KEY_FREEZE, "required");
+  const char *why = !pf->dom.agent_configured ? "has no guest agent channel"
+                    : !pf->dom.agent_connected ? "has a guest agent channel but no agent "
+                                                 "answering in the guest"
+                                               : NULL;
+  if (!why)
+    return;
+  if (required)
+    refuse(pf, "domain %s %s, and freeze = required: install and start qemu-guest-agent in "
+           "the guest, or set freeze = auto", pf->dom.name, why);
+  else
+    warn(pf, "domain %s %s: file systems will not be frozen (crash-consistent point)",
+         pf->dom.name, why);
+}
+
+/* The nearest existing ancestor of path must let us create it. */
+static void check_writable_dir(struct preflight *pf, const char *key, const char *path)
+{
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  while (!sp_exists(buf)) {
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) {
+      strcpy(buf, "/");
+      break;
+    }
+    *slash = '\0';
+  }
+  if (!sp_is_dir(buf))
+    refuse(pf, "%s %s: %s is not a directory", key, path, buf);
+  else if (access(buf, W_OK | X_OK) != 0)
+    refuse(pf, "%s %s: %s is not writable by this user (run as root, or set %s to a "
+           "writable directory)", key, path, buf, key);
+}
+
+static void check_job(virDomainPtr dom, struct preflight *pf)
+{
+  virDomainJobInfo ji;
+  if (virDomainGetJobInfo(dom, &ji) == 0 && ji.type != VIR_DOMAIN_JOB_NONE)
+    refuse(pf, "another job is running on %s (a backup or migration): wait for it, or end a "
+           "leftover backup with `virsh domjobabort %s`", pf->dom.name, pf->dom.name);
+}
+
+int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct preflight *pf,
+                  struct sp_err *e)
+{
+  memset(pf, 0, sizeof *pf);
+  int reason;
+  if (virDomainGetState(dom, &pf->state, &reason, 0) < 0)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "cannot read the state of %s: %s",
+                      virDomainGetName(dom), virt_errmsg());
+  if (virt_xml(dom, 0, &pf->xml, e) < 0 ||
+      sp_domain_parse(pf->xml, strlen(pf->xml), &pf->dom, e) < 0 ||
+      sp_qemu_conf_read(SP_QEMU_CONF_PATH, &pf->qc, e) < 0)
+    return -1;
+
+  if (pf->state == VIR_DOMAIN_SHUTOFF)
+    refuse(pf, "domain %s is shut off: offline backups are not supported yet; start it "
+           "(`virsh start --paused %s` keeps the guest from running)", pf->dom.name,
+           pf->dom.name);
+  else if (pf->state != VIR_DOMAIN_RUNNING && pf->state != VIR_DOMAIN_PAUSED &&
+           pf->state != VIR_DOMAIN_BLOCKED)
+    refuse(pf, "domain %s is %s: a backup needs it running or paused", pf->dom.name,
+           virt_state_name(pf->state));
+  if (check_disks(dom, pf, e) < 0)
+    return -1;
+  check_nvram(cfg, pf, e);
+  check_tpm(&pf->dom, cfg, pf, e);
+  if (e->code)
+    return -1;
+  check_agent(cfg, pf);
+  if (pf->state != VIR_DOMAIN_SHUTOFF)
+    check_job(dom, pf);
+  check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
+  check_writable_dir(pf, "scratch_dir", sp_config_str(cfg, SP_KEY_SCRATCH_DIR));
+  return 0;
+}
+
+void preflight_free(struct preflight *pf)
+{
+  for (size_t i = 0; i < pf->nrefusals; i++)
+    free(pf->refusals[i]);
+  for (size_t i = 0; i < pf->nwarnings; i++)
+    free(pf->warnings[i]);
+  free(pf->refusals);
+  free(pf->warnings);
+  free(pf->disks);
+  free(pf->xml);
+  sp_domain_free(&pf->dom);
+  sp_file_info_free(&pf->nvram);
+  sp_tpm_location_free(&pf->tpm);
+  sp_qemu_conf_free(&pf->qc);
+  memset(pf, 0, sizeof *pf);
+}
+
+size_t preflight_ndisks_copied(const struct preflight *pf)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < pf->ndisks; i++)
+    n += !pf->disks[i].skip;
+  return n;
+}

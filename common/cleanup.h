@@ -1,0 +1,28 @@
+/* Scope-bound cleanup helpers: every owned resource in stillpoint is
+ * released by the variable's scope ending, so a function has one error
+ * path and nothing leaks on it. */
+#ifndef SP_CLEANUP_H
+#define SP_CLEANUP_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void sp_freep(void *p) { free(*(void **)p); }
+static inline void sp_closep(int *fd) { if (*fd >= 0) close(*fd); }
+static inline void sp_fclosep(FILE **f) { if (*f) fclose(*f); }
+static inline void sp_closedirp(DIR **d) { if (*d) closedir(*d); }
+
+#define _cleanup_free_ _cleanup_(sp_freep)
+#define _cleanup_close_ _cleanup_(sp_closep)
+#define _cleanup_fclose_ _cleanup_(sp_fclosep)
+#define _cleanup_closedir_ _cleanup_(sp_closedirp)
+
+/* Hand ownership to the caller: the cleanup then sees NULL / -1. */
+#define steal_pointer(pp) ({ __typeof__(*(pp)) _v = *(pp); *(pp) = NULL; _v; })
+#define steal_fd(fdp) ({ int _fd = *(fdp); *(fdp) = -1; _fd; })
+
+#endif

@@ -1,0 +1,116 @@
+#include "qemu_conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+
+static int set(char **slot, const char *v, size_t n)
+{
+  char *s = strndup(v, n);
+  if (!s)
+    return -1;
+  free(*slot);
+  *slot = s;
+  return 0;
+}
+
+/* One "key = value" line; value quoted or bare (libvirt accepts both for
+ * numbers, we keep the text). */
+static int parse_line(const char *p, struct sp_qemu_conf *qc)
+{
+  while (isspace((unsigned char)*p))
+    p++;
+  if (*p == '#' || !*p)
+    return 0;
+  const char *k = p;
+  while (isalnum((unsigned char)*p) || *p == '_')
+    p++;
+  size_t klen = (size_t)(p - k);
+  while (isspace((unsigned char)*p))
+    p++;
+  if (*p != '=')
+    return 0; /* lists and other syntax we do not need */
+  p++;
+  while (isspace((unsigned char)*p))
+    p++;
+  const char *v = p;
+  size_t vlen;
+  if (*p == '"') {
+    v = ++p;
+    const char *q = strchr(p, '"');
+    if (!q)
+      return 0;
+    vlen = (size_t)(q - v);
+  } else {
+    while (*p && !isspace((unsigned char)*p) && *p != '#')
+      p++;
+    vlen = (size_t)(p - v);
+  }
+  struct { const char *key; char **slot; } map[] = {
+    { "user", &qc->user },
+    { "group", &qc->group },
+    { "swtpm_user", &qc->swtpm_user },
+    { "swtpm_group", &qc->swtpm_group },
+  };
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (strlen(map[i].key) == klen && strncmp(map[i].key, k, klen) == 0)
+      return set(map[i].slot, v, vlen);
+  return 0;
+}
+
+static int set_defaults(struct sp_qemu_conf *qc)
+{
+  /* Debian's libvirt build: qemu runs as libvirt-qemu, swtpm as tss. */
+  return (!qc->user && set(&qc->user, "libvirt-qemu", 12) < 0) ||
+             (!qc->group && set(&qc->group, "libvirt-qemu", 12) < 0) ||
+             (!qc->swtpm_user && set(&qc->swtpm_user, "tss", 3) < 0) ||
+             (!qc->swtpm_group && set(&qc->swtpm_group, "tss", 3) < 0)
+           ? -1
+           : 0;
+}
+
+int sp_qemu_conf_parse(const char *text, struct sp_qemu_conf *qc, struct sp_err *e)
+{
+  memset(qc, 0, sizeof *qc);
+  const char *p = text;
+  while (p && *p) {
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    _cleanup_free_ char *line = strndup(p, n);
+    if (!line || parse_line(line, qc) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+    p = nl ? nl + 1 : NULL;
+  }
+  if (set_defaults(qc) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+  qc->from_file = true;
+  return 0;
+}
+
+int sp_qemu_conf_read(const char *path, struct sp_qemu_conf *qc, struct sp_err *e)
+{
+  _cleanup_free_ char *buf = NULL;
+  size_t len;
+  if (sp_read_file(path, 4u << 20, &buf, &len, e) < 0) {
+    /* mode 0600 root: a non-root user cannot read it, which is normal. */
+    sp_err_clear(e);
+    memset(qc, 0, sizeof *qc);
+    if (set_defaults(qc) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+    return 0;
+  }
+  return sp_qemu_conf_parse(buf, qc, e);
+}
+
+void sp_qemu_conf_free(struct sp_qemu_conf *qc)
+{
+  free(qc->user);
+  free(qc->group);
+  free(qc->swtpm_user);
+  free(qc->swtpm_group);
+  memset(qc, 0, sizeof *qc);
+}

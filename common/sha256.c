@@ -1,0 +1,64 @@
+#include "sha256.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+static void to_hex(const unsigned char *md, char *hex)
+{
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  hex[64] = '\0';
+}
+
+int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1])
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+    return -1;
+  to_hex(md, hex);
+  return 0;
+}
+
+static void ctx_freep(EVP_MD_CTX **c) { EVP_MD_CTX_free(*c); }
+
+int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  __attribute__((cleanup(ctx_freep))) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 is not available from OpenSSL");
+  unsigned char buf[1 << 16];
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "read");
+    if (r == 0)
+      break;
+    EVP_DigestUpdate(ctx, buf, (size_t)r);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 32)
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 failed");
+  to_hex(md, hex);
+  return 0;
+}
+
+int sp_sha256_file(const char *path, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", path);
+  if (sp_sha256_fd(fd, hex, e) < 0)
+    return sp_err_prefix(e, "%s", path);
+  return 0;
+}

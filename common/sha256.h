@@ -1,0 +1,17 @@
+/* SHA-256 through OpenSSL's EVP interface, as lowercase hex: the form
+ * sha256sum(1) prints, so SHA256SUMS files verify with `sha256sum -c`. */
+#ifndef SP_SHA256_H
+#define SP_SHA256_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+#define SP_SHA256_HEX_LEN 64
+
+/* hex must hold SP_SHA256_HEX_LEN + 1 bytes. */
+int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1]);
+int sp_sha256_file(const char *path, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
+int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
+
+#endif

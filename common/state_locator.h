@@ -1,0 +1,51 @@
+/* Where a domain's TPM and NVRAM state lives on the host, who owns it, and
+ * whether this process may read it: the answers the preflight needs
+ * before anything is paused. */
+#ifndef SP_STATE_LOCATOR_H
+#define SP_STATE_LOCATOR_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "domain_xml.h"
+#include "err.h"
+
+#define SP_SWTPM_ROOT "/var/lib/libvirt/swtpm"
+
+struct sp_file_info {
+  char *path;
+  bool exists;
+  bool readable;    /* by this process (effective ids) */
+  uid_t uid;
+  gid_t gid;
+  mode_t mode;      /* permission bits only */
+  long long size;
+  char owner[64];   /* names, or numbers when unknown */
+  char group[64];
+};
+
+struct sp_tpm_location {
+  char *state_dir;  /* .../<uuid>/tpm2 (or tpm1.2), or the XML's source path */
+  const char *subdir; /* "tpm2" | "tpm1.2" */
+  struct sp_file_info dir;
+  struct sp_file_info *files; /* regular files in state_dir, .lock left out */
+  size_t nfiles;
+  bool listable;    /* the directory can be read and searched */
+};
+
+/* "tpm2" for version 2.0, "tpm1.2" for 1.2, NULL for anything else. */
+const char *sp_tpm_subdir(const char *version);
+
+/* Fills the location of an emulator TPM; swtpm_root is SP_SWTPM_ROOT
+ * except in tests. */
+int sp_tpm_locate(const struct sp_domain *d, const char *swtpm_root,
+                  struct sp_tpm_location *loc, struct sp_err *e);
+void sp_tpm_location_free(struct sp_tpm_location *loc);
+
+int sp_file_info(const char *path, struct sp_file_info *fi, struct sp_err *e);
+void sp_file_info_free(struct sp_file_info *fi);
+
+/* "P is owned by U:G mode 0700: run as root or add this user to group G" */
+void sp_access_hint(const struct sp_file_info *fi, const char *what, char *buf, size_t size);
+
+#endif
