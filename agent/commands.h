@@ -4,5 +4,7 @@
 #define SP_COMMANDS_H
 
 int cmd_check(int argc, char **argv);
+int cmd_hook(int argc, char **argv);
+int cmd_state(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@ static const char usage[] =
   "\n"
   "commands:\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
+  "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
+  "  state list|restore DOMAIN      TPM/NVRAM snapshots the hook took at VM stop\n"
   "\n"
   "common options: -c URI (default qemu:///system), --json, --config FILE,\n"
   "                --set key=value, -q, -v, --help\n"
@@ -21,6 +23,8 @@ static const struct {
   int (*fn)(int, char **);
 } commands[] = {
   { "check", cmd_check },
+  { "hook", cmd_hook },
+  { "state", cmd_state },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,266 @@
+#include "state_capture.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+
+long long sp_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sp_blob_free(struct sp_blob *b)
+{
+  free(b->name);
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+void sp_tree_free(struct sp_tree *t)
+{
+  for (size_t i = 0; i < t->n; i++)
+    sp_blob_free(&t->files[i]);
+  free(t->files);
+  memset(t, 0, sizeof *t);
+}
+
+/* Reads an open file completely; st gives its size (0 for a block device,
+ * which is then read to its end). */
+static int read_fd(int fd, const char *what, struct sp_blob *b, struct sp_err *e)
+{
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot stat %s", what);
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is not a regular file or block device", what);
+  size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 1 << 20;
+  _cleanup_free_ unsigned char *buf = malloc(cap);
+  if (!buf)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", what);
+  size_t n = 0;
+  for (;;) {
+    if (n == cap) {
+      if (cap >= 256u << 20)
+        return sp_err_set(e, SP_EXIT_FAILED, "%s is larger than 256 MiB", what);
+      unsigned char *nb = realloc(buf, cap * 2);
+      if (!nb)
+        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", what);
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot read %s", what);
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  b->data = steal_pointer(&buf);
+  b->len = n;
+  b->mode = st.st_mode & 07777;
+  b->uid = st.st_uid;
+  b->gid = st.st_gid;
+  sp_sha256_hex(b->data, n, b->sha256);
+  return 0;
+}
+
+int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e)
+{
+  memset(b, 0, sizeof *b);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  if (fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", path);
+  const char *slash = strrchr(path, '/');
+  b->name = strdup(slash ? slash + 1 : path);
+  if (!b->name)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  if (read_fd(fd, path, b, e) < 0) {
+    sp_blob_free(b);
+    return -1;
+  }
+  return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+  return strcmp(((const struct sp_blob *)a)->name, ((const struct sp_blob *)b)->name);
+}
+
+static void tree_digest(struct sp_tree *t)
+{
+  /* sha256sum-style lines of every file, hashed: equal trees, equal digest. */
+  size_t cap = 1, off = 0;
+  for (size_t i = 0; i < t->n; i++)
+    cap += strlen(t->files[i].name) + SP_SHA256_HEX_LEN + 4;
+  _cleanup_free_ char *s = malloc(cap);
+  if (!s) {
+    t->digest[0] = '\0';
+    return;
+  }
+  for (size_t i = 0; i < t->n; i++)
+    off += (size_t)snprintf(s + off, cap - off, "%s  %s\n", t->files[i].sha256,
+                            t->files[i].name);
+  sp_sha256_hex(s, off, t->digest);
+}
+
+int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct sp_err *e)
+{
+  memset(t, 0, sizeof *t);
+  *temp_present = false;
+  _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (dfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open directory %s", dir);
+  int dup_fd = dup(dfd);
+  _cleanup_closedir_ DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+  if (!d) {
+    if (dup_fd >= 0)
+      close(dup_fd);
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
+  }
+  struct dirent *de;
+  int rc = 0;
+  while (rc == 0 && (de = readdir(d))) {
+    const char *name = de->d_name;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, ".lock") == 0)
+      continue;
+    if (strncmp(name, "TMP", 3) == 0) {
+      *temp_present = true;
+      continue;
+    }
+    struct sp_blob *nf = realloc(t->files, (t->n + 1) * sizeof *nf);
+    if (!nf) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", dir);
+      break;
+    }
+    t->files = nf;
+    struct sp_blob *b = &t->files[t->n];
+    memset(b, 0, sizeof *b);
+    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT)
+      continue; /* renamed away under us: the next read sees the new one */
+    if (fd < 0) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s/%s", dir, name);
+      break;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+      rc = sp_err_set(e, SP_EXIT_FAILED, "%s/%s is not a regular file", dir, name);
+      break;
+    }
+    if (!(b->name = strdup(name))) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", dir);
+      break;
+    }
+    t->n++;
+    rc = read_fd(fd, name, b, e);
+  }
+  if (rc < 0) {
+    sp_tree_free(t);
+    return -1;
+  }
+  if (t->n)
+    qsort(t->files, t->n, sizeof *t->files, by_name);
+  tree_digest(t);
+  return 0;
+}
+
+int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tree *t,
+                    struct sp_capture_stats *st, struct sp_err *e)
+{
+  long long start = sp_now_ms();
+  struct sp_tree prev = { 0 };
+  bool have_prev = false;
+  memset(st, 0, sizeof *st);
+  memset(t, 0, sizeof *t);
+  for (;;) {
+    struct sp_tree cur;
+    bool temp;
+    if (sp_tree_read(dir, &cur, &temp, e) < 0) {
+      sp_tree_free(&prev);
+      return -1;
+    }
+    st->reads++;
+    st->temp_seen += temp;
+    if (!temp && have_prev && strcmp(prev.digest, cur.digest) == 0) {
+      sp_tree_free(&prev);
+      *t = cur;
+      st->ms = (long)(sp_now_ms() - start);
+      return 0;
+    }
+    sp_tree_free(&prev);
+    prev = cur;
+    have_prev = !temp;
+    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
+      sp_tree_free(&prev);
+      return sp_err_set(e, SP_EXIT_FAILED,
+                        "TPM state in %s did not settle: %d reads in %lld ms, %d with a swtpm "
+                        "temp file", dir, st->reads, sp_now_ms() - start, st->temp_seen);
+    }
+    if (temp) {
+      /* swtpm is between write and rename: give it a moment. */
+      struct timespec pause = { 0, 2 * 1000 * 1000 };
+      nanosleep(&pause, NULL);
+    }
+  }
+}
+
+int sp_blob_capture(const char *path, int max_reads, long budget_ms, struct sp_blob *b,
+                    struct sp_capture_stats *st, struct sp_err *e)
+{
+  long long start = sp_now_ms();
+  struct sp_blob prev = { 0 };
+  memset(st, 0, sizeof *st);
+  for (;;) {
+    struct sp_blob cur;
+    if (sp_blob_read(path, &cur, e) < 0) {
+      sp_blob_free(&prev);
+      return -1;
+    }
+    st->reads++;
+    if (prev.name && strcmp(prev.sha256, cur.sha256) == 0) {
+      sp_blob_free(&prev);
+      *b = cur;
+      st->ms = (long)(sp_now_ms() - start);
+      return 0;
+    }
+    sp_blob_free(&prev);
+    prev = cur;
+    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
+      sp_blob_free(&prev);
+      return sp_err_set(e, SP_EXIT_FAILED, "%s kept changing: %d reads in %lld ms", path,
+                        st->reads, sp_now_ms() - start);
+    }
+  }
+}
+
+int sp_blob_write_at(int dirfd, const char *name, const struct sp_blob *b, bool chown_file,
+                     struct sp_err *e)
+{
+  mode_t mode = b->mode & 0777 ? b->mode & 0777 : 0600;
+  if (sp_write_file_at(dirfd, name, b->data, b->len, mode, e) < 0)
+    return -1;
+  if (chown_file && geteuid() == 0 &&
+      fchownat(dirfd, name, b->uid, b->gid, AT_SYMLINK_NOFOLLOW) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot set the owner of %s", name);
+  return 0;
+}
+
+int sp_tree_write_at(int dirfd, const struct sp_tree *t, bool chown_files, struct sp_err *e)
+{
+  for (size_t i = 0; i < t->n; i++)
+    if (sp_blob_write_at(dirfd, t->files[i].name, &t->files[i], chown_files, e) < 0)
+      return -1;
+  return 0;
+}

@@ -1,0 +1,65 @@
+/* Reading TPM state trees and NVRAM files into memory, and writing them
+ * back.  Capture happens inside the pause window: QEMU's stop does not
+ * wait for an in-flight TPM command, so a tree is re-read until no swtpm
+ * temp file (TMP*) is present and two reads hash the same. */
+#ifndef SP_STATE_CAPTURE_H
+#define SP_STATE_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "sha256.h"
+
+struct sp_blob {
+  char *name;           /* file name inside its tree (no '/') */
+  unsigned char *data;
+  size_t len;
+  mode_t mode;          /* permission bits */
+  uid_t uid;
+  gid_t gid;
+  char sha256[SP_SHA256_HEX_LEN + 1];
+};
+
+struct sp_tree {
+  struct sp_blob *files; /* sorted by name */
+  size_t n;
+  char digest[SP_SHA256_HEX_LEN + 1]; /* over names and file hashes */
+};
+
+struct sp_capture_stats {
+  int reads;            /* how many times the tree was read */
+  int temp_seen;        /* reads that found a swtpm temp file */
+  long ms;
+};
+
+/* One read of a flat directory: regular files only, ".lock" and swtpm's
+ * "TMP*" temp files left out (temp_present tells whether one was seen).
+ * Anything that is not a regular file is an error: a state directory
+ * holds none, and a symlink there is not ours to follow. */
+int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct sp_err *e);
+
+/* Reads until stable: no temp file and two equal digests in a row, at
+ * most max_reads reads and budget_ms milliseconds. */
+int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tree *t,
+                    struct sp_capture_stats *st, struct sp_err *e);
+
+/* The same for one file (NVRAM: a file or a block device). */
+int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e);
+int sp_blob_capture(const char *path, int max_reads, long budget_ms, struct sp_blob *b,
+                    struct sp_capture_stats *st, struct sp_err *e);
+
+/* Writes every file of t into the existing directory dirfd (fsynced, each
+ * file with its recorded mode; owner kept when chown_files and we are
+ * root).  Refuses names that are not plain file names. */
+int sp_tree_write_at(int dirfd, const struct sp_tree *t, bool chown_files, struct sp_err *e);
+int sp_blob_write_at(int dirfd, const char *name, const struct sp_blob *b, bool chown_file,
+                     struct sp_err *e);
+
+void sp_blob_free(struct sp_blob *b);
+void sp_tree_free(struct sp_tree *t);
+/* A monotonic clock in milliseconds, for budgets and windows. */
+long long sp_now_ms(void);
+
+#endif
