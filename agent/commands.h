@@ -3,7 +3,9 @@
 #ifndef SP_COMMANDS_H
 #define SP_COMMANDS_H
 
+int cmd_backup(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_list(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
 int cmd_state(int argc, char **argv);
 

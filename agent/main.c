@@ -4,12 +4,15 @@
 
 #include "commands.h"
 #include "err.h"
+#include "guardian.h"
 #include "virt.h"
 
 static const char usage[] =
   "usage: stillpoint COMMAND [options]\n"
   "\n"
   "commands:\n"
+  "  backup DOMAIN     take a consistent backup point (disks, NVRAM, TPM at one instant)\n"
+  "  list DOMAIN       list the points of a domain\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
   "  state list|restore DOMAIN      TPM/NVRAM snapshots the hook took at VM stop\n"
@@ -22,7 +25,9 @@ static const struct {
   const char *name;
   int (*fn)(int, char **);
 } commands[] = {
+  { "backup", cmd_backup },
   { "check", cmd_check },
+  { "list", cmd_list },
   { "hook", cmd_hook },
   { "state", cmd_state },
 };
@@ -41,6 +46,8 @@ int main(int argc, char **argv)
     printf("stillpoint %s\n", STILLPOINT_VERSION);
     return SP_EXIT_OK;
   }
+  if (strcmp(argv[1], "__guardian") == 0)
+    return guardian_main(argc - 1, argv + 1);
   virt_quiet_errors();
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(argv[1], commands[i].name) == 0)

@@ -49,8 +49,8 @@ static char **merged_env(char *const extra[])
   return env;
 }
 
-pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
-               struct sp_err *e)
+static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+                   const int *fds, size_t nfds, struct sp_err *e)
 {
   _cleanup_free_ char **env = merged_env(env_extra);
   if (!env)
@@ -64,6 +64,8 @@ pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   if (err_fd >= 0)
     posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  for (size_t i = 0; i < nfds; i++)
+    posix_spawn_file_actions_adddup2(&fa, fds[i], 3 + (int)i);
   /* The child starts with default signal handling and an empty mask,
    * whatever the coordinator blocks or catches. */
   sigset_t all, none;
@@ -79,6 +81,18 @@ pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_
   if (rc != 0)
     return sp_err_sys(e, SP_EXIT_FAILED, rc, "cannot run %s", argv[0]);
   return pid;
+}
+
+pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+               struct sp_err *e)
+{
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, e);
+}
+
+pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
+                   struct sp_err *e)
+{
+  return spawn(argv, env_extra, -1, -1, fds, nfds, e);
 }
 
 static int append(char **buf, size_t *len, const char *data, size_t n)

@@ -1,0 +1,247 @@
+#include "backup_job.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "cleanup.h"
+#include "fsutil.h"
+#include "virt.h"
+
+#define RUN_ROOT "/run/stillpoint"
+
+static int lookup_id(const char *name, bool group, unsigned *out)
+{
+  if (name[0] == '+') {
+    char *end;
+    unsigned long n = strtoul(name + 1, &end, 10);
+    if (!*end) {
+      *out = (unsigned)n;
+      return 0;
+    }
+  }
+  char buf[4096];
+  if (group) {
+    struct group gr, *r = NULL;
+    if (getgrnam_r(name, &gr, buf, sizeof buf, &r) != 0 || !r)
+      return -1;
+    *out = r->gr_gid;
+  } else {
+    struct passwd pw, *r = NULL;
+    if (getpwnam_r(name, &pw, buf, sizeof buf, &r) != 0 || !r)
+      return -1;
+    *out = r->pw_uid;
+  }
+  return 0;
+}
+
+int qemu_ids(const struct sp_qemu_conf *qc, uid_t *uid, gid_t *gid, struct sp_err *e)
+{
+  unsigned u, g;
+  if (lookup_id(qc->user, false, &u) < 0)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "QEMU's user '%s' (qemu.conf) does not exist",
+                      qc->user);
+  if (lookup_id(qc->group, true, &g) < 0)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "QEMU's group '%s' (qemu.conf) does not exist",
+                      qc->group);
+  *uid = u;
+  *gid = g;
+  return 0;
+}
+
+/* A directory only QEMU's user (and root) may enter. */
+static int private_dir(const char *path, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  if (mkdir(path, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", path);
+  if (chown(path, uid, gid) < 0)
+    return sp_err_sys(e, SP_EXIT_PREFLIGHT, errno,
+                      "cannot give %s to QEMU's user (run stillpoint as root)", path);
+  return 0;
+}
+
+static char *xml_escape(const char *s)
+{
+  size_t n = 1;
+  for (const char *p = s; *p; p++)
+    n += strchr("<>&'\"", *p) ? 6 : 1;
+  char *out = malloc(n), *o = out;
+  if (!out)
+    return NULL;
+  for (const char *p = s; *p; p++) {
+    const char *rep = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
+                      : *p == '\'' ? "&apos;" : *p == '"' ? "&quot;" : NULL;
+    if (rep)
+      o = stpcpy(o, rep);
+    else
+      *o++ = *p;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* Appends printf output to a growing string; NULL stays NULL (ENOMEM). */
+static __attribute__((format(printf, 2, 3))) void cat(char **s, const char *fmt, ...)
+{
+  if (!*s)
+    return;
+  char *add = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int r = vasprintf(&add, fmt, ap);
+  va_end(ap);
+  char *joined = NULL;
+  if (r < 0 || asprintf(&joined, "%s%s", *s, add) < 0)
+    joined = NULL;
+  free(add);
+  free(*s);
+  *s = joined;
+}
+
+static int build_xml(struct backup_job *j, struct sp_err *e)
+{
+  _cleanup_free_ char *sock = xml_escape(j->socket), *cp = xml_escape(j->checkpoint);
+  _cleanup_free_ char *inc = j->incremental ? xml_escape(j->incremental) : NULL;
+  char *b = strdup(""), *c = strdup("");
+  if (!sock || !cp || (j->incremental && !inc)) {
+    free(b);
+    free(c);
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
+  }
+  cat(&b, "<domainbackup mode='pull'>");
+  if (inc)
+    cat(&b, "<incremental>%s</incremental>", inc);
+  cat(&b, "<server transport='unix' socket='%s'/><disks>", sock);
+  cat(&c, "<domaincheckpoint><name>%s</name><description>stillpoint point</description><disks>",
+      cp);
+  for (size_t i = 0; i < j->ndisks; i++) {
+    const struct job_disk *d = &j->disks[i];
+    _cleanup_free_ char *t = xml_escape(d->target);
+    _cleanup_free_ char *s = d->scratch ? xml_escape(d->scratch) : NULL;
+    if (!t || (d->scratch && !s)) {
+      free(b);
+      free(c);
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
+    }
+    if (d->copy)
+      cat(&b, "<disk name='%s' backup='yes' type='file'%s><scratch file='%s'/></disk>", t,
+          inc && d->full ? " backupmode='full'" : "", s);
+    else
+      cat(&b, "<disk name='%s' backup='no'/>", t);
+    cat(&c, "<disk name='%s' checkpoint='%s'/>", t, d->bitmap ? "bitmap" : "no");
+  }
+  cat(&b, "</disks></domainbackup>");
+  cat(&c, "</disks></domaincheckpoint>");
+  j->backup_xml = b;
+  j->checkpoint_xml = c;
+  if (!b || !c)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
+  return 0;
+}
+
+static int make_scratch(struct job_disk *d, const char *dir, uid_t uid, gid_t gid,
+                        struct sp_err *e)
+{
+  if (asprintf(&d->scratch, "%s/%s.scratch", dir, d->target) < 0) {
+    d->scratch = NULL;
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "scratch");
+  }
+  /* An EMPTY qcow2 of exactly the disk's size: libvirt reuses it
+   * (REUSE_EXTERNAL), which keeps its creation out of the pause. */
+  char size[32];
+  snprintf(size, sizeof size, "%llu", d->size);
+  char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", d->scratch, size, NULL };
+  struct sp_run_result r;
+  if (sp_run(argv, NULL, SP_RUN_CAPTURE_ERR, &r, e) < 0)
+    return -1;
+  int status = r.status;
+  if (status != 0) {
+    sp_err_set(e, SP_EXIT_FAILED, "qemu-img create %s failed: %s", d->scratch, r.err);
+    sp_run_result_free(&r);
+    return -1;
+  }
+  sp_run_result_free(&r);
+  if (chmod(d->scratch, 0600) < 0 || chown(d->scratch, uid, gid) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot give %s to QEMU's user", d->scratch);
+  return 0;
+}
+
+int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc,
+                       const char *scratch_root, const char *tag, struct sp_err *e)
+{
+  uid_t uid;
+  gid_t gid;
+  if (qemu_ids(qc, &uid, &gid, e) < 0)
+    return -1;
+  /* Parents must be searchable by QEMU's user; the job's own dirs are not. */
+  if (sp_mkdir_p(RUN_ROOT, 0711, e) < 0 || sp_mkdir_p(scratch_root, 0711, e) < 0)
+    return -1;
+  if (asprintf(&j->rundir, "%s/%s", RUN_ROOT, tag) < 0 ||
+      asprintf(&j->socket, "%s/nbd.sock", j->rundir) < 0 ||
+      asprintf(&j->scratchdir, "%s/%s", scratch_root, tag) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup job");
+  if (strlen(j->socket) >= 108)
+    return sp_err_set(e, SP_EXIT_FAILED, "socket path %s is too long for a unix socket",
+                      j->socket);
+  if (private_dir(j->rundir, uid, gid, e) < 0 || private_dir(j->scratchdir, uid, gid, e) < 0)
+    return -1;
+  for (size_t i = 0; i < j->ndisks; i++)
+    if (j->disks[i].copy && make_scratch(&j->disks[i], j->scratchdir, uid, gid, e) < 0)
+      return -1;
+  return build_xml(j, e);
+}
+
+int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
+{
+  if (virDomainBackupBegin(dom, j->backup_xml, j->checkpoint_xml,
+                           VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "libvirt could not start the backup job of %s: %s",
+                      virDomainGetName(dom), virt_errmsg());
+  j->begun = true;
+  return 0;
+}
+
+int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
+{
+  if (!j->begun)
+    return 0;
+  j->begun = false;
+  if (virDomainAbortJob(dom) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot end the backup job of %s: %s (end it with "
+                      "`virsh domjobabort %s`)", virDomainGetName(dom), virt_errmsg(),
+                      virDomainGetName(dom));
+  return 0;
+}
+
+void backup_job_free(struct backup_job *j)
+{
+  struct sp_err ignored = { 0 };
+  if (j->rundir)
+    sp_rm_rf(j->rundir, &ignored);
+  if (j->scratchdir)
+    sp_rm_rf(j->scratchdir, &ignored);
+  for (size_t i = 0; i < j->ndisks; i++)
+    free(j->disks[i].scratch);
+  free(j->disks);
+  free(j->rundir);
+  free(j->socket);
+  free(j->scratchdir);
+  free(j->checkpoint);
+  free(j->incremental);
+  free(j->backup_xml);
+  free(j->checkpoint_xml);
+  memset(j, 0, sizeof *j);
+}
+
+char *backup_job_uri(const struct backup_job *j, const char *target)
+{
+  char *u = NULL;
+  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, j->socket) < 0 ? NULL : u;
+}

@@ -1,0 +1,53 @@
+/* libvirt's pull-mode backup job: everything that can be made before the
+ * pause is made before it (runtime directory, socket path, scratch files,
+ * both XML documents), so that inside the window there is only the one
+ * virDomainBackupBegin call. */
+#ifndef SP_BACKUP_JOB_H
+#define SP_BACKUP_JOB_H
+
+#include <libvirt/libvirt.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "qemu_conf.h"
+
+struct job_disk {
+  const char *target;
+  bool copy;               /* exported by the job */
+  bool bitmap;             /* part of the new checkpoint */
+  bool full;               /* exported in full even in an incremental job */
+  unsigned long long size;
+  char *scratch;           /* pre-made empty qcow2 */
+};
+
+struct backup_job {
+  char *rundir;            /* private: QEMU's socket lives here */
+  char *socket;
+  char *scratchdir;
+  struct job_disk *disks;
+  size_t ndisks;
+  char *checkpoint;        /* name of the new checkpoint */
+  char *incremental;       /* checkpoint the job starts from, NULL: full */
+  char *backup_xml, *checkpoint_xml;
+  bool begun;
+};
+
+/* Makes the directories (owned by QEMU's user, 0700), the scratch files
+ * and the XML.  disks[] must be filled by the caller (target, copy,
+ * bitmap, full, size). */
+int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc, const char *scratch_root,
+                       const char *tag, struct sp_err *e);
+/* Inside the window. */
+int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
+/* Ends the pull job (the NBD exports go away). */
+int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
+/* Removes the runtime and scratch directories and frees. */
+void backup_job_free(struct backup_job *j);
+
+/* nbd+unix:///<target>?socket=<socket> */
+char *backup_job_uri(const struct backup_job *j, const char *target);
+/* Resolves a qemu.conf user/group ("name" or "+uid") to ids. */
+int qemu_ids(const struct sp_qemu_conf *qc, uid_t *uid, gid_t *gid, struct sp_err *e);
+
+#endif

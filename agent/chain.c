@@ -1,0 +1,315 @@
+#include "chain.h"
+
+#include <errno.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "point_layout.h"
+#include "virt.h"
+
+/* The complete points of this domain, oldest first. */
+struct history {
+  struct sp_manifest *m;
+  size_t n;
+};
+
+static void history_free(struct history *h)
+{
+  for (size_t i = 0; i < h->n; i++)
+    sp_manifest_free(&h->m[i]);
+  free(h->m);
+}
+
+static int history_load(const char *domain_dir, const char *uuid, const struct sp_log *log,
+                        struct history *h, struct sp_err *e)
+{
+  memset(h, 0, sizeof *h);
+  _cleanup_free_ struct sp_point_ref *refs = NULL;
+  size_t n;
+  if (sp_points_list(domain_dir, &refs, &n, e) < 0)
+    return -1;
+  h->m = calloc(n ? n : 1, sizeof *h->m);
+  if (!h->m)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "chain");
+  for (size_t i = 0; i < n; i++) {
+    if (refs[i].partial)
+      continue;
+    _cleanup_free_ char *dir = sp_path_join(domain_dir, refs[i].id);
+    struct sp_err me = { 0 };
+    if (!dir || sp_manifest_load(dir, &h->m[h->n], &me) < 0) {
+      sp_warn(log, "point %s is unreadable and left out of the chain: %s", refs[i].id, me.msg);
+      continue;
+    }
+    if (strcmp(h->m[h->n].uuid, uuid) != 0 || strcmp(h->m[h->n].id, refs[i].id) != 0) {
+      sp_warn(log, "point %s belongs to another domain (UUID %s) or names another id: left out "
+              "of the chain", refs[i].id, h->m[h->n].uuid);
+      sp_manifest_free(&h->m[h->n]);
+      continue;
+    }
+    h->n++;
+  }
+  return 0;
+}
+
+static const struct sp_manifest *history_find(const struct history *h, const char *id)
+{
+  for (size_t i = 0; id && i < h->n; i++)
+    if (strcmp(h->m[i].id, id) == 0)
+      return &h->m[i];
+  return NULL;
+}
+
+static bool checkpoint_exists(virDomainPtr dom, const char *name)
+{
+  _cleanup_checkpoint_ virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+  return cp != NULL;
+}
+
+/* The saved checkpoint XML without its <parent> when libvirt does not know
+ * that parent any more: redefinition refuses an unknown parent, and the
+ * bitmap of this checkpoint is all an incremental from it needs. */
+static char *checkpoint_xml_for_redefine(virDomainPtr dom, const char *xml, size_t len)
+{
+  xmlDocPtr doc = xmlReadMemory(xml, (int)len, "checkpoint.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  if (!doc)
+    return NULL;
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE || !xmlStrEqual(n->name, (const xmlChar *)"parent"))
+      continue;
+    xmlChar *pname = NULL;
+    for (xmlNodePtr c = n->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)"name"))
+        pname = xmlNodeGetContent(c);
+    bool known = pname && checkpoint_exists(dom, (const char *)pname);
+    xmlFree(pname);
+    if (!known) {
+      xmlUnlinkNode(n);
+      xmlFreeNode(n);
+    }
+    break;
+  }
+  xmlChar *out = NULL;
+  int outlen = 0;
+  xmlDocDumpMemory(doc, &out, &outlen);
+  xmlFreeDoc(doc);
+  char *r = out ? strndup((const char *)out, (size_t)outlen) : NULL;
+  xmlFree(out);
+  return r;
+}
+
+/* Makes sure libvirt knows the checkpoint of every point from the chain's
+ * full up to base, redefining lost ones oldest first. */
+static int ensure_checkpoints(virDomainPtr dom, const char *domain_dir, const struct history *h,
+                              const struct sp_manifest *base, const struct sp_log *log,
+                              char **why, struct sp_err *e)
+{
+  const struct sp_manifest *lineage[256];
+  size_t n = 0;
+  for (const struct sp_manifest *m = base; m && n < 256; m = history_find(h, m->parent))
+    lineage[n++] = m;
+  while (n--) {
+    const struct sp_manifest *m = lineage[n];
+    if (!m->checkpoint || checkpoint_exists(dom, m->checkpoint))
+      continue;
+    sp_warn(log, "libvirt has lost checkpoint %s of point %s: redefining it from the point's "
+            "checkpoint.xml", m->checkpoint, m->id);
+    _cleanup_free_ char *dir = sp_path_join(domain_dir, m->id);
+    _cleanup_free_ char *path = dir ? sp_path_join(dir, "checkpoint.xml") : NULL;
+    _cleanup_free_ char *xml = NULL, *fixed = NULL;
+    size_t len;
+    struct sp_err re = { 0 };
+    if (!path || sp_read_file(path, 16u << 20, &xml, &len, &re) < 0) {
+      if (asprintf(why, "checkpoint %s is missing in libvirt and %s cannot be read: %s",
+                   m->checkpoint, path ? path : "checkpoint.xml", re.msg) < 0)
+        *why = NULL;
+      return 0;
+    }
+    fixed = checkpoint_xml_for_redefine(dom, xml, len);
+    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+      fixed ? virDomainCheckpointCreateXML(dom, fixed, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
+            : NULL;
+    if (!cp) {
+      if (asprintf(why, "checkpoint %s is missing in libvirt and could not be redefined from "
+                   "%s: %s", m->checkpoint, path, fixed ? virt_errmsg() : "unreadable XML") < 0)
+        *why = NULL;
+      return 0;
+    }
+    sp_info(log, "checkpoint %s redefined", m->checkpoint);
+  }
+  (void)e;
+  return 0;
+}
+
+/* Increments since the chain's full, walking parent links. */
+static int incs_since_full(const struct history *h, const struct sp_manifest *last)
+{
+  int n = 0;
+  for (const struct sp_manifest *m = last; m && strcmp(m->level, "full") != 0;
+       m = history_find(h, m->parent))
+    n++;
+  return n;
+}
+
+static const char *pick_level(const struct sp_config *cfg, const char *req,
+                              const struct history *h, const struct sp_manifest *last,
+                              char **why)
+{
+  if (strcmp(req, "full") == 0)
+    return "full";
+  if (!last) {
+    if (strcmp(req, "auto") != 0 && asprintf(why, "no previous point of this domain") < 0)
+      *why = NULL;
+    return "full";
+  }
+  if (strcmp(req, "auto") != 0)
+    return req;
+  long every = sp_config_int(cfg, SP_KEY_FULL_EVERY);
+  if (every > 0 && incs_since_full(h, last) >= every)
+    return "full"; /* the policy's normal rhythm, not a warning */
+  return "inc";
+}
+
+/* Fills the per-disk plan against base (NULL for a full point); returns
+ * 1 when the whole point must be full after all (*why says why). */
+static int plan_disks(const char *domain_dir, const struct preflight *pf,
+                      const struct sp_manifest *base, struct chain_plan *p, char **why,
+                      struct sp_err *e)
+{
+  p->disks = calloc(pf->ndisks ? pf->ndisks : 1, sizeof *p->disks);
+  if (!p->disks)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+  for (size_t i = 0; i < pf->ndisks; i++) {
+    const struct pf_disk *d = &pf->disks[i];
+    if (d->skip)
+      continue;
+    struct disk_plan *dp = &p->disks[p->ndisks++];
+    dp->pf = d;
+    dp->bitmap = !d->full_only;
+    dp->level = "full";
+    if (!base || d->full_only)
+      continue;
+    const struct sp_manifest_disk *md = sp_manifest_disk(base, d->disk->target);
+    if (!md)
+      continue; /* a disk new since the last point: full, in a point that is not */
+    if (md->size != d->capacity) {
+      if (asprintf(why, "disk %s changed size since point %s", d->disk->target, base->id) < 0)
+        *why = NULL;
+      return 1;
+    }
+    if (!md->format || !d->disk->format || strcmp(md->format, d->disk->format) != 0)
+      continue;
+    _cleanup_free_ char *pdir = sp_path_join(domain_dir, base->id);
+    char *img = pdir ? sp_path_join(pdir, md->file) : NULL;
+    if (!img)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+    if (!sp_exists(img)) {
+      if (asprintf(why, "image %s of point %s is missing", img, base->id) < 0)
+        *why = NULL;
+      free(img);
+      return 1;
+    }
+    dp->parent_image = img;
+    if (asprintf(&dp->parent_file, "../../%s/%s", base->id, md->file) < 0) {
+      dp->parent_file = NULL;
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+    }
+    dp->level = p->level;
+  }
+  return 0;
+}
+
+static void reset_disks(struct chain_plan *p)
+{
+  for (size_t i = 0; i < p->ndisks; i++) {
+    free(p->disks[i].parent_image);
+    free(p->disks[i].parent_file);
+  }
+  free(p->disks);
+  p->disks = NULL;
+  p->ndisks = 0;
+}
+
+int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct preflight *pf,
+                    const struct sp_config *cfg, const char *level_req,
+                    const struct sp_log *log, struct chain_plan *p, struct sp_err *e)
+{
+  memset(p, 0, sizeof *p);
+  struct history h;
+  if (history_load(domain_dir, pf->dom.uuid, log, &h, e) < 0)
+    return -1;
+  int rc = -1;
+  const struct sp_manifest *last = h.n ? &h.m[h.n - 1] : NULL;
+  snprintf(p->level, sizeof p->level, "%s", pick_level(cfg, level_req, &h, last, &p->why_full));
+  const struct sp_manifest *base = NULL;
+  if (strcmp(p->level, "full") != 0) {
+    const char *full_id = strcmp(last->level, "full") == 0 ? last->id : last->full;
+    base = strcmp(p->level, "inc") == 0 ? last : history_find(&h, full_id);
+    if (!base && asprintf(&p->why_full, "the chain's full point %s is gone",
+                          full_id ? full_id : "?") < 0)
+      p->why_full = NULL;
+    if (base && !base->checkpoint &&
+        asprintf(&p->why_full, "point %s has no checkpoint to start from", base->id) < 0)
+      p->why_full = NULL;
+    if (base && base->checkpoint &&
+        ensure_checkpoints(dom, domain_dir, &h, base, log, &p->why_full, e) < 0)
+      goto out;
+  }
+  if (base && !p->why_full) {
+    int r = plan_disks(domain_dir, pf, base, p, &p->why_full, e);
+    if (r < 0)
+      goto out;
+  }
+  if (p->why_full || !base) {
+    snprintf(p->level, sizeof p->level, "full");
+    base = NULL;
+    reset_disks(p);
+    if (plan_disks(domain_dir, pf, NULL, p, &p->why_full, e) < 0)
+      goto out;
+  } else {
+    p->parent_id = strdup(base->id);
+    p->parent_checkpoint = strdup(base->checkpoint);
+    const char *full_id = strcmp(base->level, "full") == 0 ? base->id : base->full;
+    p->full_id = full_id ? strdup(full_id) : NULL;
+    if (!p->parent_id || !p->parent_checkpoint) {
+      sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  history_free(&h);
+  return rc;
+}
+
+void chain_plan_free(struct chain_plan *p)
+{
+  reset_disks(p);
+  free(p->parent_id);
+  free(p->full_id);
+  free(p->parent_checkpoint);
+  free(p->why_full);
+  memset(p, 0, sizeof *p);
+}
+
+int checkpoint_delete(virDomainPtr dom, const char *name, struct sp_err *e)
+{
+  _cleanup_checkpoint_ virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+  if (!cp)
+    return virt_errcode() == VIR_ERR_NO_DOMAIN_CHECKPOINT
+             ? 0
+             : sp_err_set(e, SP_EXIT_FAILED, "cannot look up checkpoint %s: %s", name,
+                          virt_errmsg());
+  if (virDomainCheckpointDelete(cp, 0) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot delete checkpoint %s: %s (delete it with "
+                      "`virsh checkpoint-delete %s %s`)", name, virt_errmsg(),
+                      virDomainGetName(dom), name);
+  return 0;
+}

@@ -1,0 +1,584 @@
+/* stillpoint backup DOMAIN: one consistent backup point (DESIGN.md, "The
+ * backup point protocol").  run_point() reads as the protocol:
+ *
+ *   preflight -> plan -> prepare -> guardian -> freeze -> pause -> capture
+ *   -> begin -> resume -> thaw -> save state -> copy -> end job -> finish
+ *
+ * Everything that can fail before the pause fails there (exit 3 for a
+ * refusal); between pause and resume every error path resumes and thaws,
+ * and the guardian does it if we cannot (invariant 1). */
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup_job.h"
+#include "capture.h"
+#include "chain.h"
+#include "cleanup.h"
+#include "cli.h"
+#include "commands.h"
+#include "copiers.h"
+#include "fsutil.h"
+#include "freeze.h"
+#include "guardian.h"
+#include "manifest.h"
+#include "point_write.h"
+#include "preflight.h"
+#include "virt.h"
+#include "window.h"
+
+static const char usage[] =
+  "usage: stillpoint backup DOMAIN [--level auto|full|inc|diff] [--target DIR]\n"
+  "                         [-c URI] [--json] [--config FILE] [--set key=value]\n"
+  "Takes one backup point of DOMAIN: disks, NVRAM and TPM state from one instant.\n"
+  "Exit: 0 done, 1 failed (the VM runs on; the point is left as <id>.partial),\n"
+  "2 bad usage or configuration, 3 refused before the VM was touched.\n";
+
+enum { OPT_LEVEL = 0x2000, OPT_TARGET };
+
+struct backup_opts {
+  const char *level;
+  const char *target;
+};
+
+static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
+{
+  struct backup_opts *o = user;
+  if (opt == OPT_LEVEL) {
+    if (strcmp(arg, "auto") && strcmp(arg, "full") && strcmp(arg, "inc") && strcmp(arg, "diff"))
+      return sp_err_set(e, SP_EXIT_USAGE, "--level %s: expected auto, full, inc or diff", arg);
+    o->level = arg;
+  } else if (opt == OPT_TARGET) {
+    o->target = arg;
+  }
+  return 0;
+}
+
+/* Everything one run holds; freed in one place. */
+struct run {
+  const struct cli *cli;
+  const struct sp_log *log;
+  struct sp_config cfg;
+  virConnectPtr conn;
+  virDomainPtr dom;
+  struct preflight pf;
+  struct chain_plan plan;
+  char id[SP_POINT_ID_MAX];
+  char *domain_dir;
+  struct point_dir pd;
+  struct backup_job job;
+  struct guardian guardian;
+  bool guardian_up;
+  struct freeze fz;
+  struct window win;
+  struct captured cap;
+  char *checkpoint_xml;
+  char *inactive_xml;
+  struct copy_task *tasks;
+  size_t ntasks;
+  int sigfd;
+  struct sp_manifest m;
+};
+
+static void run_free(struct run *r)
+{
+  if (r->guardian_up)
+    guardian_stop(&r->guardian);
+  backup_job_free(&r->job);
+  captured_free(&r->cap);
+  point_dir_free(&r->pd);
+  for (size_t i = 0; i < r->ntasks; i++)
+    env_free(r->tasks[i].env);
+  free(r->tasks);
+  free(r->checkpoint_xml);
+  free(r->inactive_xml);
+  free(r->domain_dir);
+  chain_plan_free(&r->plan);
+  preflight_free(&r->pf);
+  sp_manifest_free(&r->m);
+  sp_config_free(&r->cfg);
+  if (r->sigfd >= 0)
+    close(r->sigfd);
+  if (r->dom)
+    virDomainFree(r->dom);
+  if (r->conn)
+    virConnectClose(r->conn);
+}
+
+/* ---- before the window ----------------------------------------------- */
+
+static int preflight(struct run *r, const char *name, struct sp_err *e)
+{
+  if (virt_open(r->cli->uri, &r->conn, e) < 0 || virt_lookup(r->conn, name, &r->dom, e) < 0 ||
+      preflight_run(r->dom, &r->cfg, &r->pf, e) < 0)
+    return -1;
+  for (size_t i = 0; i < r->pf.nwarnings; i++)
+    sp_warn(r->log, "%s", r->pf.warnings[i]);
+  if (r->pf.nrefusals) {
+    for (size_t i = 0; i + 1 < r->pf.nrefusals; i++)
+      sp_error(r->log, "%s", r->pf.refusals[i]);
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s", r->pf.refusals[r->pf.nrefusals - 1]);
+  }
+  return 0;
+}
+
+static int plan(struct run *r, const char *level_req, struct sp_err *e)
+{
+  if (asprintf(&r->domain_dir, "%s/%s", sp_config_str(&r->cfg, SP_KEY_TARGET),
+               r->pf.dom.name) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+  if (chain_plan_make(r->dom, r->domain_dir, &r->pf, &r->cfg, level_req, r->log, &r->plan, e) < 0)
+    return -1;
+  if (r->plan.why_full)
+    sp_warn(r->log, "taking a FULL point instead of %s: %s", level_req, r->plan.why_full);
+  /* Ids are per second: never reuse one within the same second. */
+  for (int tries = 0; tries < 3; tries++) {
+    if (sp_point_id_make(time(NULL), r->plan.level, r->id) < 0)
+      return sp_err_set(e, SP_EXIT_FAILED, "cannot form a point id");
+    _cleanup_free_ char *p = NULL, *q = NULL;
+    if (asprintf(&p, "%s/%s", r->domain_dir, r->id) < 0 ||
+        asprintf(&q, "%s/%s%s", r->domain_dir, r->id, SP_PARTIAL_SUFFIX) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+    if (!sp_exists(p) && !sp_exists(q))
+      return 0;
+    sleep(1);
+  }
+  return sp_err_set(e, SP_EXIT_FAILED, "point %s exists already", r->id);
+}
+
+static int prepare(struct run *r, struct sp_err *e)
+{
+  struct backup_job *j = &r->job;
+  j->disks = calloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *j->disks);
+  if (!j->disks || !(j->checkpoint = strdup(r->id)) ||
+      (r->plan.parent_checkpoint && !(j->incremental = strdup(r->plan.parent_checkpoint))))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "job");
+  for (size_t i = 0; i < r->pf.ndisks; i++) {
+    const struct pf_disk *d = &r->pf.disks[i];
+    struct job_disk *jd = &j->disks[j->ndisks++];
+    jd->target = d->disk->target;
+    jd->copy = !d->skip;
+    jd->size = d->capacity;
+    for (size_t k = 0; k < r->plan.ndisks; k++)
+      if (r->plan.disks[k].pf == d) {
+        jd->bitmap = r->plan.disks[k].bitmap;
+        jd->full = strcmp(r->plan.disks[k].level, "full") == 0;
+      }
+  }
+  char tag[128];
+  snprintf(tag, sizeof tag, "%.36s-%s", r->pf.dom.uuid, r->id);
+  if (backup_job_prepare(j, &r->pf.qc, sp_config_str(&r->cfg, SP_KEY_SCRATCH_DIR), tag, e) < 0 ||
+      point_create(&r->pd, r->domain_dir, r->id, e) < 0)
+    return -1;
+
+  /* Signals wait on a signalfd from here on: inside the window they wait
+   * until it is closed, during the copy they stop the copiers. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  r->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (r->sigfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "signalfd");
+
+  _cleanup_free_ char *uri = virConnectGetURI(r->conn);
+  struct guardian_job gj = { .checkpoint = r->id, .rundir = j->rundir,
+                             .scratchdir = j->scratchdir };
+  if (guardian_start(&r->guardian, uri ? uri : SP_DEFAULT_URI, r->pf.dom.uuid,
+                     sp_config_int(&r->cfg, SP_KEY_PAUSE_MAX_MS), &gj, r->log->debug, e) < 0)
+    return -1;
+  r->guardian_up = true;
+  return 0;
+}
+
+/* ---- the window ------------------------------------------------------- */
+
+/* Test-only knob (documented in stillpoint(1) as such): stretches the
+ * window so tests can kill the coordinator or overrun pause_max_ms. */
+static void test_delay(void)
+{
+  const char *v = getenv("STILLPOINT_TEST_WINDOW_DELAY_MS");
+  long ms = v ? strtol(v, NULL, 10) : 0;
+  if (ms > 0) {
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+  }
+}
+
+static int window(struct run *r, struct sp_err *e)
+{
+  bool pause = sp_config_is(&r->cfg, SP_KEY_PAUSE, "on");
+  if (freeze_guest(r->dom, &r->cfg, &r->pf, &r->guardian, &r->fz, r->log, e) < 0)
+    return -1;
+  long long t0 = sp_now_ms(), t1 = 0, t2 = 0, t3 = 0;
+  int rc = window_open(r->dom, &r->guardian, pause, &r->win, e);
+  t1 = sp_now_ms();
+  if (rc == 0)
+    rc = capture_state(&r->pf, &r->cap, e);
+  t2 = sp_now_ms();
+  if (rc == 0) {
+    guardian_tell_begun(&r->guardian);
+    rc = backup_job_begin(r->dom, &r->job, e);
+    if (rc < 0)
+      guardian_tell_not_begun(&r->guardian);
+  }
+  t3 = sp_now_ms();
+  if (rc == 0)
+    test_delay();
+  /* Every path out of here resumes and thaws; the first error is kept. */
+  struct sp_err e2 = { 0 };
+  if (window_close(r->dom, &r->guardian, &r->win, rc ? &e2 : e) < 0 && rc == 0)
+    rc = -1;
+  if (thaw_guest(r->dom, &r->guardian, &r->fz, r->log, rc ? &e2 : e) < 0 && rc == 0)
+    rc = -1;
+  if (e2.code)
+    sp_error(r->log, "%s", e2.msg);
+  sp_debug(r->log, "window: suspend %lld ms, capture %lld ms (%d TPM reads), begin %lld ms, "
+           "resume %lld ms", t1 - t0, t2 - t1, r->cap.tpm_stats.reads, t3 - t2,
+           r->win.t_close - t3);
+  return rc;
+}
+
+/* ---- after the window ------------------------------------------------- */
+
+static int save_state(struct run *r, struct sp_err *e)
+{
+  _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+    virDomainCheckpointLookupByName(r->dom, r->id, 0);
+  if (!cp || !(r->checkpoint_xml = virDomainCheckpointGetXMLDesc(cp, 0)))
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot read checkpoint %s: %s", r->id, virt_errmsg());
+  if (virt_xml(r->dom, VIR_DOMAIN_XML_INACTIVE, &r->inactive_xml, e) < 0)
+    return -1;
+  if (point_put(&r->pd, "domain.xml", r->inactive_xml, strlen(r->inactive_xml), 0600, e) < 0 ||
+      point_put(&r->pd, "checkpoint.xml", r->checkpoint_xml, strlen(r->checkpoint_xml), 0600,
+                e) < 0)
+    return -1;
+  if (r->cap.nvram &&
+      (point_mkdir(&r->pd, "nvram", e) < 0 || point_put_blob(&r->pd, "nvram", &r->cap.nv, e) < 0))
+    return -1;
+  if (r->cap.tpm) {
+    char rel[32];
+    snprintf(rel, sizeof rel, "tpm/%s", r->pf.tpm.subdir);
+    if (point_put_tree(&r->pd, rel, &r->cap.tree, e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* The directories holding this program and, in a build tree, the copier:
+ * the default copier is found there before $PATH. */
+static char *copier_path(void)
+{
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return NULL;
+  exe[n] = '\0';
+  const char *dir = dirname(exe);
+  const char *old = getenv("PATH");
+  char *p = NULL;
+  if (asprintf(&p, "%s:%s/../copier:%s", dir, dir,
+               old ? old : "/usr/local/bin:/usr/bin:/bin") < 0)
+    return NULL;
+  return p;
+}
+
+static int copy_disks(struct run *r, struct sp_err *e)
+{
+  r->tasks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->tasks);
+  _cleanup_free_ char *path = copier_path();
+  if (!r->tasks || !path)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct disk_plan *dp = &r->plan.disks[i];
+    const char *t = dp->pf->disk->target;
+    struct copy_task *task = &r->tasks[r->ntasks++];
+    task->target = t;
+    char rel[300], size[32];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
+    snprintf(size, sizeof size, "%llu", dp->pf->capacity);
+    _cleanup_free_ char *uri = backup_job_uri(&r->job, t);
+    _cleanup_free_ char *out = point_path(&r->pd, rel);
+    _cleanup_free_ char *bitmap = NULL;
+    bool full = strcmp(dp->level, "full") == 0;
+    if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
+      bitmap = NULL;
+    if (!uri || !out || (!full && !bitmap) ||
+        env_add(&task->env, "STILLPOINT_NBD_URI", uri) < 0 ||
+        env_add(&task->env, "STILLPOINT_DISK", t) < 0 ||
+        env_add(&task->env, "STILLPOINT_DISK_SIZE", size) < 0 ||
+        env_add(&task->env, "STILLPOINT_LEVEL", dp->level) < 0 ||
+        env_add(&task->env, "STILLPOINT_BITMAP", bitmap) < 0 ||
+        env_add(&task->env, "STILLPOINT_OUTPUT", out) < 0 ||
+        env_add(&task->env, "STILLPOINT_PARENT_OUTPUT", dp->parent_image) < 0 ||
+        env_add(&task->env, "STILLPOINT_POINT_DIR", r->pd.partial) < 0 ||
+        env_add(&task->env, "STILLPOINT_DOMAIN", r->pf.dom.name) < 0 ||
+        env_add(&task->env, "STILLPOINT_DOMAIN_UUID", r->pf.dom.uuid) < 0 ||
+        env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
+        env_add(&task->env, "PATH", path) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
+  }
+  int signo;
+  sp_info(r->log, "copying %zu disk%s of %s (%s point %s)", r->ntasks, r->ntasks == 1 ? "" : "s",
+          r->pf.dom.name, r->plan.level, r->id);
+  if (copiers_run(sp_config_str(&r->cfg, SP_KEY_COPIER), r->tasks, r->ntasks,
+                  sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd, r->log, &signo, e) < 0)
+    return -1;
+  for (size_t i = 0; i < r->ntasks; i++) {
+    char rel[300];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].target);
+    _cleanup_free_ char *out = point_path(&r->pd, rel);
+    if (!out || !sp_exists(out))
+      return sp_err_set(e, SP_EXIT_FAILED, "the copier exited 0 for %s but wrote no %s",
+                        r->tasks[i].target, out ? out : rel);
+  }
+  return 0;
+}
+
+static char *dupn(const char *s) { return s ? strdup(s) : NULL; }
+
+static int fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi,
+                      const char *path, const struct sp_blob *files, size_t n)
+{
+  s->present = true;
+  s->host_path = dupn(fi->path);
+  s->path = dupn(path);
+  s->owner = dupn(fi->owner);
+  s->group = dupn(fi->group);
+  s->mode = fi->mode;
+  s->files = calloc(n ? n : 1, sizeof *s->files);
+  if (!s->host_path || !s->path || !s->files)
+    return -1;
+  s->nfiles = n;
+  for (size_t i = 0; i < n; i++) {
+    if (!(s->files[i].name = strdup(files[i].name)))
+      return -1;
+    memcpy(s->files[i].sha256, files[i].sha256, sizeof s->files[i].sha256);
+    s->files[i].mode = files[i].mode;
+    s->files[i].size = (long long)files[i].len;
+  }
+  return 0;
+}
+
+static int build_manifest(struct run *r, struct sp_err *e)
+{
+  struct sp_manifest *m = &r->m;
+  char host[256] = "", created[32];
+  gethostname(host, sizeof host - 1);
+  utc_now(created);
+  m->format = SP_MANIFEST_FORMAT;
+  m->tool = strdup("stillpoint " STILLPOINT_VERSION);
+  m->host = strdup(host);
+  m->domain = strdup(r->pf.dom.name);
+  m->uuid = strdup(r->pf.dom.uuid);
+  m->id = strdup(r->id);
+  m->level = strdup(r->plan.level);
+  m->parent = dupn(r->plan.parent_id);
+  m->full = dupn(r->plan.full_id);
+  m->checkpoint = strdup(r->id);
+  m->parent_checkpoint = dupn(r->plan.parent_checkpoint);
+  m->created = strdup(created);
+  m->disks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *m->disks);
+  m->skipped = calloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *m->skipped);
+  if (!m->tool || !m->disks || !m->skipped)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct disk_plan *dp = &r->plan.disks[i];
+    const struct copy_task *t = &r->tasks[i];
+    struct sp_manifest_disk *d = &m->disks[m->ndisks++];
+    d->target = strdup(dp->pf->disk->target);
+    d->source = dupn(dp->pf->disk->source);
+    d->format = dupn(dp->pf->disk->format);
+    d->level = strdup(dp->level);
+    d->parent_file = dupn(dp->parent_file);
+    d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
+    d->size = dp->pf->capacity;
+    d->seconds = t->seconds;
+    if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
+      d->file = NULL;
+    if (t->have_bytes) {
+      d->bytes_written = t->bytes_written;
+    } else {
+      struct stat st;
+      _cleanup_free_ char *p = point_path(&r->pd, d->file ? d->file : "");
+      if (p && stat(p, &st) == 0)
+        d->bytes_written = (unsigned long long)st.st_blocks * 512;
+    }
+  }
+  for (size_t i = 0; i < r->pf.ndisks; i++)
+    if (r->pf.disks[i].skip) {
+      m->skipped[m->nskipped].target = strdup(r->pf.disks[i].disk->target);
+      m->skipped[m->nskipped++].reason = strdup(r->pf.disks[i].skip);
+    }
+  if (r->cap.nvram) {
+    char path[300];
+    snprintf(path, sizeof path, "nvram/%s", r->cap.nv.name);
+    if (fill_state(&m->nvram, &r->pf.nvram, path, &r->cap.nv, 1) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+    m->nvram.type = strdup(r->pf.dom.nvram.type == SP_NVRAM_BLOCK ? "block" : "file");
+    m->nvram.format = dupn(r->pf.dom.nvram.format);
+    m->nvram.template_path = dupn(r->pf.dom.nvram.template_path);
+  }
+  if (r->cap.tpm) {
+    char path[32];
+    snprintf(path, sizeof path, "tpm/%s", r->pf.tpm.subdir);
+    if (fill_state(&m->tpm, &r->pf.tpm.dir, path, r->cap.tree.files, r->cap.tree.n) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+    m->tpm.version = dupn(r->pf.dom.tpm.version);
+    m->tpm.secret_uuid = dupn(r->pf.dom.tpm.secret_uuid);
+  }
+  struct sp_manifest_window *w = &m->window;
+  w->paused = r->win.we_paused;
+  w->paused_at = strdup(r->win.paused_at);
+  w->resumed_at = strdup(r->win.resumed_at);
+  w->pause_ms = window_ms(&r->win);
+  w->freeze_at = r->fz.freeze_at[0] ? strdup(r->fz.freeze_at) : NULL;
+  w->thawed_at = r->fz.thaw_at[0] ? strdup(r->fz.thaw_at) : NULL;
+  w->freeze_ms = freeze_ms(&r->fz);
+  w->frozen = r->fz.count;
+  w->thawed = r->fz.thawed;
+  /* One instant needs the VM stopped while state and checkpoint are taken:
+   * paused by us, or paused already. */
+  w->consistent = r->win.we_paused || r->win.was_paused;
+  w->capture_reads = r->cap.tpm_stats.reads;
+  for (size_t i = 0; i < r->pf.nwarnings; i++)
+    sp_manifest_warn(m, r->pf.warnings[i]);
+  if (r->plan.why_full) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "full point instead of an incremental: %s", r->plan.why_full);
+    sp_manifest_warn(m, buf);
+  }
+  if (r->fz.note[0])
+    sp_manifest_warn(m, r->fz.note);
+  if (!w->consistent)
+    sp_manifest_warn(m, "pause = off: disks, NVRAM and TPM state were not taken at one instant");
+  return 0;
+}
+
+static int finish(struct run *r, struct sp_err *e)
+{
+  for (size_t i = 0; i < r->ntasks; i++) {
+    char rel[300];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].target);
+    if (point_add_file(&r->pd, rel, e) < 0)
+      return -1;
+  }
+  _cleanup_free_ char *json = NULL;
+  if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
+      point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
+    return -1;
+  return point_finish(&r->pd, e);
+}
+
+/* A failed job must leave no checkpoint that a later incremental would
+ * build on (invariant 3). */
+static void undo_checkpoint(struct run *r)
+{
+  struct sp_err e = { 0 };
+  if (backup_job_end(r->dom, &r->job, &e) < 0)
+    sp_error(r->log, "%s", e.msg);
+  sp_err_clear(&e);
+  if (checkpoint_delete(r->dom, r->id, &e) < 0)
+    sp_error(r->log, "%s", e.msg);
+}
+
+static void report(const struct run *r)
+{
+  unsigned long long bytes = 0;
+  double secs = 0;
+  for (size_t i = 0; i < r->m.ndisks; i++) {
+    bytes += r->m.disks[i].bytes_written;
+    if (r->m.disks[i].seconds > secs)
+      secs = r->m.disks[i].seconds;
+  }
+  sp_info(r->log, "point %s of %s: %s, %zu disk%s, %.1f MiB written, copy %.1f s, VM paused "
+          "%.0f ms%s", r->id, r->pf.dom.name, r->plan.level, r->m.ndisks,
+          r->m.ndisks == 1 ? "" : "s", (double)bytes / 1048576.0, secs, r->m.window.pause_ms,
+          r->m.window.paused ? "" : " (it was not running: not paused by stillpoint)");
+  sp_info(r->log, "point: %s", r->pd.final);
+  if (r->cli->json) {
+    _cleanup_free_ char *json = NULL;
+    struct sp_err e = { 0 };
+    if (sp_manifest_to_json(&r->m, &json, &e) == 0) {
+      json_object *o = json_tokener_parse(json);
+      json_object_object_add(o, "path", json_object_new_string(r->pd.final));
+      puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+      json_object_put(o);
+    }
+  }
+}
+
+static int run_point(struct run *r, const char *name, const char *level_req, struct sp_err *e)
+{
+  if (preflight(r, name, e) < 0 || plan(r, level_req, e) < 0 || prepare(r, e) < 0)
+    return -1;
+  if (window(r, e) < 0) {
+    undo_checkpoint(r);
+    return -1;
+  }
+  if (save_state(r, e) < 0 || copy_disks(r, e) < 0) {
+    undo_checkpoint(r);
+    sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
+    return -1;
+  }
+  struct sp_err je = { 0 };
+  if (backup_job_end(r->dom, &r->job, &je) < 0)
+    sp_warn(r->log, "%s", je.msg);
+  if (finish(r, e) < 0) {
+    struct sp_err ce = { 0 };
+    if (checkpoint_delete(r->dom, r->id, &ce) < 0)
+      sp_error(r->log, "%s", ce.msg);
+    return -1;
+  }
+  report(r);
+  return 0;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "level", required_argument, NULL, OPT_LEVEL },
+    { "target", required_argument, NULL, OPT_TARGET },
+    { 0 },
+  };
+  struct cli c;
+  struct backup_opts o = { 0 };
+  struct sp_err e = { 0 };
+  struct run r = { .sigfd = -1, .pd = { .fd = -1 } };
+  int rc;
+  if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||
+      (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "backup needs one DOMAIN\n%s", usage)) ||
+      cli_load_config(&c, c.args[0], &r.cfg, &e) < 0) {
+    rc = cli_fail(&c, &e);
+    goto out;
+  }
+  if (o.target) {
+    char *set = NULL;
+    if (asprintf(&set, "target=%s", o.target) < 0 || sp_config_apply_set(&r.cfg, set, &e) < 0) {
+      free(set);
+      rc = cli_fail(&c, &e);
+      goto out;
+    }
+    free(set);
+  }
+  r.cli = &c;
+  r.log = &c.log;
+  const char *level = o.level ? o.level : sp_config_str(&r.cfg, SP_KEY_LEVEL);
+  rc = run_point(&r, c.args[0], level, &e) < 0 ? cli_fail(&c, &e) : SP_EXIT_OK;
+out:
+  run_free(&r);
+  cli_free(&c);
+  return rc;
+}

@@ -1,0 +1,239 @@
+#include "copiers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "cleanup.h"
+#include "state_capture.h"
+
+int env_add(char ***env, const char *key, const char *value)
+{
+  size_t n = 0;
+  while (*env && (*env)[n])
+    n++;
+  char **ne = realloc(*env, (n + 2) * sizeof *ne);
+  if (!ne)
+    return -1;
+  *env = ne;
+  if (asprintf(&ne[n], "%s=%s", key, value ? value : "") < 0)
+    return ne[n] = NULL, -1;
+  ne[n + 1] = NULL;
+  return 0;
+}
+
+void env_free(char **env)
+{
+  for (size_t i = 0; env && env[i]; i++)
+    free(env[i]);
+  free(env);
+}
+
+/* One running copier. */
+struct running {
+  struct copy_task *task;
+  pid_t pid;
+  int pidfd, errfd;
+  long long started;
+  char line[4096];
+  size_t linelen;
+};
+
+static void parse_summary(struct copy_task *t, const char *line)
+{
+  /* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ..." */
+  const char *p = strstr(line, "done: read ");
+  unsigned long long r, w, z;
+  if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &r, &w, &z) == 3) {
+    t->bytes_written = w;
+    t->have_bytes = true;
+  }
+}
+
+static void flush_line(struct running *r, const struct sp_log *log)
+{
+  r->line[r->linelen] = '\0';
+  parse_summary(r->task, r->line);
+  fprintf(stderr, "[%s] %s\n", r->task->target, r->line);
+  (void)log;
+  r->linelen = 0;
+}
+
+/* Reads what is there; returns false once the pipe is closed (EOF, or
+ * nothing left when draining a copier that has exited). */
+static bool forward(struct running *r, const struct sp_log *log)
+{
+  char buf[4096];
+  ssize_t n = read(r->errfd, buf, sizeof buf);
+  if (n < 0 && errno == EINTR)
+    return true;
+  if (n <= 0) {
+    if (r->linelen)
+      flush_line(r, log);
+    close(r->errfd);
+    r->errfd = -1;
+    return false;
+  }
+  for (ssize_t i = 0; i < n; i++) {
+    /* \r: a tty progress line rewritten in place; keep only finished lines. */
+    if (buf[i] == '\n' || buf[i] == '\r') {
+      if (r->linelen)
+        flush_line(r, log);
+    } else if (r->linelen < sizeof r->line - 1) {
+      r->line[r->linelen++] = buf[i];
+    }
+  }
+  return true;
+}
+
+/* The copier has exited: read the rest of its stderr without waiting for
+ * an EOF that a grandchild still holding the pipe would delay. */
+static void drain(struct running *r, const struct sp_log *log)
+{
+  if (r->errfd < 0)
+    return;
+  int fl = fcntl(r->errfd, F_GETFL);
+  fcntl(r->errfd, F_SETFL, fl | O_NONBLOCK);
+  while (forward(r, log))
+    ;
+}
+
+static int start(struct running *r, struct copy_task *t, const char *command, struct sp_err *e)
+{
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "pipe");
+  char *argv[] = { "/bin/sh", "-c", (char *)command, NULL };
+  r->task = t;
+  r->pid = sp_spawn(argv, t->env, -1, p[1], e);
+  close(p[1]);
+  if (r->pid < 0) {
+    close(p[0]);
+    return -1;
+  }
+  r->errfd = p[0];
+  r->pidfd = pidfd_open(r->pid, 0);
+  r->started = sp_now_ms();
+  r->linelen = 0;
+  if (r->pidfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "pidfd_open");
+  return 0;
+}
+
+static void reap(struct running *r)
+{
+  int ws;
+  while (waitpid(r->pid, &ws, 0) < 0)
+    if (errno != EINTR) {
+      ws = 255 << 8;
+      break;
+    }
+  r->task->status = sp_exit_status(ws);
+  r->task->seconds = (double)(sp_now_ms() - r->started) / 1000.0;
+  close(r->pidfd);
+  r->pidfd = -1;
+  r->pid = -1;
+}
+
+static void stop_all(struct running *run, size_t nrun)
+{
+  for (size_t i = 0; i < nrun; i++)
+    if (run[i].pid > 0)
+      kill(run[i].pid, SIGTERM);
+  for (size_t i = 0; i < nrun; i++) {
+    if (run[i].pid > 0)
+      reap(&run[i]);
+    if (run[i].errfd >= 0) {
+      close(run[i].errfd);
+      run[i].errfd = -1;
+    }
+  }
+}
+
+int copiers_run(const char *command, struct copy_task *tasks, size_t n, long parallel,
+                int sigfd, const struct sp_log *log, int *signo, struct sp_err *e)
+{
+  *signo = 0;
+  for (size_t i = 0; i < n; i++)
+    tasks[i].status = -1;
+  size_t slots = (size_t)(parallel < 1 ? 1 : parallel);
+  if (slots > n)
+    slots = n;
+  _cleanup_free_ struct running *run = calloc(slots ? slots : 1, sizeof *run);
+  _cleanup_free_ struct pollfd *pfd = calloc(2 * slots + 1, sizeof *pfd);
+  if (!run || !pfd)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+  for (size_t i = 0; i < slots; i++)
+    run[i].pid = run[i].pidfd = run[i].errfd = -1;
+
+  size_t next = 0, active = 0;
+  int rc = 0;
+  while (rc == 0 && (next < n || active > 0)) {
+    for (size_t s = 0; s < slots && next < n; s++) {
+      if (run[s].pid > 0 || run[s].errfd >= 0)
+        continue;
+      if (start(&run[s], &tasks[next], command, e) < 0) {
+        rc = -1;
+        break;
+      }
+      next++;
+      active++;
+    }
+    if (rc < 0)
+      break;
+    size_t np = 0;
+    pfd[np++] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+    for (size_t s = 0; s < slots; s++) {
+      pfd[np++] = (struct pollfd){ .fd = run[s].errfd, .events = POLLIN };
+      pfd[np++] = (struct pollfd){ .fd = run[s].pidfd, .events = POLLIN };
+    }
+    if (poll(pfd, np, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "poll");
+      break;
+    }
+    if (pfd[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (read(sigfd, &si, sizeof si) == sizeof si) {
+        *signo = (int)si.ssi_signo;
+        rc = sp_err_set(e, SP_EXIT_FAILED, "stopped by signal %d (%s) while copying",
+                        *signo, strsignal(*signo));
+        break;
+      }
+    }
+    for (size_t s = 0; s < slots; s++) {
+      struct running *r = &run[s];
+      if (r->errfd >= 0 && pfd[1 + 2 * s].revents)
+        forward(r, log);
+      if (r->pid > 0 && (pfd[2 + 2 * s].revents & POLLIN)) {
+        drain(r, log); /* the summary line is read before the disk is done */
+        reap(r);
+        active--;
+      }
+    }
+  }
+  stop_all(run, slots);
+  if (rc < 0)
+    return -1;
+  char failed[512] = "";
+  for (size_t i = 0; i < n; i++)
+    if (tasks[i].status != 0) {
+      size_t l = strlen(failed);
+      snprintf(failed + l, sizeof failed - l, "%s%s (exit %d)", l ? ", " : "",
+               tasks[i].target, tasks[i].status);
+    }
+  if (failed[0])
+    return sp_err_set(e, SP_EXIT_FAILED, "the copier failed for %s", failed);
+  return 0;
+}

@@ -1,0 +1,250 @@
+#include "guardian.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libvirt/libvirt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "cleanup.h"
+#include "fsutil.h"
+#include "log.h"
+#include "state_capture.h"
+#include "virt.h"
+
+enum {
+  MSG_READY = 'K',   /* guardian -> coordinator: connected, watching */
+  MSG_OVERRUN = 'O', /* guardian -> coordinator: resumed on the deadline */
+  MSG_PAUSED = 'P',
+  MSG_RESUMED = 'R',
+  MSG_FROZEN = 'F',
+  MSG_THAWED = 'T',
+  MSG_BEGUN = 'B',
+  MSG_NOT_BEGUN = 'b',
+  MSG_QUIT = 'Q',
+};
+
+enum { CMD_FD = 3, REPORT_FD = 4 };
+
+static void send_byte(int fd, char c)
+{
+  /* A failed write means the other side is gone; each side copes with
+   * that through EOF, so there is nothing to do here. */
+  while (write(fd, &c, 1) < 0 && errno == EINTR)
+    ;
+}
+
+int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
+                   const struct guardian_job *job, bool debug, struct sp_err *e)
+{
+  g->pid = -1;
+  g->cmd_fd = g->report_fd = -1;
+  int cmd[2], rep[2];
+  if (pipe2(cmd, O_CLOEXEC) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "guardian pipe");
+  if (pipe2(rep, O_CLOEXEC) < 0) {
+    int err = errno;
+    close(cmd[0]);
+    close(cmd[1]);
+    return sp_err_sys(e, SP_EXIT_FAILED, err, "guardian pipe");
+  }
+  char maxs[32];
+  snprintf(maxs, sizeof maxs, "%ld", pause_max_ms);
+  char *argv[] = { "/proc/self/exe", "__guardian", (char *)uri, (char *)uuid, maxs,
+                   debug ? "1" : "0", (char *)job->checkpoint, (char *)job->rundir,
+                   (char *)job->scratchdir, NULL };
+  /* The child gets the pipe ends at fixed numbers 3 and 4. */
+  _cleanup_close_ int c3 = fcntl(cmd[0], F_DUPFD, 10), c4 = fcntl(rep[1], F_DUPFD, 10);
+  close(cmd[0]);
+  close(rep[1]);
+  g->cmd_fd = cmd[1];
+  g->report_fd = rep[0];
+  if (c3 < 0 || c4 < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "guardian pipe");
+  int fds[] = { c3, c4 };
+  g->pid = sp_spawn_fds(argv, NULL, fds, 2, e);
+  if (g->pid < 0)
+    return -1;
+  char c = 0;
+  struct pollfd p = { .fd = g->report_fd, .events = POLLIN };
+  /* Its libvirt connection takes tens of ms; 10 s means libvirtd hangs. */
+  if (poll(&p, 1, 10000) != 1 || read(g->report_fd, &c, 1) != 1 || c != MSG_READY) {
+    guardian_stop(g);
+    return sp_err_set(e, SP_EXIT_FAILED, "the guardian process did not start (it needs its own "
+                      "libvirt connection); nothing was paused");
+  }
+  return 0;
+}
+
+void guardian_tell_paused(struct guardian *g) { send_byte(g->cmd_fd, MSG_PAUSED); }
+void guardian_tell_resumed(struct guardian *g) { send_byte(g->cmd_fd, MSG_RESUMED); }
+void guardian_tell_frozen(struct guardian *g) { send_byte(g->cmd_fd, MSG_FROZEN); }
+void guardian_tell_thawed(struct guardian *g) { send_byte(g->cmd_fd, MSG_THAWED); }
+void guardian_tell_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_BEGUN); }
+void guardian_tell_not_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_BEGUN); }
+
+bool guardian_overran(struct guardian *g)
+{
+  struct pollfd p = { .fd = g->report_fd, .events = POLLIN };
+  char c;
+  while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN) && read(g->report_fd, &c, 1) == 1)
+    if (c == MSG_OVERRUN)
+      return true;
+  return false;
+}
+
+void guardian_stop(struct guardian *g)
+{
+  if (g->cmd_fd >= 0) {
+    send_byte(g->cmd_fd, MSG_QUIT);
+    close(g->cmd_fd);
+    g->cmd_fd = -1;
+  }
+  if (g->pid > 0) {
+    while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    g->pid = -1;
+  }
+  if (g->report_fd >= 0) {
+    close(g->report_fd);
+    g->report_fd = -1;
+  }
+}
+
+/* ---- the guardian process ------------------------------------------ */
+
+struct watch {
+  virDomainPtr dom;
+  bool paused, frozen, begun;
+  const char *checkpoint, *rundir, *scratchdir;
+  long long deadline;
+  const struct sp_log *log;
+};
+
+/* Resumes if the VM is paused, and thaws if we froze it.  A coordinator
+ * killed during virDomainSuspend may see libvirt finish the suspend after
+ * we looked, so the state is watched for a short while. */
+static void rescue(struct watch *w, const char *why)
+{
+  if (w->paused) {
+    for (int i = 0; i < 10; i++) {
+      int state = 0, reason;
+      if (virDomainGetState(w->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED) {
+        if (virDomainResume(w->dom) == 0)
+          sp_warn(w->log, "guardian: %s: resumed %s", why, virDomainGetName(w->dom));
+        else
+          sp_error(w->log, "guardian: %s: cannot resume %s: %s", why, virDomainGetName(w->dom),
+                   virt_errmsg());
+      }
+      usleep(50 * 1000);
+    }
+    w->paused = false;
+  }
+  if (w->frozen) {
+    int n = virDomainFSThaw(w->dom, NULL, 0, 0);
+    if (n >= 0)
+      sp_warn(w->log, "guardian: %s: thawed %d file system(s) of %s", why, n,
+              virDomainGetName(w->dom));
+    else
+      sp_error(w->log, "guardian: %s: cannot thaw %s: %s", why, virDomainGetName(w->dom),
+               virt_errmsg());
+    w->frozen = false;
+  }
+}
+
+/* The coordinator died after the job began: end the job and drop the
+ * checkpoint of a point that will never be complete. */
+static void abandon_job(struct watch *w)
+{
+  if (!w->begun)
+    return;
+  if (virDomainAbortJob(w->dom) == 0)
+    sp_warn(w->log, "guardian: ended the backup job of %s", virDomainGetName(w->dom));
+  for (int i = 0; i < 20; i++) {
+    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+      virDomainCheckpointLookupByName(w->dom, w->checkpoint, 0);
+    if (!cp)
+      break;
+    if (virDomainCheckpointDelete(cp, 0) == 0) {
+      sp_warn(w->log, "guardian: deleted checkpoint %s", w->checkpoint);
+      break;
+    }
+    usleep(100 * 1000); /* the job may still be winding down */
+  }
+  struct sp_err ignored = { 0 };
+  sp_rm_rf(w->rundir, &ignored);
+  sp_rm_rf(w->scratchdir, &ignored);
+  w->begun = false;
+}
+
+int guardian_main(int argc, char **argv)
+{
+  if (argc != 8)
+    return SP_EXIT_USAGE;
+  struct sp_log log = { .prog = "stillpoint", .debug = strcmp(argv[4], "1") == 0 };
+  /* Out of the coordinator's process group (a terminal's ^C must not take
+   * us down with it) and deaf to polite signals: we leave when the
+   * coordinator's pipe closes, after putting the VM right. */
+  setpgid(0, 0);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  virt_quiet_errors();
+  long max_ms = strtol(argv[3], NULL, 10);
+  _cleanup_conn_ virConnectPtr conn = virConnectOpen(argv[1]);
+  _cleanup_dom_ virDomainPtr dom = conn ? virDomainLookupByUUIDString(conn, argv[2]) : NULL;
+  if (!dom) {
+    sp_error(&log, "guardian: cannot reach domain %s: %s", argv[2], virt_errmsg());
+    return SP_EXIT_FAILED;
+  }
+  send_byte(REPORT_FD, MSG_READY);
+
+  struct watch w = { .dom = dom, .deadline = -1, .log = &log, .checkpoint = argv[5],
+                     .rundir = argv[6], .scratchdir = argv[7] };
+  for (;;) {
+    int timeout = -1;
+    if (w.paused) {
+      long long left = w.deadline - sp_now_ms();
+      timeout = left > 0 ? (int)left : 0;
+    }
+    struct pollfd p = { .fd = CMD_FD, .events = POLLIN };
+    int r = poll(&p, 1, timeout);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r == 0) {
+      rescue(&w, "the pause overran pause_max_ms");
+      send_byte(REPORT_FD, MSG_OVERRUN);
+      continue;
+    }
+    char c;
+    ssize_t n = read(CMD_FD, &c, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      rescue(&w, "the coordinator died");
+      abandon_job(&w);
+      return SP_EXIT_OK;
+    }
+    switch (c) {
+    case MSG_PAUSED:
+      w.paused = true;
+      w.deadline = sp_now_ms() + max_ms;
+      break;
+    case MSG_RESUMED: w.paused = false; break;
+    case MSG_FROZEN: w.frozen = true; break;
+    case MSG_THAWED: w.frozen = false; break;
+    case MSG_BEGUN: w.begun = true; break;
+    case MSG_NOT_BEGUN: w.begun = false; break;
+    case MSG_QUIT:
+      rescue(&w, "the coordinator left the VM paused or frozen");
+      return SP_EXIT_OK;
+    }
+  }
+}

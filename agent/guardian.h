@@ -1,0 +1,57 @@
+/* The guardian: a separate process, started before the pause with its own
+ * libvirt connection, that resumes (and thaws) the VM when the coordinator
+ * dies - any signal, kill -9 included - or when the pause overruns
+ * pause_max_ms (invariant 1 of DESIGN.md).
+ *
+ * It is this program again (`stillpoint __guardian`), spawned through
+ * /proc/self/exe rather than forked: a fresh process image owes nothing to
+ * the coordinator's libvirt connection or threads.  The coordinator tells
+ * it what state the VM is in over a pipe; the pipe's EOF is how it learns
+ * the coordinator is gone. */
+#ifndef SP_GUARDIAN_H
+#define SP_GUARDIAN_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+struct guardian {
+  pid_t pid;
+  int cmd_fd;    /* coordinator -> guardian */
+  int report_fd; /* guardian -> coordinator */
+};
+
+/* What the guardian cleans up when the coordinator dies after the job
+ * began: the job itself, the new checkpoint (so no later incremental
+ * builds on a point that never completed), the job's directories. */
+struct guardian_job {
+  const char *checkpoint;
+  const char *rundir;
+  const char *scratchdir;
+};
+
+/* Starts it and waits until it holds its own libvirt connection to the
+ * domain (so it can act from the first instant of the pause). */
+int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
+                   const struct guardian_job *job, bool debug, struct sp_err *e);
+/* The VM is (about to be) paused by us / resumed / frozen / thawed. */
+void guardian_tell_paused(struct guardian *g);
+void guardian_tell_resumed(struct guardian *g);
+void guardian_tell_frozen(struct guardian *g);
+void guardian_tell_thawed(struct guardian *g);
+/* The backup job is (about to be) begun / was not begun after all. */
+void guardian_tell_begun(struct guardian *g);
+void guardian_tell_not_begun(struct guardian *g);
+/* Whether the guardian had to resume the VM because the window overran. */
+bool guardian_overran(struct guardian *g);
+/* Ends it normally and reaps it: the coordinator has put everything right
+ * itself (or the point is complete). */
+void guardian_stop(struct guardian *g);
+
+/* The guardian process itself: argv = { "__guardian", URI, UUID, MAX_MS,
+ * DEBUG, CHECKPOINT, RUNDIR, SCRATCHDIR },
+ * commands on fd 3, reports on fd 4. */
+int guardian_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,165 @@
+#include "point_write.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "sha256.h"
+
+int point_create(struct point_dir *pd, const char *domain_dir, const char *id, struct sp_err *e)
+{
+  memset(pd, 0, sizeof *pd);
+  pd->fd = -1;
+  if (!(pd->domain_dir = strdup(domain_dir)) ||
+      asprintf(&pd->partial, "%s/%s%s", domain_dir, id, SP_PARTIAL_SUFFIX) < 0 ||
+      asprintf(&pd->final, "%s/%s", domain_dir, id) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  if (sp_mkdir_p(domain_dir, 0700, e) < 0)
+    return -1;
+  if (sp_exists(pd->final) || sp_exists(pd->partial))
+    return sp_err_set(e, SP_EXIT_FAILED, "point %s exists already", pd->final);
+  if (mkdir(pd->partial, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", pd->partial);
+  pd->fd = open(pd->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (pd->fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", pd->partial);
+  return point_mkdir(pd, "disks", e);
+}
+
+int point_mkdir(struct point_dir *pd, const char *rel, struct sp_err *e)
+{
+  if (!sp_relpath_ok(rel))
+    return sp_err_set(e, SP_EXIT_FAILED, "bad point subdirectory '%s'", rel);
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", rel);
+  for (char *p = buf;; p++) {
+    if (*p == '/' || !*p) {
+      char c = *p;
+      *p = '\0';
+      if (mkdirat(pd->fd, buf, 0700) < 0 && errno != EEXIST)
+        return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s/%s", pd->partial, buf);
+      *p = c;
+      if (!c)
+        break;
+    }
+  }
+  return 0;
+}
+
+/* Opens the directory part of rel inside the point (no symlinks). */
+static int open_parent(struct point_dir *pd, const char *rel, const char **base,
+                       struct sp_err *e)
+{
+  const char *slash = strrchr(rel, '/');
+  *base = slash ? slash + 1 : rel;
+  if (!slash)
+    return fcntl(pd->fd, F_DUPFD_CLOEXEC, 3);
+  _cleanup_free_ char *dir = strndup(rel, (size_t)(slash - rel));
+  if (!dir)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  return sp_open_beneath(pd->fd, dir, O_RDONLY | O_DIRECTORY, 0, e);
+}
+
+static int add_sum(struct point_dir *pd, const char *rel, const char *sha, struct sp_err *e)
+{
+  if (sp_sums_add(&pd->sums, rel, sha) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA256SUMS");
+  return 0;
+}
+
+int point_put(struct point_dir *pd, const char *rel, const void *data, size_t len, mode_t mode,
+              struct sp_err *e)
+{
+  const char *base;
+  _cleanup_close_ int dfd = open_parent(pd, rel, &base, e);
+  char sha[SP_SHA256_HEX_LEN + 1];
+  if (dfd < 0 || sp_write_file_at(dfd, base, data, len, mode, e) < 0)
+    return -1;
+  sp_sha256_hex(data, len, sha);
+  return add_sum(pd, rel, sha, e);
+}
+
+int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blob *b,
+                   struct sp_err *e)
+{
+  _cleanup_free_ char *rel = NULL;
+  if (asprintf(&rel, "%s/%s", reldir, b->name) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  /* Kept 0600 in the point whatever the source mode: restore sets the
+   * mode libvirt expects, recorded in the manifest. */
+  return point_put(pd, rel, b->data, b->len, 0600, e);
+}
+
+int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tree *t,
+                   struct sp_err *e)
+{
+  if (point_mkdir(pd, reldir, e) < 0)
+    return -1;
+  for (size_t i = 0; i < t->n; i++)
+    if (point_put_blob(pd, reldir, &t->files[i], e) < 0)
+      return -1;
+  return 0;
+}
+
+int point_add_file(struct point_dir *pd, const char *rel, struct sp_err *e)
+{
+  _cleanup_close_ int fd = sp_open_beneath(pd->fd, rel, O_RDONLY, 0, e);
+  if (fd < 0)
+    return -1;
+  char sha[SP_SHA256_HEX_LEN + 1];
+  if (fsync(fd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", rel);
+  if (sp_sha256_fd(fd, sha, e) < 0)
+    return sp_err_prefix(e, "%s", rel);
+  return add_sum(pd, rel, sha, e);
+}
+
+/* fsync of every directory of the point, deepest first is not needed:
+ * each directory's entries are made durable by its own fsync. */
+static int fsync_dirs(struct point_dir *pd, struct sp_err *e)
+{
+  static const char *const subs[] = { "disks", "nvram", "tpm", "tpm/tpm2", "tpm/tpm1.2" };
+  for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+    struct sp_err ignored = { 0 };
+    _cleanup_close_ int fd = sp_open_beneath(pd->fd, subs[i], O_RDONLY | O_DIRECTORY, 0,
+                                             &ignored);
+    if (fd >= 0 && fsync(fd) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s/%s", pd->partial, subs[i]);
+  }
+  if (fsync(pd->fd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", pd->partial);
+  return 0;
+}
+
+int point_finish(struct point_dir *pd, struct sp_err *e)
+{
+  if (sp_sums_write(pd->fd, &pd->sums, e) < 0 || fsync_dirs(pd, e) < 0)
+    return -1;
+  if (rename(pd->partial, pd->final) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", pd->partial,
+                      pd->final);
+  return sp_fsync_dir(pd->domain_dir, e);
+}
+
+void point_dir_free(struct point_dir *pd)
+{
+  if (pd->fd >= 0)
+    close(pd->fd);
+  sp_sums_free(&pd->sums);
+  free(pd->domain_dir);
+  free(pd->partial);
+  free(pd->final);
+  memset(pd, 0, sizeof *pd);
+  pd->fd = -1;
+}
+
+char *point_path(const struct point_dir *pd, const char *rel)
+{
+  return sp_path_join(pd->partial, rel);
+}

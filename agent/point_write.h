@@ -1,0 +1,41 @@
+/* Writing a point: everything goes into <id>.partial/, each file fsynced
+ * and hashed as it is written; point_finish adds SHA256SUMS, fsyncs the
+ * directories and renames to <id>/ (invariant 3). */
+#ifndef SP_POINT_WRITE_H
+#define SP_POINT_WRITE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "point_layout.h"
+#include "state_capture.h"
+
+struct point_dir {
+  char *domain_dir;
+  char *partial;   /* <domain_dir>/<id>.partial */
+  char *final;     /* <domain_dir>/<id> */
+  int fd;          /* of partial */
+  struct sp_sums sums;
+};
+
+/* Creates <target>/<domain>/<id>.partial/ with disks/ (0700 all). */
+int point_create(struct point_dir *pd, const char *domain_dir, const char *id,
+                 struct sp_err *e);
+/* A subdirectory, e.g. "nvram" or "tpm/tpm2". */
+int point_mkdir(struct point_dir *pd, const char *rel, struct sp_err *e);
+int point_put(struct point_dir *pd, const char *rel, const void *data, size_t len,
+              mode_t mode, struct sp_err *e);
+int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blob *b,
+                   struct sp_err *e);
+int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tree *t,
+                   struct sp_err *e);
+/* Hashes a file the copier wrote (and fsyncs it: a copier might not). */
+int point_add_file(struct point_dir *pd, const char *rel, struct sp_err *e);
+int point_finish(struct point_dir *pd, struct sp_err *e);
+void point_dir_free(struct point_dir *pd);
+
+/* <partial>/<rel>, malloc'd. */
+char *point_path(const struct point_dir *pd, const char *rel);
+
+#endif

@@ -1,0 +1,71 @@
+#include "window.h"
+
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "state_capture.h"
+#include "virt.h"
+
+void utc_now(char buf[32])
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char s[24];
+  strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf, 32, "%.19s.%03dZ", s, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window *w,
+                struct sp_err *e)
+{
+  int state = 0, reason;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot read the state of %s: %s",
+                      virDomainGetName(dom), virt_errmsg());
+  w->we_paused = pause && state == VIR_DOMAIN_RUNNING;
+  w->was_paused = state == VIR_DOMAIN_PAUSED;
+  if (w->we_paused) {
+    /* Told before the call: if we die inside it, the guardian resumes. */
+    guardian_tell_paused(g);
+    if (virDomainSuspend(dom) < 0) {
+      guardian_tell_resumed(g);
+      w->we_paused = false;
+      return sp_err_set(e, SP_EXIT_FAILED, "cannot pause %s: %s", virDomainGetName(dom),
+                        virt_errmsg());
+    }
+  }
+  w->open = true;
+  w->t_open = sp_now_ms();
+  utc_now(w->paused_at);
+  return 0;
+}
+
+int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct sp_err *e)
+{
+  if (!w->open)
+    return 0;
+  w->open = false;
+  bool overran = guardian_overran(g);
+  int rc = 0;
+  if (w->we_paused && !overran) {
+    if (virDomainResume(dom) < 0)
+      rc = sp_err_set(e, SP_EXIT_FAILED, "cannot resume %s: %s (the guardian will try again)",
+                      virDomainGetName(dom), virt_errmsg());
+    else
+      guardian_tell_resumed(g);
+  }
+  w->t_close = sp_now_ms();
+  utc_now(w->resumed_at);
+  if (rc == 0 && (overran || guardian_overran(g)))
+    rc = sp_err_set(e, SP_EXIT_FAILED, "the pause overran pause_max_ms and the guardian "
+                    "resumed %s early: the point would not be one instant", virDomainGetName(dom));
+  return rc;
+}
+
+double window_ms(const struct window *w)
+{
+  return (double)(w->t_close - w->t_open);
+}

@@ -1,0 +1,101 @@
+/* manifest.json of a backup point (DESIGN.md, "A backup point on disk"):
+ * the only thing restore and list read.  Parsing is strict because a
+ * manifest comes from a backup directory, which is input like any other:
+ * every path must stay inside its point, every id and hash must have its
+ * form, or the manifest is refused with the field named. */
+#ifndef SP_MANIFEST_H
+#define SP_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "sha256.h"
+
+#define SP_MANIFEST_FORMAT 1
+
+struct sp_manifest_disk {
+  char *target;       /* vda */
+  char *source;       /* path on the host when taken (may be NULL: network) */
+  char *format;       /* of the VM's disk: qcow2 | raw */
+  char *level;        /* full | inc | diff: how this disk was copied */
+  char *file;         /* disks/vda.qcow2 */
+  char *parent_file;  /* backing file as written in the overlay, NULL for full */
+  char *copier;
+  unsigned long long size;
+  unsigned long long bytes_written;
+  double seconds;
+};
+
+struct sp_manifest_skip {
+  char *target;
+  char *reason;
+};
+
+struct sp_manifest_file {
+  char *name;
+  char sha256[SP_SHA256_HEX_LEN + 1];
+  unsigned mode;
+  long long size;
+};
+
+/* NVRAM (one file) or TPM (a directory of files). */
+struct sp_manifest_state {
+  bool present;
+  char *host_path;     /* NVRAM file / TPM state dir on the host */
+  char *path;          /* in the point: nvram/<name> or tpm/<tpm2|tpm1.2> */
+  char *type;          /* NVRAM: file | block */
+  char *format;        /* NVRAM format if the XML gave one */
+  char *template_path; /* NVRAM template */
+  char *version;       /* TPM: 2.0 | 1.2 */
+  char *owner, *group;
+  unsigned mode;       /* of the NVRAM file / the TPM state dir */
+  char *secret_uuid;   /* TPM encryption secret */
+  struct sp_manifest_file *files; /* NVRAM: one; TPM: the tree */
+  size_t nfiles;
+};
+
+struct sp_manifest_window {
+  char *freeze_at, *paused_at, *resumed_at, *thawed_at; /* ISO 8601 UTC, ms; NULL if n/a */
+  double pause_ms;     /* suspend returned .. resume returned, our clock */
+  double freeze_ms;    /* freeze answered .. thaw answered */
+  int frozen;          /* file systems the agent froze */
+  int thawed;
+  bool paused;         /* we paused the VM (it ran before) */
+  bool consistent;     /* disks, NVRAM and TPM from one instant */
+  int capture_reads;   /* reads until the TPM tree was stable */
+};
+
+struct sp_manifest {
+  int format;
+  char *tool, *host;
+  char *domain, *uuid;
+  char *id, *level, *parent, *full; /* full: the chain's full point id */
+  char *checkpoint, *parent_checkpoint;
+  char *created;
+  struct sp_manifest_disk *disks;
+  size_t ndisks;
+  struct sp_manifest_skip *skipped;
+  size_t nskipped;
+  struct sp_manifest_state nvram, tpm;
+  struct sp_manifest_window window;
+  char **warnings;
+  size_t nwarnings;
+};
+
+/* Serialises (pretty, no "\/" escapes); *out is malloc'd. */
+int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *e);
+int sp_manifest_parse(const char *text, size_t len, struct sp_manifest *m, struct sp_err *e);
+/* Reads <point_dir>/manifest.json. */
+int sp_manifest_load(const char *point_dir, struct sp_manifest *m, struct sp_err *e);
+void sp_manifest_free(struct sp_manifest *m);
+
+const struct sp_manifest_disk *sp_manifest_disk(const struct sp_manifest *m, const char *target);
+/* Appends a malloc'd copy of a warning. */
+int sp_manifest_warn(struct sp_manifest *m, const char *text);
+
+/* Form checks shared with restore and verify. */
+bool sp_uuid_valid(const char *s);
+bool sp_hex64_valid(const char *s);
+
+#endif

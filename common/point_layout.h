@@ -1,0 +1,49 @@
+/* Names and places of backup points:
+ *   <target>/<domain>/<id>/          a complete point
+ *   <target>/<domain>/<id>.partial/  one being written, or a failed one
+ * id = UTC time + level, e.g. 20261126T063000Z-inc, so ids sort by time. */
+#ifndef SP_POINT_LAYOUT_H
+#define SP_POINT_LAYOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "err.h"
+#include "sha256.h"
+
+#define SP_POINT_ID_MAX 32
+#define SP_PARTIAL_SUFFIX ".partial"
+
+/* 20261126T063000Z-<level>. */
+int sp_point_id_make(time_t t, const char *level, char id[SP_POINT_ID_MAX]);
+bool sp_point_id_valid(const char *id);
+
+struct sp_point_ref {
+  char id[SP_POINT_ID_MAX];
+  bool partial;
+};
+
+/* The points in a domain directory, sorted oldest first; a missing
+ * directory is an empty list.  Names that are not point ids are ignored. */
+int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
+                   struct sp_err *e);
+
+struct sp_sum {
+  char *path;  /* relative to the point */
+  char sha256[SP_SHA256_HEX_LEN + 1];
+};
+
+struct sp_sums {
+  struct sp_sum *v;
+  size_t n;
+};
+
+int sp_sums_add(struct sp_sums *s, const char *path, const char *sha256);
+/* Writes SHA256SUMS (sha256sum -c format) into the point directory. */
+int sp_sums_write(int point_dirfd, const struct sp_sums *s, struct sp_err *e);
+/* Parses a SHA256SUMS text; every path must stay inside the point. */
+int sp_sums_parse(const char *text, size_t len, struct sp_sums *s, struct sp_err *e);
+void sp_sums_free(struct sp_sums *s);
+
+#endif
