@@ -200,10 +200,11 @@ int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc,
 
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
 {
+  const char *name = virDomainGetName(dom);
   if (virDomainBackupBegin(dom, j->backup_xml, j->checkpoint_xml,
                            VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "libvirt could not start the backup job of %s: %s",
-                      virDomainGetName(dom), virt_errmsg());
+                      name, virt_errmsg());
   j->begun = true;
   return 0;
 }
@@ -212,11 +213,11 @@ int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
 {
   if (!j->begun)
     return 0;
+  const char *name = virDomainGetName(dom);
   j->begun = false;
   if (virDomainAbortJob(dom) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot end the backup job of %s: %s (end it with "
-                      "`virsh domjobabort %s`)", virDomainGetName(dom), virt_errmsg(),
-                      virDomainGetName(dom));
+                      "`virsh domjobabort %s`)", name, virt_errmsg(), name);
   return 0;
 }
 

@@ -301,6 +301,7 @@ void chain_plan_free(struct chain_plan *p)
 
 int checkpoint_delete(virDomainPtr dom, const char *name, struct sp_err *e)
 {
+  const char *dname = virDomainGetName(dom);
   _cleanup_checkpoint_ virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
   if (!cp)
     return virt_errcode() == VIR_ERR_NO_DOMAIN_CHECKPOINT
@@ -310,6 +311,6 @@ int checkpoint_delete(virDomainPtr dom, const char *name, struct sp_err *e)
   if (virDomainCheckpointDelete(cp, 0) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot delete checkpoint %s: %s (delete it with "
                       "`virsh checkpoint-delete %s %s`)", name, virt_errmsg(),
-                      virDomainGetName(dom), name);
+                      dname, name);
   return 0;
 }

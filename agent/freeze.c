@@ -45,6 +45,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
     return 0;
   }
   bool required = sp_config_is(cfg, SP_KEY_FREEZE, "required");
+  const char *name = pf->dom.name;
   if (!pf->dom.agent_connected) {
     /* preflight refused this case for freeze = required */
     snprintf(f->note, sizeof f->note, "no guest agent answering: file systems not frozen");
@@ -69,14 +70,15 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
   guardian_tell_frozen(g);
   int n = virDomainFSFreeze(dom, nm ? mounts : NULL, (unsigned)nm, 0);
   if (n < 0) {
-    const char *msg = virt_errmsg();
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", virt_errmsg());
     /* A freeze that failed half way may have frozen some: thaw to be sure. */
     virDomainFSThaw(dom, NULL, 0, 0);
     guardian_tell_thawed(g);
     virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
     if (required)
       return sp_err_set(e, SP_EXIT_FAILED, "the guest agent could not freeze the file systems "
-                        "of %s (freeze = required): %s", virDomainGetName(dom), msg);
+                        "of %s (freeze = required): %s", name, msg);
     snprintf(f->note, sizeof f->note, "freeze failed, point taken unfrozen: %s", msg);
     sp_warn(log, "%s", f->note);
     return 0;
@@ -91,11 +93,12 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
 {
   if (!f->frozen)
     return 0;
+  const char *name = virDomainGetName(dom);
   int n = -1;
   for (int i = 0; i < 25 && n < 0; i++) {
     n = virDomainFSThaw(dom, NULL, 0, 0);
     if (n < 0) {
-      sp_warn(log, "thaw of %s failed, retrying: %s", virDomainGetName(dom), virt_errmsg());
+      sp_warn(log, "thaw of %s failed, retrying: %s", name, virt_errmsg());
       usleep(200 * 1000);
     }
   }
@@ -103,8 +106,7 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
   utc_now(f->thaw_at);
   if (n < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot thaw the file systems of %s: %s; thaw them "
-                      "with `virsh domfsthaw %s`", virDomainGetName(dom), virt_errmsg(),
-                      virDomainGetName(dom));
+                      "with `virsh domfsthaw %s`", name, virt_errmsg(), name);
   f->frozen = false;
   f->thawed = n;
   guardian_tell_thawed(g);

@@ -132,14 +132,15 @@ struct watch {
  * we looked, so the state is watched for a short while. */
 static void rescue(struct watch *w, const char *why)
 {
+  const char *name = virDomainGetName(w->dom);
   if (w->paused) {
     for (int i = 0; i < 10; i++) {
       int state = 0, reason;
       if (virDomainGetState(w->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED) {
         if (virDomainResume(w->dom) == 0)
-          sp_warn(w->log, "guardian: %s: resumed %s", why, virDomainGetName(w->dom));
+          sp_warn(w->log, "guardian: %s: resumed %s", why, name);
         else
-          sp_error(w->log, "guardian: %s: cannot resume %s: %s", why, virDomainGetName(w->dom),
+          sp_error(w->log, "guardian: %s: cannot resume %s: %s", why, name,
                    virt_errmsg());
       }
       usleep(50 * 1000);
@@ -150,9 +151,9 @@ static void rescue(struct watch *w, const char *why)
     int n = virDomainFSThaw(w->dom, NULL, 0, 0);
     if (n >= 0)
       sp_warn(w->log, "guardian: %s: thawed %d file system(s) of %s", why, n,
-              virDomainGetName(w->dom));
+              name);
     else
-      sp_error(w->log, "guardian: %s: cannot thaw %s: %s", why, virDomainGetName(w->dom),
+      sp_error(w->log, "guardian: %s: cannot thaw %s: %s", why, name,
                virt_errmsg());
     w->frozen = false;
   }

@@ -191,10 +191,11 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct prefligh
                   struct sp_err *e)
 {
   memset(pf, 0, sizeof *pf);
+  const char *name = virDomainGetName(dom);
   int reason;
   if (virDomainGetState(dom, &pf->state, &reason, 0) < 0)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "cannot read the state of %s: %s",
-                      virDomainGetName(dom), virt_errmsg());
+                      name, virt_errmsg());
   if (virt_xml(dom, 0, &pf->xml, e) < 0 ||
       sp_domain_parse(pf->xml, strlen(pf->xml), &pf->dom, e) < 0 ||
       sp_qemu_conf_read(SP_QEMU_CONF_PATH, &pf->qc, e) < 0)

@@ -67,10 +67,11 @@ int virt_lookup(virConnectPtr conn, const char *name, virDomainPtr *dom, struct 
 
 int virt_xml(virDomainPtr dom, unsigned int flags, char **xml, struct sp_err *e)
 {
+  const char *name = virDomainGetName(dom);
   *xml = virDomainGetXMLDesc(dom, flags);
   if (!*xml)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot read the XML of domain %s: %s",
-                      virDomainGetName(dom), virt_errmsg());
+                      name, virt_errmsg());
   return 0;
 }
 

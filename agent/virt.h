@@ -18,7 +18,9 @@ static inline void virt_cpp(virDomainCheckpointPtr *c) { if (*c) virDomainCheckp
 
 /* Stops libvirt from printing errors itself; we report them. Call once. */
 void virt_quiet_errors(void);
-/* The last libvirt error of this thread, or "unknown libvirt error". */
+/* The last libvirt error of this thread, or "unknown libvirt error".
+ * Every public libvirt call resets it, virDomainGetName included: read it
+ * before calling libvirt again (never in the same argument list). */
 const char *virt_errmsg(void);
 int virt_errcode(void);
 

@@ -21,10 +21,11 @@ void utc_now(char buf[32])
 int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window *w,
                 struct sp_err *e)
 {
+  const char *name = virDomainGetName(dom);
   int state = 0, reason;
   if (virDomainGetState(dom, &state, &reason, 0) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot read the state of %s: %s",
-                      virDomainGetName(dom), virt_errmsg());
+                      name, virt_errmsg());
   w->we_paused = pause && state == VIR_DOMAIN_RUNNING;
   w->was_paused = state == VIR_DOMAIN_PAUSED;
   if (w->we_paused) {
@@ -33,7 +34,7 @@ int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window 
     if (virDomainSuspend(dom) < 0) {
       guardian_tell_resumed(g);
       w->we_paused = false;
-      return sp_err_set(e, SP_EXIT_FAILED, "cannot pause %s: %s", virDomainGetName(dom),
+      return sp_err_set(e, SP_EXIT_FAILED, "cannot pause %s: %s", name,
                         virt_errmsg());
     }
   }
@@ -47,13 +48,14 @@ int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct 
 {
   if (!w->open)
     return 0;
+  const char *name = virDomainGetName(dom);
   w->open = false;
   bool overran = guardian_overran(g);
   int rc = 0;
   if (w->we_paused && !overran) {
     if (virDomainResume(dom) < 0)
       rc = sp_err_set(e, SP_EXIT_FAILED, "cannot resume %s: %s (the guardian will try again)",
-                      virDomainGetName(dom), virt_errmsg());
+                      name, virt_errmsg());
     else
       guardian_tell_resumed(g);
   }
@@ -61,7 +63,7 @@ int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct 
   utc_now(w->resumed_at);
   if (rc == 0 && (overran || guardian_overran(g)))
     rc = sp_err_set(e, SP_EXIT_FAILED, "the pause overran pause_max_ms and the guardian "
-                    "resumed %s early: the point would not be one instant", virDomainGetName(dom));
+                    "resumed %s early: the point would not be one instant", name);
   return rc;
 }
 

@@ -11,6 +11,10 @@ import pytest
 
 import sp_vm
 
+# Lifecycle events need libvirt's event loop registered before any
+# connection is opened (EventWatcher in sp_vm).
+sp_vm.start_event_loop()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("STILLPOINT_BUILD", os.path.join(ROOT, "build")))
 TEST_USER = os.environ.get("STILLPOINT_TEST_USER", "sptest")

@@ -213,3 +213,88 @@ class TestVM:
         subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", self.disks[target], dest],
                        check=True)
         return dest
+
+
+# -- libvirt lifecycle events ----------------------------------------------------
+_event_loop_started = False
+
+
+def start_event_loop():
+    """libvirt's default event loop in a daemon thread. Must run before the
+    connection that registers callbacks is opened."""
+    global _event_loop_started
+    if _event_loop_started:
+        return
+    import threading
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    threading.Thread(target=loop, daemon=True, name="libvirt-events").start()
+    _event_loop_started = True
+
+
+class EventWatcher:
+    """Records (monotonic time, event, detail) of one domain's lifecycle
+    events, as libvirt delivers them, on a connection of its own."""
+
+    SUSPENDED = libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+    RESUMED = libvirt.VIR_DOMAIN_EVENT_RESUMED
+
+    def __init__(self, uuid):
+        start_event_loop()
+        self.uuid = uuid
+        self.events = []
+        self.conn = libvirt.open(URI)
+        self.cb = self.conn.domainEventRegisterAny(
+            self.conn.lookupByUUIDString(uuid), libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+            self._on_event, None)
+
+    def _on_event(self, conn, dom, event, detail, opaque):
+        self.events.append((time.monotonic(), event, detail))
+
+    def close(self):
+        try:
+            self.conn.domainEventDeregisterAny(self.cb)
+        finally:
+            self.conn.close()
+
+    def clear(self):
+        self.events.clear()
+
+    def kinds(self):
+        return [e for _, e, _ in self.events]
+
+    def wait_for(self, kind, timeout=10.0, after=0):
+        """Waits until an event of kind arrives (the after-th onwards)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hits = [t for t, e, _ in self.events if e == kind]
+            if len(hits) > after:
+                return hits[after]
+            time.sleep(0.01)
+        raise TimeoutError(f"no lifecycle event {kind} within {timeout}s: {self.events}")
+
+    def pauses_ms(self):
+        """Suspended -> resumed spans, in ms, in order."""
+        spans, start = [], None
+        for t, e, _ in self.events:
+            if e == self.SUSPENDED and start is None:
+                start = t
+            elif e == self.RESUMED and start is not None:
+                spans.append((t - start) * 1000.0)
+                start = None
+        return spans
+
+
+def checkpoints(dom):
+    return sorted(c.getName() for c in dom.listAllCheckpoints())
+
+
+def qemu_ids():
+    """uid, gid QEMU runs as (Debian: libvirt-qemu)."""
+    import grp
+    import pwd
+    return pwd.getpwnam("libvirt-qemu").pw_uid, grp.getgrnam("libvirt-qemu").gr_gid
