@@ -1,10 +1,190 @@
-/* stillpoint-copy: the default copier (issue: the copier).  Not built yet. */
+/* stillpoint-copy: the default copier.  One disk of a backup point: the
+ * export's allocated (full) or changed (inc, diff) clusters into a qcow2
+ * image or overlay, through qemu-nbd, made durable, then named.  The
+ * steps below are the whole program; each lives in the file named for it. */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "backing_path.h"
+#include "cleanup.h"
+#include "copy_loop.h"
 #include "err.h"
+#include "interrupt.h"
+#include "log.h"
+#include "nbd_source.h"
+#include "options.h"
+#include "part_file.h"
+#include "progress.h"
+#include "qcow2_sink.h"
+#include "qemu_img.h"
+#include "tools.h"
 
-int main(void)
+struct run {
+  const struct copy_opts *o;
+  const char *prefix; /* "stillpoint-copy: <disk>" */
+  double t0;
+  struct tools tools;
+  struct interrupt intr;
+  struct source src;
+  struct image_info parent;
+  char *backing; /* the parent relative to the output's directory */
+  struct part_file part;
+  struct sink sink;
+  struct progress prog;
+  struct sp_copy_stats stats;
+};
+
+/* In reverse order of creation: qemu-nbd ends before its .part is removed. */
+static void run_free(struct run *r)
 {
-  fprintf(stderr, "stillpoint-copy: not implemented yet\n");
-  return SP_EXIT_USAGE;
+  sink_close(&r->sink);
+  part_discard(&r->part);
+  free(r->backing);
+  source_close(&r->src);
+  interrupt_fini(&r->intr);
+  tools_free(&r->tools);
+}
+
+static int check_parent(struct run *r, struct sp_err *e)
+{
+  const char *p = r->o->parent;
+  if (!p)
+    return 0;
+  if (access(p, R_OK) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "parent image %s", p);
+  if (qemu_img_info(r->tools.qemu_img, p, &r->parent, e) < 0)
+    return sp_err_prefix(e, "parent image %s", p);
+  if (strcmp(r->parent.format, "qcow2"))
+    return sp_err_set(e, SP_EXIT_FAILED, "parent image %s is %s, not qcow2", p,
+                      r->parent.format);
+  return 0;
+}
+
+static int check_sizes(struct run *r, struct sp_err *e)
+{
+  const uint64_t size = r->src.size;
+  if (r->o->size && r->o->size != size)
+    return sp_err_set(e, SP_EXIT_FAILED,
+                      "the export is %" PRIu64 " bytes, STILLPOINT_DISK_SIZE says %" PRIu64,
+                      size, r->o->size);
+  if (r->o->parent && r->parent.virtual_size != size)
+    return sp_err_set(e, SP_EXIT_FAILED,
+                      "parent image %s has a virtual size of %" PRIu64
+                      " bytes, the disk has %" PRIu64 " (was the disk resized? take a full)",
+                      r->o->parent, r->parent.virtual_size, size);
+  return 0;
+}
+
+static int create_image(struct run *r, struct sp_err *e)
+{
+  if (part_create(&r->part, r->o->output, e) < 0)
+    return -1;
+  if (r->o->parent) {
+    _cleanup_free_ char *real = realpath(r->o->parent, NULL);
+    if (!real || !(r->backing = sp_backing_relpath(r->part.dir, real)))
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "parent image %s", r->o->parent);
+  }
+  if (qemu_img_create(r->tools.qemu_img, r->part.part, r->src.size, r->backing,
+                      r->o->compress, e) < 0)
+    return -1;
+  return part_check(&r->part, e);
+}
+
+static int start_qemu_nbd(struct run *r, struct sp_err *e)
+{
+  if (interrupt_suspend(&r->intr, e) < 0)
+    return -1;
+  int rc = sink_open(&r->sink, r->tools.qemu_nbd, r->part.part, r->o->compress, e);
+  interrupt_resume(&r->intr);
+  return rc;
+}
+
+static int copy(struct run *r, struct sp_err *e)
+{
+  const bool full = r->o->level == SP_LEVEL_FULL;
+  uint64_t total;
+  if (copy_measure(&r->src, full, &total, e) < 0)
+    return -1;
+  progress_init(&r->prog, stderr, r->prefix, r->o->progress, r->o->progress_interval,
+                isatty(2), r->t0);
+  progress_set_total(&r->prog, total);
+  struct copy_job job = {
+    .src = &r->src,
+    .dst = r->sink.h,
+    .full = full,
+    .request_size = r->o->request_size < r->src.max_request ? r->o->request_size
+                                                            : r->src.max_request,
+    .requests = r->o->requests,
+    .intr = &r->intr,
+    .prog = &r->prog,
+  };
+  int rc = copy_run(&job, &r->stats, e);
+  progress_clear(&r->prog);
+  if (rc < 0)
+    sink_explain(&r->sink, e);
+  return rc;
+}
+
+static int finish(struct run *r, struct sp_err *e)
+{
+  if (sink_finish(&r->sink, r->part.part, e) < 0 || part_commit(&r->part, e) < 0)
+    return -1;
+  char line[512];
+  progress_format_done(line, sizeof line, r->prefix, &r->stats, progress_now() - r->t0);
+  fprintf(stderr, "%s\n", line);
+  return 0;
+}
+
+static int copy_disk(struct run *r, struct sp_err *e)
+{
+  const struct copy_opts *o = r->o;
+  if (interrupt_init(&r->intr, e) < 0 || tools_find(&r->tools, e) < 0 ||
+      part_preflight(o->output, e) < 0 || check_parent(r, e) < 0 ||
+      source_open(&r->src, o->uri, o->bitmap, o->connections, e) < 0 ||
+      check_sizes(r, e) < 0 || create_image(r, e) < 0 || start_qemu_nbd(r, e) < 0 ||
+      copy(r, e) < 0 || finish(r, e) < 0)
+    return -1;
+  return 0;
+}
+
+static const char *env_lookup(const char *name)
+{
+  return getenv(name);
+}
+
+int main(int argc, char *argv[])
+{
+  const double t0 = progress_now();
+  struct sp_err e = { 0 };
+  __attribute__((cleanup(copy_opts_free))) struct copy_opts o = { 0 };
+  if (copy_opts_parse(argc, argv, env_lookup, &o, &e) < 0) {
+    fprintf(stderr, "stillpoint-copy: error: %s (see --help)\n", e.msg);
+    return e.code == SP_EXIT_USAGE ? SP_EXIT_USAGE : SP_EXIT_FAILED;
+  }
+  if (o.help) {
+    copy_usage(stdout);
+    return SP_EXIT_OK;
+  }
+  if (o.version) {
+    printf("stillpoint-copy %s\n", STILLPOINT_VERSION);
+    return SP_EXIT_OK;
+  }
+  _cleanup_free_ char *prefix = NULL;
+  if (asprintf(&prefix, "stillpoint-copy: %s", o.disk) < 0)
+    return SP_EXIT_FAILED;
+  const struct sp_log log = { .prog = prefix };
+  __attribute__((cleanup(run_free))) struct run r = {
+    .o = &o, .prefix = prefix, .t0 = t0, .intr = INTERRUPT_INIT, .part = PART_FILE_INIT,
+    .sink = SINK_INIT,
+  };
+  if (copy_disk(&r, &e) < 0) {
+    sp_error(&log, "%s", e.msg);
+    /* Only a usage error is 2: the contract knows 0, 1 and 2. */
+    return e.code == SP_EXIT_USAGE ? SP_EXIT_USAGE : SP_EXIT_FAILED;
+  }
+  return SP_EXIT_OK;
 }
