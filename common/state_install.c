@@ -1,0 +1,222 @@
+#include "state_install.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+#include "qemu_conf.h"
+
+const char *sp_tpm_state_file(const char *subdir)
+{
+  return subdir && strcmp(subdir, "tpm1.2") == 0 ? "tpm-00.permall" : "tpm2-00.permall";
+}
+
+enum sp_tpm_presence sp_tpm_presence(const char *state_dir, const char *subdir)
+{
+  _cleanup_closedir_ DIR *d = opendir(state_dir);
+  if (!d)
+    return SP_TPM_DIR_MISSING;
+  const char *want = sp_tpm_state_file(subdir);
+  bool visible = false, found = false;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    visible |= de->d_name[0] != '.';
+    found |= strcmp(de->d_name, want) == 0;
+  }
+  return found ? SP_TPM_PRESENT : visible ? SP_TPM_FILE_MISSING : SP_TPM_DIR_EMPTY;
+}
+
+const char *sp_tpm_presence_str(enum sp_tpm_presence p)
+{
+  switch (p) {
+  case SP_TPM_PRESENT: return "present";
+  case SP_TPM_DIR_MISSING: return "directory missing";
+  case SP_TPM_DIR_EMPTY: return "directory empty";
+  case SP_TPM_FILE_MISSING: return "state file missing";
+  }
+  return "?";
+}
+
+/* A user or group as libvirt's qemu.conf gives it: a name or "+N". */
+static bool numeric_id(const char *s, unsigned long *out)
+{
+  char *end;
+  if (s[0] != '+' || !s[1])
+    return false;
+  errno = 0;
+  *out = strtoul(s + 1, &end, 10);
+  return !errno && !*end;
+}
+
+int sp_swtpm_ids(const char *qemu_conf, uid_t *uid, gid_t *gid, struct sp_err *e)
+{
+  __attribute__((cleanup(sp_qemu_conf_free))) struct sp_qemu_conf qc = { 0 };
+  if (sp_qemu_conf_read(qemu_conf, &qc, e) < 0)
+    return -1;
+  char buf[4096];
+  struct passwd pw, *pr = NULL;
+  struct group gr, *grr = NULL;
+  unsigned long n;
+  if (numeric_id(qc.swtpm_user, &n))
+    *uid = (uid_t)n;
+  else if (getpwnam_r(qc.swtpm_user, &pw, buf, sizeof buf, &pr) == 0 && pr)
+    *uid = pr->pw_uid;
+  else
+    return sp_err_set(e, SP_EXIT_FAILED, "swtpm_user '%s' of %s is not a user of this host",
+                      qc.swtpm_user, qemu_conf);
+  if (numeric_id(qc.swtpm_group, &n))
+    *gid = (gid_t)n;
+  else if (getgrnam_r(qc.swtpm_group, &gr, buf, sizeof buf, &grr) == 0 && grr)
+    *gid = grr->gr_gid;
+  else
+    return sp_err_set(e, SP_EXIT_FAILED, "swtpm_group '%s' of %s is not a group of this host",
+                      qc.swtpm_group, qemu_conf);
+  return 0;
+}
+
+/* The new state, complete and fsynced, in <parent>/.<name>.stillpoint-new. */
+static int write_new(int pfd, const char *tmp, const struct sp_tree *t, uid_t uid, gid_t gid,
+                     struct sp_err *e)
+{
+  if (mkdirat(pfd, tmp, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", tmp);
+  _cleanup_close_ int tfd = openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (tfd < 0 || fchown(tfd, uid, gid) < 0 || fchmod(tfd, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot prepare %s", tmp);
+  for (size_t i = 0; i < t->n; i++) {
+    const struct sp_blob *b = &t->files[i];
+    if (sp_write_file_at(tfd, b->name, b->data, b->len, 0600, e) < 0)
+      return -1;
+    if (fchownat(tfd, b->name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot give %s to %u:%u", b->name,
+                        (unsigned)uid, (unsigned)gid);
+  }
+  if (fsync(tfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", tmp);
+  return 0;
+}
+
+/* Empties a directory that holds only hidden files (swtpm's .lock), so
+ * that rename(2) may replace it; false when it holds anything else. */
+static bool clear_if_only_hidden(int pfd, const char *name)
+{
+  int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0)
+    return false;
+  _cleanup_closedir_ DIR *d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return false;
+  }
+  struct dirent *de;
+  bool only_hidden = true;
+  while (only_hidden && (de = readdir(d))) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    only_hidden = de->d_name[0] == '.' && unlinkat(dirfd(d), de->d_name, 0) == 0;
+  }
+  return only_hidden;
+}
+
+/* Moves the old directory out of the way: .../tpm2.replaced-<UTC>. */
+static int move_aside(int pfd, const char *parent, const char *name, char **aside,
+                      struct sp_err *e)
+{
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  for (int seq = 1; seq < 100; seq++) {
+    char rel[NAME_MAX + 1], suffix[16] = "";
+    if (seq > 1)
+      snprintf(suffix, sizeof suffix, "-%d", seq);
+    snprintf(rel, sizeof rel, "%s.replaced-%s%s", name, stamp, suffix);
+    if (renameat2(pfd, name, pfd, rel, RENAME_NOREPLACE) == 0) {
+      if (asprintf(aside, "%s/%s", parent, rel) < 0)
+        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
+      return 0;
+    }
+    if (errno != EEXIST)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot move %s/%s aside", parent, name);
+  }
+  return sp_err_set(e, SP_EXIT_FAILED, "cannot move %s/%s aside: too many old copies", parent,
+                    name);
+}
+
+int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gid_t gid,
+                   bool keep_old, char **kept_as, struct sp_err *e)
+{
+  *kept_as = NULL;
+  _cleanup_free_ char *pcopy = strdup(state_dir), *ncopy = strdup(state_dir);
+  if (!pcopy || !ncopy)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", state_dir);
+  const char *parent = dirname(pcopy), *name = basename(ncopy);
+  char tmp[NAME_MAX + 1];
+  if (!sp_name_ok(name) || snprintf(tmp, sizeof tmp, ".%s.stillpoint-new", name) >= (int)sizeof tmp)
+    return sp_err_set(e, SP_EXIT_FAILED, "'%s' cannot be a TPM state directory", state_dir);
+  /* libvirt makes the per-VM directory 0711 root so swtpm can reach its own. */
+  if (sp_mkdir_p(parent, 0711, e) < 0)
+    return -1;
+  _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", parent);
+  _cleanup_free_ char *tmp_path = sp_path_join(parent, tmp);
+  if (!tmp_path || sp_rm_rf(tmp_path, e) < 0 || write_new(pfd, tmp, t, uid, gid, e) < 0) {
+    if (tmp_path) {
+      struct sp_err ignored = { 0 };
+      sp_rm_rf(tmp_path, &ignored);
+    }
+    return tmp_path ? sp_err_prefix(e, "TPM state for %s", state_dir)
+                    : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
+  }
+  struct stat st;
+  bool exists = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (exists && !S_ISDIR(st.st_mode))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s exists and is not a directory: not replacing it",
+                      state_dir);
+  _cleanup_free_ char *aside = NULL;
+  if (exists && !clear_if_only_hidden(pfd, name) && move_aside(pfd, parent, name, &aside, e) < 0)
+    return -1;
+  if (renameat(pfd, tmp, pfd, name) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", tmp_path, state_dir);
+  if (fsync(pfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", parent);
+  if (aside && !keep_old)
+    return sp_rm_rf(aside, e);
+  *kept_as = steal_pointer(&aside);
+  return 0;
+}
+
+int sp_nvram_install(const char *path, const struct sp_blob *b, struct sp_err *e)
+{
+  _cleanup_free_ char *pcopy = strdup(path), *ncopy = strdup(path);
+  if (!pcopy || !ncopy)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  const char *dir = dirname(pcopy), *name = basename(ncopy);
+  _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", dir);
+  struct stat st;
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is not a regular file: write the snapshot's "
+                      "NVRAM there by hand", path);
+  mode_t mode = b->mode & 0777 ? b->mode & 0777 : 0600;
+  if (sp_write_file_at(dfd, name, b->data, b->len, mode, e) < 0)
+    return -1;
+  if (fchownat(dfd, name, b->uid, b->gid, AT_SYMLINK_NOFOLLOW) < 0 || fsync(dfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot finish %s", path);
+  return 0;
+}

@@ -1,0 +1,98 @@
+/* The hook's snapshot store: TPM state and NVRAM of a VM taken while it
+ * is off, one directory per snapshot, shared by stillpoint-hook (writes at
+ * stop, reads at start) and `stillpoint state` (lists, restores).
+ *
+ *   <state_dir>/<uuid>/            0700 root
+ *     .lock                        flock: one writer or restorer at a time
+ *     <id>/                        id = UTC time, 20261126T063000Z[-N]
+ *       snapshot.json              what, when, from where, hashes, owners
+ *       domain.xml                 the XML libvirt gave the hook
+ *       tpm/<tpm2|tpm1.2>/...      the swtpm state files
+ *       nvram/<file name>          the NVRAM file
+ *       SHA256SUMS                 `sha256sum -c` compatible
+ *       PINNED                     optional: prune keeps it (why, inside)
+ *     .<id>.partial/               being written; never read, removed by prune
+ *
+ * Every file is 0600 and every directory 0700 whatever the source's mode
+ * was: the source's owner and mode are in snapshot.json for restore. */
+#ifndef SP_STATE_SNAPSHOTS_H
+#define SP_STATE_SNAPSHOTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "state_capture.h"
+
+struct sp_snapshot {
+  char *id;              /* set by sp_snap_write and sp_snap_read */
+  char *created;         /* ISO 8601 UTC, set by sp_snap_write */
+  char *domain;          /* domain name when taken */
+  char *uuid;            /* checked with sp_uuid_ok before any path is built */
+  char *event;           /* what took it: "release end -", "before-restore" */
+  bool pinned;           /* PINNED present (read only) */
+
+  bool has_tpm;
+  char *tpm_version;     /* "2.0" | "1.2" */
+  char *tpm_subdir;      /* "tpm2" | "tpm1.2" */
+  char *tpm_state_dir;   /* where the state was taken from */
+  char *tpm_secret_uuid; /* encrypted state: the libvirt secret it needs */
+  struct sp_tree tpm;    /* data only after a read with data */
+
+  bool has_nvram;
+  bool nvram_block;      /* taken from a block device */
+  char *nvram_path;      /* where the NVRAM was taken from */
+  struct sp_blob nvram;  /* name = file name under nvram/; data as for tpm */
+  /* The source's times when it was taken: equal times and size at the
+   * next start mean unchanged, without reading megabytes (0: unknown). */
+  long long nvram_mtime_ns, nvram_ctime_ns;
+
+  char *xml;             /* domain.xml; only after a read with data */
+  size_t xml_len;
+};
+
+/* Writes s as a new snapshot (its id and created are filled in): into
+ * .<id>.partial, every file and directory fsynced, then renamed.  The
+ * caller holds the lock. */
+int sp_snap_write(const char *state_dir, struct sp_snapshot *s, struct sp_err *e);
+
+/* The snapshot ids of a VM, oldest first; a VM without any gives n = 0. */
+int sp_snap_list(const char *state_dir, const char *uuid, char ***ids, size_t *n,
+                 struct sp_err *e);
+void sp_snap_ids_free(char **ids, size_t n);
+
+/* Reads one snapshot's metadata; with_data also reads every file and
+ * checks it against the recorded SHA-256 (a damaged snapshot is an error
+ * naming the file). */
+int sp_snap_read(const char *state_dir, const char *uuid, const char *id, bool with_data,
+                 struct sp_snapshot *s, struct sp_err *e);
+
+/* The newest snapshot whose metadata reads (with a TPM state when
+ * need_tpm); *found false when there is none.  Metadata only. */
+int sp_snap_newest(const char *state_dir, const char *uuid, bool need_tpm,
+                   struct sp_snapshot *s, bool *found, struct sp_err *e);
+
+/* Whether two snapshots hold the same TPM state and NVRAM (by hash). */
+bool sp_snap_same_state(const struct sp_snapshot *a, const struct sp_snapshot *b);
+
+/* Removes all but the newest keep unpinned snapshots, and leftovers of
+ * interrupted writes; *removed counts the snapshots removed.  The caller
+ * holds the lock. */
+int sp_snap_prune(const char *state_dir, const char *uuid, long keep, int *removed,
+                  struct sp_err *e);
+
+/* Marks a snapshot so that prune keeps it; reason is stored in PINNED. */
+int sp_snap_pin(const char *state_dir, const char *uuid, const char *id, const char *reason,
+                struct sp_err *e);
+
+/* Takes the VM's store lock (blocking: the hook bounds its own time).
+ * With create false and no store for this VM, *fd is -1 and 0 returned. */
+int sp_snap_lock(const char *state_dir, const char *uuid, bool create, int *fd,
+                 struct sp_err *e);
+
+/* Whether a name is a snapshot id (and so safe as a path component). */
+bool sp_snap_id_ok(const char *id);
+
+void sp_snapshot_free(struct sp_snapshot *s);
+
+#endif
