@@ -6,6 +6,8 @@
 int cmd_backup(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
 int cmd_state(int argc, char **argv);
 

@@ -13,6 +13,8 @@ static const char usage[] =
   "commands:\n"
   "  backup DOMAIN     take a consistent backup point (disks, NVRAM, TPM at one instant)\n"
   "  list DOMAIN       list the points of a domain\n"
+  "  restore POINT     bring a VM back from a point, with its TPM and NVRAM\n"
+  "  verify POINT      check a point: checksums, manifest, images and chains, TPM state\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
   "  state list|restore DOMAIN      TPM/NVRAM snapshots the hook took at VM stop\n"
@@ -28,6 +30,8 @@ static const struct {
   { "backup", cmd_backup },
   { "check", cmd_check },
   { "list", cmd_list },
+  { "restore", cmd_restore },
+  { "verify", cmd_verify },
   { "hook", cmd_hook },
   { "state", cmd_state },
 };
