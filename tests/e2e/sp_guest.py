@@ -356,6 +356,62 @@ def read_guest_file(image, path, force_share=False, replay_journal=True):
         return r.stdout
 
 
+# ---------------------------------------------------------------- the consistency loop
+
+# `gtool loop` writes N to the data disk's /counter (fsync), increments TPM NV
+# counter LOOP_IDX to N, then sets EFI variable LOOP_VAR-LOOP_GUID to N (8
+# bytes LE), for N = base+1, base+2, ... (tests/guest/gtool.c).
+LOOP_FILE = "/counter"          # /data/counter in the guest
+LOOP_IDX = 0x01500010
+LOOP_VAR = "SpLoop"
+LOOP_GUID = "5b2a0c4e-7d1f-4e8a-9c3b-2f6d8e0a1b47"
+
+
+def start_loop(dom, timeout=30):
+    """Start the consistency loop in the background; returns its base (the
+    counter's value before the first iteration). OVMF's variable store
+    takes ~2,800 iterations per boot (about a minute): stop it before."""
+    guest_check(dom, "rm -f /tmp/loop.out")
+    guest_exec_start(dom, f"exec gtool loop /data{LOOP_FILE} {LOOP_IDX:#x} "
+                          f"{LOOP_VAR} {LOOP_GUID} >/tmp/loop.out 2>&1")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = guest_check(dom, "cat /tmp/loop.out 2>/dev/null || true")
+        if out.startswith("base "):
+            return int(out.split()[1])
+        if "gtool:" in out:
+            raise AgentError(f"gtool loop failed: {out}")
+        time.sleep(0.2)
+    raise AgentError(f"gtool loop did not start within {timeout} s")
+
+
+def stop_loop(dom):
+    """Stop the loop; returns the error it printed, if any (e.g. a full
+    EFI variable store), else ''."""
+    guest_exec(dom, "killall gtool; while pidof gtool >/dev/null; do sleep 0.05; done")
+    out = guest_check(dom, "cat /tmp/loop.out 2>/dev/null || true")
+    return "\n".join(line for line in out.splitlines() if line.startswith("gtool:"))
+
+
+def read_loop_values(disk_image, tpm_dir, nvram_file, force_share=False):
+    """(disk, tpm, efi) values of the loop as stored in a data disk image, a
+    TPM state dir and an NVRAM file: a live VM's or a backup point's."""
+    import sp_ovmf
+    import sp_tpm
+    disk = int(read_guest_file(disk_image, LOOP_FILE, force_share=force_share))
+    tpm = sp_tpm.read_nv_counter(tpm_dir, LOOP_IDX)
+    var = sp_ovmf.get_var(nvram_file, LOOP_VAR, LOOP_GUID)
+    if var is None:
+        raise KeyError(f"{nvram_file}: no {LOOP_VAR}-{LOOP_GUID}")
+    return disk, tpm, int.from_bytes(var[1], "little")
+
+
+def loop_values_consistent(disk, tpm, efi):
+    """True when the three come from one instant: the loop writes disk, then
+    TPM, then EFI, so a pause can fall between any two of them."""
+    return disk >= tpm >= efi >= disk - 1
+
+
 def connect(uri=URI):
     return libvirt.open(uri)
 

@@ -14,12 +14,14 @@ Layout, as edk2 writes it (MdeModulePkg VariableFormat.h), all little endian:
   free space: 0xFF up to the end of the store.
 
 A variable's State only ever loses bits (flash semantics):
+  0xFF header being written           -> not a variable, and as edk2 does, its
+                                         NameSize/DataSize count as 0
   0x7F header written, data not yet   -> not a variable
   0x3F added                          -> live
   0x3E added, being replaced          -> live only while no 0x3F copy exists
   0x3D, 0x3C deleted                  -> gone
 edk2 replaces a variable by marking the old copy 0x3E, appending the new one
-(0x7F, then 0x3F) and finally marking the old one 0x3C; a file captured at any
+(header with 0xFF, 0x7F, name and data, 0x3F) and finally marking the old one 0x3C; a file captured at any
 step of that still yields exactly one live copy with the rules above.
 """
 
@@ -81,6 +83,12 @@ class VarStore:
                 break
             state, attrs = fields[1], fields[3]
             name_size, data_size, guid_b = fields[-3], fields[-2], fields[-1]
+            if state == 0xFF or 0xFFFFFFFF in (attrs, name_size, data_size):
+                # edk2 writes a header with State 0xFF first, then sets 0x7F,
+                # then writes name and data. It walks such a header as one
+                # without name and data (NameSizeOfVariable() returns 0), so
+                # the next variable starts right after it: do the same.
+                name_size = data_size = 0
             name_off = off + self.header.size
             data_off = name_off + name_size
             if data_off + data_size > self.end:

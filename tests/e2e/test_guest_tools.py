@@ -27,8 +27,7 @@ from sp_guest import AgentError, agent
 
 pytest_plugins = ["fixtures_guest"]
 
-GUID = "5b2a0c4e-7d1f-4e8a-9c3b-2f6d8e0a1b47"    # the tests' own vendor GUID
-LOOP_IDX = 0x01500010
+GUID = sp_guest.LOOP_GUID    # the tests' own vendor GUID
 GTOOL_IDX = 0x01500011
 SEEDED_IDX = 0x01500020
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -98,6 +97,22 @@ def test_ovmf_store_add_replace_and_transition_states(tmp_path):
     store.write_bytes(img)
     assert sp_ovmf.get_var(store, "SpOne", GUID) == (7, (2).to_bytes(8, "little"))
     assert sp_ovmf.get_var(store, "SpNone", GUID) is None
+
+    # Stopped right after writing a header (State still 0xFF, name and data
+    # not yet written): edk2 walks it as a bare 60-byte header, and so must
+    # we, both to read and to append after it.
+    img = bytearray(store.read_bytes())
+    torn = sp_ovmf.VarStore(img).free
+    sp_ovmf.add_var(store, "SpTorn", GUID, b"x" * 8)
+    img = bytearray(store.read_bytes())
+    img[torn + 2] = 0xFF
+    img[torn + 60:torn + 60 + 14 + 8] = b"\xff" * 22
+    store.write_bytes(img)
+    assert sp_ovmf.VarStore(img).free == torn + 60
+    assert ("SpTorn", GUID) not in sp_ovmf.read_vars(store)
+    sp_ovmf.add_var(store, "SpAfter", GUID, b"after")
+    assert sp_ovmf.get_var(store, "SpAfter", GUID) == (7, b"after")
+    assert sp_ovmf.VarStore(store.read_bytes()).records[-1][0] == torn + 60
 
 
 @pytest.fixture
@@ -206,40 +221,30 @@ def test_gtool_values_match_host_readers_while_running(tiny_guest):
 # ------------------------------------------------------------ a guest of its own
 
 
-def read_points(g, nvram, tpm_dir, force_share):
-    """(disk, tpm, efi) values of the consistency loop as stored on the host."""
-    disk = int(sp_guest.read_guest_file(g.data_disk, "/counter", force_share=force_share))
-    tpm = sp_tpm.read_nv_counter(tpm_dir, LOOP_IDX)
-    _attrs, data = sp_ovmf.get_var(nvram, "SpLoop", GUID)
-    return disk, tpm, u64(data)
-
-
 @pytest.mark.slow
 def test_consistency_loop_then_offline_seeding(fresh_tiny_guest):
     g = fresh_tiny_guest
     nvram = sp_guest.live_nvram_path(g.dom)
     tpm_dir = sp_guest.tpm_state_dir(g.dom)
 
-    sp_guest.guest_exec_start(
-        g.dom, f"exec gtool loop /data/counter {LOOP_IDX:#x} SpLoop {GUID} >/tmp/loop.out 2>&1")
     t0 = time.monotonic()
+    base = sp_guest.start_loop(g.dom)
     time.sleep(6)
-    base = int(g.check("cat /tmp/loop.out").split()[1])     # "base N"
     g.dom.suspend()
     elapsed = time.monotonic() - t0
     # QEMU's stop does not wait for a TPM command in flight: let swtpm
     # finish it before copying its state.
     time.sleep(0.5)
-    disk, tpm, efi = read_points(g, nvram, tpm_dir, force_share=True)
-    rate = (disk - base) / elapsed
-    print(f"timing: loop {disk - base} iterations in {elapsed:.1f} s = {rate:.0f}/s")
+    disk, tpm, efi = sp_guest.read_loop_values(g.data_disk, tpm_dir, nvram, force_share=True)
+    print(f"timing: loop {disk - base} iterations in {elapsed:.1f} s "
+          f"= {(disk - base) / elapsed:.0f}/s")
     assert disk - base >= 20, "the loop should have run for a while"
     # Write order disk -> TPM -> EFI: a pause falls between two of them.
-    assert disk >= tpm >= efi >= disk - 1, (disk, tpm, efi)
+    assert sp_guest.loop_values_consistent(disk, tpm, efi), (disk, tpm, efi)
 
     # Powered off, the files hold exactly what the paused VM had.
     g.dom.destroy()
-    assert read_points(g, nvram, tpm_dir, force_share=False) == (disk, tpm, efi)
+    assert sp_guest.read_loop_values(g.data_disk, tpm_dir, nvram) == (disk, tpm, efi)
 
     # Offline seeding while the VM is off: an EFI variable appended to the
     # NVRAM and a counter defined in the real TPM state.
@@ -260,6 +265,10 @@ def test_consistency_loop_then_offline_seeding(fresh_tiny_guest):
     # ...the TPM state was kept (not recreated by libvirt) and holds the seed...
     assert int(g.check(f"gtool nv-read {SEEDED_IDX:#x}")) == seeded
     # ...and the guest's own view agrees with what the host read.
-    assert int(g.check(f"gtool nv-read {LOOP_IDX:#x}")) == tpm
-    assert int(g.check(f"gtool efivar-read SpLoop {GUID}")) == efi
+    assert int(g.check(f"gtool nv-read {sp_guest.LOOP_IDX:#x}")) == tpm
+    assert int(g.check(f"gtool efivar-read {sp_guest.LOOP_VAR} {sp_guest.LOOP_GUID}")) == efi
     assert int(g.check("cat /data/counter")) == disk
+
+    # The loop picks up where the counter is, and stops cleanly.
+    assert sp_guest.start_loop(g.dom) == tpm
+    assert sp_guest.stop_loop(g.dom) == ""

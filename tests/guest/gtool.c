@@ -254,10 +254,11 @@ static void efivar_write(const char *name, const char *guid, uint64_t v)
         die("open %s: %s", path, strerror(errno));
     ssize_t w = write(fd, rec, sizeof rec);
     if (w < 0 && errno == ENOSPC)
-        /* Measured: OVMF reclaims deleted variables only at boot, so its
-         * 256 KiB store takes ~2,800 writes of one variable per boot. */
+        /* Measured: OVMF never reclaims deleted variables at runtime, so
+         * its 256 KiB store takes ~2,800 writes of one variable; the next
+         * boot finds it nearly full and reclaims. */
         die("write %s: variable store full; OVMF reclaims space only at boot: "
-            "reboot the guest", path);
+            "restart the guest", path);
     if (w != (ssize_t)sizeof rec)
         die("write %s: %s", path, w < 0 ? strerror(errno) : "short write");
     if (close(fd) < 0)
@@ -320,7 +321,8 @@ static double now(void)
  *
  * Each EFI variable write appends a record to OVMF's variable store, which
  * reclaims deleted records only at boot: after ~2,800 iterations (about a
- * minute here) the write fails with ENOSPC and the loop exits 1 saying so. */
+ * minute here) the write fails with ENOSPC and the loop exits 1 saying so.
+ * A restart of the VM (destroy + start) reclaims the store. */
 static _Noreturn void cmd_loop(const char *file, uint32_t idx, const char *name, const char *guid)
 {
     nv_define(idx);
