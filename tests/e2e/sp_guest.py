@@ -8,7 +8,7 @@ qemu-guest-agent, with an ext4 data disk at /data, a swtpm TPM 2.0 (CRB) and
 
 Facts this relies on (measured on Debian 12, libvirt 9.0, QEMU 7.2, TCG):
 - 256 MiB of memory works; 128 MiB crashes OVMF under TCG.
-- Boot to the agent's first answer takes 15-20 s.
+- Boot to the agent's first answer takes 13-20 s (up to 30 s on a busy host).
 - The agent refuses guest-exec while frozen, and every command while the VM
   is paused.
 - With <os firmware='efi'> the <nvram> path is only in the live XML.
