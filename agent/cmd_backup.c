@@ -148,7 +148,11 @@ static int plan(struct run *r, const char *level_req, struct sp_err *e)
     if (asprintf(&p, "%s/%s", r->domain_dir, r->id) < 0 ||
         asprintf(&q, "%s/%s%s", r->domain_dir, r->id, SP_PARTIAL_SUFFIX) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
-    if (!sp_exists(p) && !sp_exists(q))
+    /* Checkpoint names are per domain, points per target: another
+     * target's point of this second has taken the name already. */
+    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+      virDomainCheckpointLookupByName(r->dom, r->id, 0);
+    if (!sp_exists(p) && !sp_exists(q) && !cp)
       return 0;
     sleep(1);
   }

@@ -11,6 +11,9 @@ import pytest
 
 import sp_vm
 
+# The tiny Linux guest's fixtures (tests/guest, sp_guest.py).
+pytest_plugins = ["fixtures_guest"]
+
 # Lifecycle events need libvirt's event loop registered before any
 # connection is opened (EventWatcher in sp_vm).
 sp_vm.start_event_loop()
