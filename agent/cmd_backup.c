@@ -26,13 +26,13 @@
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
-#include "copiers.h"
 #include "fsutil.h"
 #include "freeze.h"
 #include "guardian.h"
 #include "manifest.h"
 #include "point_write.h"
 #include "preflight.h"
+#include "task_pool.h"
 #include "virt.h"
 #include "window.h"
 
@@ -63,6 +63,12 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
   return 0;
 }
 
+/* What a copier's summary line says it wrote. */
+struct copy_result {
+  unsigned long long bytes_written;
+  bool have_bytes;
+};
+
 /* Everything one run holds; freed in one place. */
 struct run {
   const struct cli *cli;
@@ -83,7 +89,8 @@ struct run {
   struct captured cap;
   char *checkpoint_xml;
   char *inactive_xml;
-  struct copy_task *tasks;
+  struct task *tasks;
+  struct copy_result *results;
   size_t ntasks;
   int sigfd;
   struct sp_manifest m;
@@ -97,8 +104,9 @@ static void run_free(struct run *r)
   captured_free(&r->cap);
   point_dir_free(&r->pd);
   for (size_t i = 0; i < r->ntasks; i++)
-    env_free(r->tasks[i].env);
+    task_free(&r->tasks[i]);
   free(r->tasks);
+  free(r->results);
   free(r->checkpoint_xml);
   free(r->inactive_xml);
   free(r->domain_dir);
@@ -298,17 +306,35 @@ static char *copier_path(void)
   return p;
 }
 
+/* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...";
+ * any other copier's lines are only forwarded. */
+static void copier_line(struct task *t, const char *line)
+{
+  struct copy_result *res = t->user;
+  const char *p = strstr(line, "done: read ");
+  unsigned long long rd, w, z;
+  if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &rd, &w, &z) == 3) {
+    res->bytes_written = w;
+    res->have_bytes = true;
+  }
+}
+
 static int copy_disks(struct run *r, struct sp_err *e)
 {
-  r->tasks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->tasks);
+  size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
+  r->tasks = calloc(n, sizeof *r->tasks);
+  r->results = calloc(n, sizeof *r->results);
   _cleanup_free_ char *path = copier_path();
-  if (!r->tasks || !path)
+  if (!r->tasks || !r->results || !path)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+  const char *copier = sp_config_str(&r->cfg, SP_KEY_COPIER);
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
     const char *t = dp->pf->disk->target;
-    struct copy_task *task = &r->tasks[r->ntasks++];
-    task->target = t;
+    struct task *task = &r->tasks[r->ntasks];
+    task->label = t;
+    task->on_line = copier_line;
+    task->user = &r->results[r->ntasks++];
     char rel[300], size[32];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
     snprintf(size, sizeof size, "%llu", dp->pf->capacity);
@@ -318,7 +344,10 @@ static int copy_disks(struct run *r, struct sp_err *e)
     bool full = strcmp(dp->level, "full") == 0;
     if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
       bitmap = NULL;
-    if (!uri || !out || (!full && !bitmap) ||
+    /* The command goes through the shell as the policy wrote it; every
+     * value it needs is in the environment, never in the string. */
+    if (!uri || !out || (!full && !bitmap) || argv_add(&task->argv, "/bin/sh") < 0 ||
+        argv_add(&task->argv, "-c") < 0 || argv_add(&task->argv, copier) < 0 ||
         env_add(&task->env, "STILLPOINT_NBD_URI", uri) < 0 ||
         env_add(&task->env, "STILLPOINT_DISK", t) < 0 ||
         env_add(&task->env, "STILLPOINT_DISK_SIZE", size) < 0 ||
@@ -336,16 +365,16 @@ static int copy_disks(struct run *r, struct sp_err *e)
   int signo;
   sp_info(r->log, "copying %zu disk%s of %s (%s point %s)", r->ntasks, r->ntasks == 1 ? "" : "s",
           r->pf.dom.name, r->plan.level, r->id);
-  if (copiers_run(sp_config_str(&r->cfg, SP_KEY_COPIER), r->tasks, r->ntasks,
-                  sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd, r->log, &signo, e) < 0)
-    return -1;
+  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
+                    r->log, &signo, e) < 0)
+    return sp_err_prefix(e, signo ? "while copying" : "the copier");
   for (size_t i = 0; i < r->ntasks; i++) {
     char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].target);
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
     _cleanup_free_ char *out = point_path(&r->pd, rel);
     if (!out || !sp_exists(out))
       return sp_err_set(e, SP_EXIT_FAILED, "the copier exited 0 for %s but wrote no %s",
-                        r->tasks[i].target, out ? out : rel);
+                        r->tasks[i].label, out ? out : rel);
   }
   return 0;
 }
@@ -399,7 +428,8 @@ static int build_manifest(struct run *r, struct sp_err *e)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
-    const struct copy_task *t = &r->tasks[i];
+    const struct task *t = &r->tasks[i];
+    const struct copy_result *res = &r->results[i];
     struct sp_manifest_disk *d = &m->disks[m->ndisks++];
     d->target = strdup(dp->pf->disk->target);
     d->source = dupn(dp->pf->disk->source);
@@ -411,8 +441,8 @@ static int build_manifest(struct run *r, struct sp_err *e)
     d->seconds = t->seconds;
     if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
       d->file = NULL;
-    if (t->have_bytes) {
-      d->bytes_written = t->bytes_written;
+    if (res->have_bytes) {
+      d->bytes_written = res->bytes_written;
     } else {
       struct stat st;
       _cleanup_free_ char *p = point_path(&r->pd, d->file ? d->file : "");
@@ -474,7 +504,7 @@ static int finish(struct run *r, struct sp_err *e)
 {
   for (size_t i = 0; i < r->ntasks; i++) {
     char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].target);
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
     if (point_add_file(&r->pd, rel, e) < 0)
       return -1;
   }

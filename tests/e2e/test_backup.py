@@ -224,7 +224,7 @@ def test_copier_failure(bins, vm, tmp_path):
     before = sp_vm.checkpoints(vm.dom)
     r = backup(bins, vm, tmp_path, "--set", "copier=echo broken copier >&2; exit 1")
     assert r.rc == 1, r
-    assert "the copier failed for vda (exit 1)" in r.err
+    assert "the copier: failed for vda (exit 1)" in r.err
     assert "[vda] broken copier" in r.err
     done, partial = spp.points(tmp_path / vm.name)
     assert done == [] and len(partial) == 1

@@ -1,4 +1,4 @@
-#include "copiers.h"
+#include "task_pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,54 +18,70 @@
 #include "cleanup.h"
 #include "state_capture.h"
 
-int env_add(char ***env, const char *key, const char *value)
+/* Appends an owned string to a NULL-terminated list. */
+static int strv_push(char ***v, char *s)
 {
   size_t n = 0;
-  while (*env && (*env)[n])
+  while (*v && (*v)[n])
     n++;
-  char **ne = realloc(*env, (n + 2) * sizeof *ne);
-  if (!ne)
+  char **nv = realloc(*v, (n + 2) * sizeof *nv);
+  if (!nv) {
+    free(s);
     return -1;
-  *env = ne;
-  if (asprintf(&ne[n], "%s=%s", key, value ? value : "") < 0)
-    return ne[n] = NULL, -1;
-  ne[n + 1] = NULL;
+  }
+  *v = nv;
+  nv[n] = s;
+  nv[n + 1] = NULL;
   return 0;
 }
 
-void env_free(char **env)
+int env_add(char ***env, const char *key, const char *value)
 {
-  for (size_t i = 0; env && env[i]; i++)
-    free(env[i]);
-  free(env);
+  char *s = NULL;
+  if (asprintf(&s, "%s=%s", key, value ? value : "") < 0)
+    return -1;
+  return strv_push(env, s);
 }
 
-/* One running copier. */
+int argv_add(char ***argv, const char *arg)
+{
+  char *s = strdup(arg);
+  return s ? strv_push(argv, s) : -1;
+}
+
+void strv_free(char **v)
+{
+  for (size_t i = 0; v && v[i]; i++)
+    free(v[i]);
+  free(v);
+}
+
+void task_free(struct task *t)
+{
+  strv_free(t->argv);
+  strv_free(t->env);
+  free(t->out);
+  t->argv = t->env = NULL;
+  t->out = NULL;
+}
+
+/* One running task. */
 struct running {
-  struct copy_task *task;
+  struct task *task;
   pid_t pid;
   int pidfd, errfd;
+  int outfd;                /* memfd holding its stdout, when captured */
   long long started;
   char line[4096];
   size_t linelen;
 };
 
-static void parse_summary(struct copy_task *t, const char *line)
-{
-  /* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ..." */
-  const char *p = strstr(line, "done: read ");
-  unsigned long long r, w, z;
-  if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &r, &w, &z) == 3) {
-    t->bytes_written = w;
-    t->have_bytes = true;
-  }
-}
-
 static void flush_line(struct running *r, const struct sp_log *log)
 {
   r->line[r->linelen] = '\0';
-  parse_summary(r->task, r->line);
-  fprintf(stderr, "[%s] %s\n", r->task->target, r->line);
+  if (r->task->on_line)
+    r->task->on_line(r->task, r->line);
+  fprintf(stderr, "[%s] %s\n", r->task->label, r->line);
   (void)log;
   r->linelen = 0;
 }
@@ -108,14 +125,20 @@ static void drain(struct running *r, const struct sp_log *log)
     ;
 }
 
-static int start(struct running *r, struct copy_task *t, const char *command, struct sp_err *e)
+static int start(struct running *r, struct task *t, struct sp_err *e)
 {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "pipe");
-  char *argv[] = { "/bin/sh", "-c", (char *)command, NULL };
+  r->outfd = -1;
+  if (t->capture_out && (r->outfd = memfd_create("task-stdout", MFD_CLOEXEC)) < 0) {
+    int err = errno;
+    close(p[0]);
+    close(p[1]);
+    return sp_err_sys(e, SP_EXIT_FAILED, err, "memfd_create");
+  }
   r->task = t;
-  r->pid = sp_spawn(argv, t->env, -1, p[1], e);
+  r->pid = sp_spawn(t->argv, t->env, r->outfd, p[1], e);
   close(p[1]);
   if (r->pid < 0) {
     close(p[0]);
@@ -130,6 +153,22 @@ static int start(struct running *r, struct copy_task *t, const char *command, st
   return 0;
 }
 
+/* The captured stdout, read back from the start of its memfd. */
+static void collect_out(struct running *r)
+{
+  if (r->outfd < 0)
+    return;
+  off_t size = lseek(r->outfd, 0, SEEK_END);
+  struct task *t = r->task;
+  if (size >= 0 && (t->out = malloc((size_t)size + 1))) {
+    ssize_t n = pread(r->outfd, t->out, (size_t)size, 0);
+    t->out_len = n > 0 ? (size_t)n : 0;
+    t->out[t->out_len] = '\0';
+  }
+  close(r->outfd);
+  r->outfd = -1;
+}
+
 static void reap(struct running *r)
 {
   int ws;
@@ -140,6 +179,7 @@ static void reap(struct running *r)
     }
   r->task->status = sp_exit_status(ws);
   r->task->seconds = (double)(sp_now_ms() - r->started) / 1000.0;
+  collect_out(r);
   close(r->pidfd);
   r->pidfd = -1;
   r->pid = -1;
@@ -160,8 +200,8 @@ static void stop_all(struct running *run, size_t nrun)
   }
 }
 
-int copiers_run(const char *command, struct copy_task *tasks, size_t n, long parallel,
-                int sigfd, const struct sp_log *log, int *signo, struct sp_err *e)
+int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
+                  const struct sp_log *log, int *signo, struct sp_err *e)
 {
   *signo = 0;
   for (size_t i = 0; i < n; i++)
@@ -172,9 +212,9 @@ int copiers_run(const char *command, struct copy_task *tasks, size_t n, long par
   _cleanup_free_ struct running *run = calloc(slots ? slots : 1, sizeof *run);
   _cleanup_free_ struct pollfd *pfd = calloc(2 * slots + 1, sizeof *pfd);
   if (!run || !pfd)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tasks");
   for (size_t i = 0; i < slots; i++)
-    run[i].pid = run[i].pidfd = run[i].errfd = -1;
+    run[i].pid = run[i].pidfd = run[i].errfd = run[i].outfd = -1;
 
   size_t next = 0, active = 0;
   int rc = 0;
@@ -182,7 +222,7 @@ int copiers_run(const char *command, struct copy_task *tasks, size_t n, long par
     for (size_t s = 0; s < slots && next < n; s++) {
       if (run[s].pid > 0 || run[s].errfd >= 0)
         continue;
-      if (start(&run[s], &tasks[next], command, e) < 0) {
+      if (start(&run[s], &tasks[next], e) < 0) {
         rc = -1;
         break;
       }
@@ -207,8 +247,8 @@ int copiers_run(const char *command, struct copy_task *tasks, size_t n, long par
       struct signalfd_siginfo si;
       if (read(sigfd, &si, sizeof si) == sizeof si) {
         *signo = (int)si.ssi_signo;
-        rc = sp_err_set(e, SP_EXIT_FAILED, "stopped by signal %d (%s) while copying",
-                        *signo, strsignal(*signo));
+        rc = sp_err_set(e, SP_EXIT_FAILED, "stopped by signal %d (%s)", *signo,
+                        strsignal(*signo));
         break;
       }
     }
@@ -231,9 +271,9 @@ int copiers_run(const char *command, struct copy_task *tasks, size_t n, long par
     if (tasks[i].status != 0) {
       size_t l = strlen(failed);
       snprintf(failed + l, sizeof failed - l, "%s%s (exit %d)", l ? ", " : "",
-               tasks[i].target, tasks[i].status);
+               tasks[i].label, tasks[i].status);
     }
   if (failed[0])
-    return sp_err_set(e, SP_EXIT_FAILED, "the copier failed for %s", failed);
+    return sp_err_set(e, SP_EXIT_FAILED, "failed for %s", failed);
   return 0;
 }
