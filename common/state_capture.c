@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,7 +23,10 @@ long long sp_now_ms(void)
 void sp_blob_free(struct sp_blob *b)
 {
   free(b->name);
-  free(b->data);
+  if (b->mapped && b->data)
+    munmap(b->data, b->len);
+  else
+    free(b->data);
   memset(b, 0, sizeof *b);
 }
 
@@ -90,6 +94,34 @@ int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e)
     sp_blob_free(b);
     return -1;
   }
+  return 0;
+}
+
+int sp_blob_map(const char *path, struct sp_blob *b, struct sp_err *e)
+{
+  memset(b, 0, sizeof *b);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", path);
+  if (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size > (off_t)(256u << 20))
+    return sp_blob_read(path, b, e); /* block devices, empty and huge files */
+  const char *slash = strrchr(path, '/');
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (m == MAP_FAILED)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot map %s", path);
+  b->data = m;
+  b->len = (size_t)st.st_size;
+  b->mapped = true;
+  b->mode = st.st_mode & 07777;
+  b->uid = st.st_uid;
+  b->gid = st.st_gid;
+  b->name = strdup(slash ? slash + 1 : path);
+  if (!b->name) {
+    sp_blob_free(b);
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  }
+  sp_sha256_hex(b->data, b->len, b->sha256);
   return 0;
 }
 

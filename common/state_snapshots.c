@@ -332,6 +332,14 @@ static int read_data(const char *sdir, struct sp_snapshot *s, struct sp_err *e)
     if (!tdir || sp_tree_read(tdir, &t, &temp, e) < 0)
       return tdir ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
     bool same = strcmp(t.digest, s->tpm.digest) == 0;
+    /* Owners and modes of the source, as recorded, not those of the copy. */
+    for (size_t i = 0; same && i < t.n; i++)
+      for (size_t j = 0; j < s->tpm.n; j++)
+        if (strcmp(t.files[i].name, s->tpm.files[j].name) == 0) {
+          t.files[i].mode = s->tpm.files[j].mode;
+          t.files[i].uid = s->tpm.files[j].uid;
+          t.files[i].gid = s->tpm.files[j].gid;
+        }
     sp_tree_free(&s->tpm);
     s->tpm = t;
     if (!same)

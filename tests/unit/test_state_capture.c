@@ -112,12 +112,46 @@ static void blob_capture(void **state)
   free(dir);
 }
 
+/* sp_blob_map: the same blob as sp_blob_read, without the copy. */
+static void blob_map(void **state)
+{
+  char *dir = unit_tmpdir();
+  char *p = unit_write(dir, "VARS.fd", "0123456789", 10);
+  char *empty = unit_write(dir, "empty", "", 0);
+  chmod(p, 0640);
+  struct sp_blob r, m;
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_blob_read(p, &r, &e), 0);
+  assert_int_equal(sp_blob_map(p, &m, &e), 0);
+  assert_true(m.mapped);
+  assert_false(r.mapped);
+  assert_int_equal(m.len, 10);
+  assert_memory_equal(m.data, r.data, 10);
+  assert_string_equal(m.sha256, r.sha256);
+  assert_string_equal(m.name, "VARS.fd");
+  assert_int_equal(m.mode, 0640);
+  sp_blob_free(&m);
+  sp_blob_free(&r);
+  /* An empty file cannot be mapped: it is read. */
+  assert_int_equal(sp_blob_map(empty, &m, &e), 0);
+  assert_false(m.mapped);
+  assert_int_equal(m.len, 0);
+  sp_blob_free(&m);
+  assert_int_equal(sp_blob_map("/nonexistent/x", &m, &e), -1);
+  assert_non_null(strstr(e.msg, "/nonexistent/x"));
+  sp_rm_rf(dir, &e);
+  free(empty);
+  free(p);
+  free(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(reads_flat_tree_sorted_without_lock),
     cmocka_unit_test(refuses_symlinks_and_subdirs),
     cmocka_unit_test(blob_capture),
+    cmocka_unit_test(blob_map),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
