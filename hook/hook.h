@@ -1,0 +1,39 @@
+/* stillpoint-hook: what one call from libvirt carries, and the actions.
+ * See stillpoint-hook(8) and DESIGN.md, "The hook". */
+#ifndef SP_HOOK_H
+#define SP_HOOK_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+/* Every action, stdin included, ends within this; past it the work is
+ * abandoned with a log line and libvirt goes on (issue: hard rules). */
+#define HOOK_BUDGET_MS 2000
+
+/* Status bytes the worker sends the supervisor.  BLOCK: the start must
+ * be refused unless the worker later sends OK (policy
+ * block_start_on_tpm_loss and a lost TPM not yet recovered). */
+#define HOOK_STATUS_BLOCK 'B'
+#define HOOK_STATUS_OK 'K'
+
+struct hook_call {
+  const char *domain;  /* argv[1] */
+  const char *op;      /* prepare | release | ... */
+  const char *subop;   /* begin | end | - */
+  const char *extra;   /* "-", or the reason of release (libvirt >= 10.5) */
+  char *xml;           /* the domain XML from stdin */
+  size_t xml_len;
+  struct sp_log log;
+  int status_fd;       /* worker only: HOOK_STATUS_* go here */
+};
+
+/* Actions; run in the worker process.  They log what they did and never
+ * fail: the exit status is the supervisor's decision. */
+void hook_prepare(struct hook_call *c);
+void hook_release(struct hook_call *c);
+
+/* Tells the supervisor a HOOK_STATUS_* byte. */
+void hook_status(const struct hook_call *c, char status);
+
+#endif
