@@ -32,6 +32,7 @@ struct hook_call {
  * fail: the exit status is the supervisor's decision. */
 void hook_prepare(struct hook_call *c);
 void hook_release(struct hook_call *c);
+void hook_migrate(struct hook_call *c);
 
 /* Tells the supervisor a HOOK_STATUS_* byte. */
 void hook_status(const struct hook_call *c, char status);

@@ -35,11 +35,12 @@ static const struct {
 } actions[] = {
   { "prepare", hook_prepare },
   { "release", hook_release },
+  { "migrate", hook_migrate },
 };
 
 /* The other operations of libvirt's qemu driver: nothing to do there. */
 static const char *const other_ops[] = { "start", "started", "stopped", "reconnect", "attach",
-                                         "migrate", "restore", NULL };
+                                         "restore", NULL };
 
 static bool known(const char *op)
 {

@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "context.h"
 #include "hook.h"
+#include "incoming.h"
 #include "qemu_conf.h"
 #include "state_install.h"
 #include "state_locator.h"
@@ -144,6 +145,11 @@ void hook_prepare(struct hook_call *c)
   }
   if (!found)
     return;
+  if (hook_incoming_take(&x)) {
+    sp_info(&c->log, "%s: incoming migration: its TPM state and NVRAM come with it, not "
+            "checked", c->domain);
+    return;
+  }
   check_nvram(c, &x, &newest);
   dir = hook_tpm_dir(&x.dom);
   if (!dir)

@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "context.h"
 #include "hook.h"
+#include "incoming.h"
 #include "state_install.h"
 #include "state_locator.h"
 #include "state_snapshots.h"
@@ -123,6 +124,8 @@ void hook_release(struct hook_call *c)
     sp_error(&c->log, "%s: release: nothing done: %s", c->domain, e.msg);
     return;
   }
+  /* A migration that failed leaves its mark: the next start is a normal one. */
+  hook_incoming_take(&x);
   if (!sp_config_bool(&x.cfg, SP_KEY_SNAPSHOT_ON_STOP))
     return;
   _cleanup_(sp_snapshot_free) struct sp_snapshot s = { 0 };

@@ -48,11 +48,16 @@ static bool drain(int fd, bool is_status, char *last)
     return true;
   if (n <= 0)
     return false;
-  if (is_status)
+  if (is_status) {
     *last = buf[n - 1];
-  else
-    for (ssize_t off = 0, w; off < n; off += w > 0 ? w : n - off)
-      w = write(STDERR_FILENO, buf + off, (size_t)(n - off));
+    return true;
+  }
+  /* Our stderr is libvirt's pipe: a failed write loses a log line, no more. */
+  for (ssize_t off = 0, w; off < n; off += w) {
+    w = write(STDERR_FILENO, buf + off, (size_t)(n - off));
+    if (w <= 0)
+      break;
+  }
   return true;
 }
 

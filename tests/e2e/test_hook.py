@@ -384,6 +384,20 @@ def test_every_action_is_abandoned_past_its_time_bound(direct):
     assert (direct.tpm_dir / "tpm2-00.permall").exists()
 
 
+def test_incoming_migration_state_is_not_recovered(direct):
+    # On the destination, libvirt runs 'migrate begin' before 'prepare begin',
+    # no swtpm_setup, and swtpm receives the state with the migration.
+    assert direct.hook("d1", "release", "end", "-").rc == 0
+    shutil.rmtree(direct.tpm_dir)
+    assert direct.hook("d1", "migrate", "begin", "-").err == ""
+    r = direct.hook("d1", "prepare", "begin", "-")
+    assert r.rc == 0 and "incoming migration" in r.err and "put back" not in r.err, r
+    assert not direct.tpm_dir.exists()
+    # The mark is used once: a later start of a lost state recovers again.
+    r = direct.hook("d1", "prepare", "begin", "-")
+    assert r.rc == 0 and "put back snapshot" in r.err, r
+
+
 # --- stillpoint hook install|uninstall|status, stillpoint state --------------------------
 
 def test_hook_install_uninstall_status(bins, tmp_path):
