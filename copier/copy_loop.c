@@ -166,16 +166,25 @@ static int write_run(struct loop *lp, struct slot *sl, uint64_t from, uint64_t l
     return 0; /* a fresh image already reads zeroes there */
   nbd_completion_callback cb = { .callback = write_done, .user_data = sl };
   const uint64_t off = sl->seg.off + from;
+  /* What is counted is the disk's bytes, never the padding. */
+  *(zero ? &lp->st->zeroed : &lp->st->written) += len;
+  uint64_t wlen = len;
+  if (lp->job->pad_tail && off + len == lp->job->src->size && len % SP_COPY_CLUSTER) {
+    /* The image is a cluster longer than the disk until it is shrunk
+     * (main.c): pad with zeroes, which the slot's buffer has room for
+     * because requests are whole clusters. */
+    wlen = (len + SP_COPY_CLUSTER - 1) / SP_COPY_CLUSTER * SP_COPY_CLUSTER;
+    if (!zero)
+      memset(sl->buf + from + len, 0, wlen - len);
+  }
   sl->pending++;
   int64_t rc;
   if (zero) {
     /* Zeroes, never trim: in an overlay they become zero clusters that hide
      * the parent's old data; a trim may be ignored and let it show. */
-    rc = nbd_aio_zero(lp->job->dst, len, off, cb, 0);
-    lp->st->zeroed += len;
+    rc = nbd_aio_zero(lp->job->dst, wlen, off, cb, 0);
   } else {
-    rc = nbd_aio_pwrite(lp->job->dst, sl->buf + from, len, off, cb, 0);
-    lp->st->written += len;
+    rc = nbd_aio_pwrite(lp->job->dst, sl->buf + from, wlen, off, cb, 0);
   }
   if (rc < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "writing the image at offset %" PRIu64 ": %s", off,

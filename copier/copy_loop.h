@@ -18,6 +18,7 @@ struct copy_job {
   struct source *src;
   struct nbd_handle *dst;
   bool full;             /* the image starts all zero: zero ranges need no write */
+  bool pad_tail;         /* extend the write of a short last cluster to a whole one */
   uint64_t request_size; /* bytes per read, a multiple of the cluster */
   unsigned requests;     /* requests in flight, each with its own buffer */
   const struct interrupt *intr;

@@ -79,6 +79,19 @@ static int check_sizes(struct run *r, struct sp_err *e)
   return 0;
 }
 
+/* qemu's compress filter works in whole clusters and refuses, at open, an
+ * image whose size is not a multiple of one.  A disk of such a size gets
+ * an image one partial cluster longer while it is written compressed, and
+ * is shrunk to the disk's size before it is named (a compressed cluster
+ * that straddles the new end stays valid). */
+static uint64_t image_size(const struct run *r)
+{
+  const uint64_t size = r->src.size;
+  if (!r->o->compress || size % SP_COPY_CLUSTER == 0)
+    return size;
+  return size + SP_COPY_CLUSTER - size % SP_COPY_CLUSTER;
+}
+
 static int create_image(struct run *r, struct sp_err *e)
 {
   if (part_create(&r->part, r->o->output, e) < 0)
@@ -88,7 +101,7 @@ static int create_image(struct run *r, struct sp_err *e)
     if (!real || !(r->backing = sp_backing_relpath(r->part.dir, real)))
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "parent image %s", r->o->parent);
   }
-  if (qemu_img_create(r->tools.qemu_img, r->part.part, r->src.size, r->backing,
+  if (qemu_img_create(r->tools.qemu_img, r->part.part, image_size(r), r->backing,
                       r->o->compress, e) < 0)
     return -1;
   return part_check(&r->part, e);
@@ -116,6 +129,7 @@ static int copy(struct run *r, struct sp_err *e)
     .src = &r->src,
     .dst = r->sink.h,
     .full = full,
+    .pad_tail = image_size(r) != r->src.size,
     .request_size = r->o->request_size < r->src.max_request ? r->o->request_size
                                                             : r->src.max_request,
     .requests = r->o->requests,
@@ -131,7 +145,10 @@ static int copy(struct run *r, struct sp_err *e)
 
 static int finish(struct run *r, struct sp_err *e)
 {
-  if (sink_finish(&r->sink, r->part.part, e) < 0 || part_commit(&r->part, e) < 0)
+  if (sink_finish(&r->sink, r->part.part, e) < 0 ||
+      (image_size(r) != r->src.size &&
+       qemu_img_shrink(r->tools.qemu_img, r->part.part, r->src.size, e) < 0) ||
+      part_commit(&r->part, e) < 0)
     return -1;
   char line[512];
   progress_format_done(line, sizeof line, r->prefix, &r->stats, progress_now() - r->t0);

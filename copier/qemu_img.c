@@ -86,3 +86,17 @@ int qemu_img_create(const char *qemu_img, const char *path, uint64_t size, const
     return sp_err_set(e, SP_EXIT_FAILED, "qemu-img create %s: %s", path, last_line(r.err));
   return 0;
 }
+
+int qemu_img_shrink(const char *qemu_img, const char *path, uint64_t size, struct sp_err *e)
+{
+  char sz[32];
+  snprintf(sz, sizeof sz, "%" PRIu64, size);
+  char *argv[] = { (char *)qemu_img, "resize", "-q", "--shrink", "-f", "qcow2", (char *)path,
+                   sz, NULL };
+  _cleanup_(result_freep) struct sp_run_result r = { 0 };
+  if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r, e) < 0)
+    return -1;
+  if (r.status != 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "qemu-img resize %s: %s", path, last_line(r.err));
+  return 0;
+}

@@ -24,4 +24,7 @@ int qemu_img_info(const char *qemu_img, const char *path, struct image_info *inf
 int qemu_img_create(const char *qemu_img, const char *path, uint64_t size, const char *backing,
                     bool compress, struct sp_err *e);
 
+/* qemu-img resize --shrink: see the compress case in main.c. */
+int qemu_img_shrink(const char *qemu_img, const char *path, uint64_t size, struct sp_err *e);
+
 #endif
