@@ -105,44 +105,88 @@ static char *checkpoint_xml_for_redefine(virDomainPtr dom, const char *xml, size
   return r;
 }
 
-/* Makes sure libvirt knows the checkpoint of every point from the chain's
- * full up to base, redefining lost ones oldest first. */
-static int ensure_checkpoints(virDomainPtr dom, const char *domain_dir, const struct history *h,
-                              const struct sp_manifest *base, const struct sp_log *log,
-                              char **why, struct sp_err *e)
+/* Whether every disk of the checkpoint still has its bitmap in QEMU.
+ * libvirt reports a bitmap's size only when QEMU has it; a checkpoint
+ * whose bitmap was removed outside libvirt (or redefined after a real
+ * delete) has none, and a job from it would fail inside the pause. */
+static bool bitmaps_present(virDomainCheckpointPtr cp, char **missing)
 {
-  const struct sp_manifest *lineage[256];
-  size_t n = 0;
-  for (const struct sp_manifest *m = base; m && n < 256; m = history_find(h, m->parent))
-    lineage[n++] = m;
-  while (n--) {
-    const struct sp_manifest *m = lineage[n];
-    if (!m->checkpoint || checkpoint_exists(dom, m->checkpoint))
+  _cleanup_free_ char *xml = virDomainCheckpointGetXMLDesc(
+    cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE | VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN);
+  if (!xml)
+    return true; /* cannot tell: let backupBegin decide */
+  xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+  bool ok = true;
+  for (xmlNodePtr d = root ? root->children : NULL; d && ok; d = d->next) {
+    if (d->type != XML_ELEMENT_NODE || !xmlStrEqual(d->name, (const xmlChar *)"disks"))
       continue;
+    for (xmlNodePtr k = d->children; k && ok; k = k->next) {
+      if (k->type != XML_ELEMENT_NODE)
+        continue;
+      xmlChar *kind = xmlGetProp(k, (const xmlChar *)"checkpoint");
+      xmlChar *size = xmlGetProp(k, (const xmlChar *)"size");
+      if (kind && xmlStrEqual(kind, (const xmlChar *)"bitmap") && !size) {
+        xmlChar *name = xmlGetProp(k, (const xmlChar *)"name");
+        *missing = name ? strdup((const char *)name) : NULL;
+        xmlFree(name);
+        ok = false;
+      }
+      xmlFree(kind);
+      xmlFree(size);
+    }
+  }
+  if (doc)
+    xmlFreeDoc(doc);
+  return ok;
+}
+
+/* Makes sure libvirt has base's checkpoint with its bitmaps, redefining it
+ * from the point's checkpoint.xml when libvirt lost it.  Only base: the
+ * job starts from it alone, and older checkpoints may have been deleted
+ * on purpose (prune). *why is set when the point must be a full one. */
+static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir,
+                             const struct sp_manifest *base, const struct sp_log *log,
+                             char **why, struct sp_err *e)
+{
+  _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+    virDomainCheckpointLookupByName(dom, base->checkpoint, 0);
+  bool redefined = false;
+  if (!cp) {
     sp_warn(log, "libvirt has lost checkpoint %s of point %s: redefining it from the point's "
-            "checkpoint.xml", m->checkpoint, m->id);
-    _cleanup_free_ char *dir = sp_path_join(domain_dir, m->id);
+            "checkpoint.xml", base->checkpoint, base->id);
+    _cleanup_free_ char *dir = sp_path_join(domain_dir, base->id);
     _cleanup_free_ char *path = dir ? sp_path_join(dir, "checkpoint.xml") : NULL;
     _cleanup_free_ char *xml = NULL, *fixed = NULL;
     size_t len;
     struct sp_err re = { 0 };
     if (!path || sp_read_file(path, 16u << 20, &xml, &len, &re) < 0) {
       if (asprintf(why, "checkpoint %s is missing in libvirt and %s cannot be read: %s",
-                   m->checkpoint, path ? path : "checkpoint.xml", re.msg) < 0)
+                   base->checkpoint, path ? path : "checkpoint.xml", re.msg) < 0)
         *why = NULL;
       return 0;
     }
     fixed = checkpoint_xml_for_redefine(dom, xml, len);
-    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
-      fixed ? virDomainCheckpointCreateXML(dom, fixed, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
-            : NULL;
+    cp = fixed ? virDomainCheckpointCreateXML(dom, fixed, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
+               : NULL;
     if (!cp) {
       if (asprintf(why, "checkpoint %s is missing in libvirt and could not be redefined from "
-                   "%s: %s", m->checkpoint, path, fixed ? virt_errmsg() : "unreadable XML") < 0)
+                   "%s: %s", base->checkpoint, path, fixed ? virt_errmsg() : "unreadable XML") < 0)
         *why = NULL;
       return 0;
     }
-    sp_info(log, "checkpoint %s redefined", m->checkpoint);
+    redefined = true;
+    sp_info(log, "checkpoint %s redefined", base->checkpoint);
+  }
+  _cleanup_free_ char *disk = NULL;
+  if (!bitmaps_present(cp, &disk)) {
+    if (asprintf(why, "checkpoint %s has no bitmap on disk %s any more (removed outside "
+                 "libvirt?)", base->checkpoint, disk ? disk : "?") < 0)
+      *why = NULL;
+    /* A redefinition that brought back no bitmap must not stay behind. */
+    if (redefined)
+      virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
   }
   (void)e;
   return 0;
@@ -259,7 +303,7 @@ int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct prefl
         asprintf(&p->why_full, "point %s has no checkpoint to start from", base->id) < 0)
       p->why_full = NULL;
     if (base && base->checkpoint &&
-        ensure_checkpoints(dom, domain_dir, &h, base, log, &p->why_full, e) < 0)
+        ensure_checkpoint(dom, domain_dir, base, log, &p->why_full, e) < 0)
       goto out;
   }
   if (base && !p->why_full) {

@@ -33,21 +33,26 @@
 #include "point_write.h"
 #include "preflight.h"
 #include "task_pool.h"
+#include "backup_all.h"
+#include "prune.h"
+#include "vm_lock.h"
 #include "virt.h"
 #include "window.h"
 
 static const char usage[] =
-  "usage: stillpoint backup DOMAIN [--level auto|full|inc|diff] [--target DIR]\n"
+  "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff] [--target DIR]\n"
   "                         [-c URI] [--json] [--config FILE] [--set key=value]\n"
   "Takes one backup point of DOMAIN: disks, NVRAM and TPM state from one instant.\n"
+  "--all: every running VM whose policy says enabled = yes, max_parallel_vms at once.\n"
   "Exit: 0 done, 1 failed (the VM runs on; the point is left as <id>.partial),\n"
   "2 bad usage or configuration, 3 refused before the VM was touched.\n";
 
-enum { OPT_LEVEL = 0x2000, OPT_TARGET };
+enum { OPT_LEVEL = 0x2000, OPT_TARGET, OPT_ALL };
 
 struct backup_opts {
   const char *level;
   const char *target;
+  bool all;
 };
 
 static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
@@ -59,6 +64,8 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
     o->level = arg;
   } else if (opt == OPT_TARGET) {
     o->target = arg;
+  } else if (opt == OPT_ALL) {
+    o->all = true;
   }
   return 0;
 }
@@ -76,6 +83,7 @@ struct run {
   struct sp_config cfg;
   virConnectPtr conn;
   virDomainPtr dom;
+  struct vm_lock lock;
   struct preflight pf;
   struct chain_plan plan;
   char id[SP_POINT_ID_MAX];
@@ -116,6 +124,7 @@ static void run_free(struct run *r)
   sp_config_free(&r->cfg);
   if (r->sigfd >= 0)
     close(r->sigfd);
+  vm_lock_release(&r->lock);
   if (r->dom)
     virDomainFree(r->dom);
   if (r->conn)
@@ -126,15 +135,32 @@ static void run_free(struct run *r)
 
 static int preflight(struct run *r, const char *name, struct sp_err *e)
 {
+  if (!sp_config_bool(&r->cfg, SP_KEY_ENABLED))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "backups of %s are disabled by policy (enabled = no, "
+                      "%s); --set enabled=yes takes one anyway", name,
+                      r->cfg.source[SP_KEY_ENABLED]);
+  char uuid[VIR_UUID_STRING_BUFLEN];
   if (virt_open(r->cli->uri, &r->conn, e) < 0 || virt_lookup(r->conn, name, &r->dom, e) < 0 ||
-      preflight_run(r->dom, &r->cfg, &r->pf, e) < 0)
+      virDomainGetUUIDString(r->dom, uuid) < 0 || preflight_run(r->dom, &r->cfg, &r->pf, e) < 0)
     return -1;
+  /* A second run must name the first (exit 1) rather than report the
+   * first one's backup job as a refusal; a user who cannot take the lock
+   * at all hears the preflight's reasons first. */
+  struct sp_err le = { 0 };
+  if (vm_lock_take(uuid, name, "backup", &r->lock, &le) < 0 && le.code != SP_EXIT_PREFLIGHT) {
+    *e = le;
+    return -1;
+  }
   for (size_t i = 0; i < r->pf.nwarnings; i++)
     sp_warn(r->log, "%s", r->pf.warnings[i]);
   if (r->pf.nrefusals) {
     for (size_t i = 0; i + 1 < r->pf.nrefusals; i++)
       sp_error(r->log, "%s", r->pf.refusals[i]);
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s", r->pf.refusals[r->pf.nrefusals - 1]);
+  }
+  if (le.code) {
+    *e = le;
+    return -1;
   }
   return 0;
 }
@@ -577,6 +603,11 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     return -1;
   }
   report(r);
+  /* Retention right after a good point, under the same lock. */
+  long keep = sp_config_int(&r->cfg, SP_KEY_KEEP);
+  struct sp_err pe = { 0 };
+  if (keep > 0 && prune_domain(r->dom, r->domain_dir, keep, false, r->log, NULL, &pe) < 0)
+    sp_warn(r->log, "the point is complete, but pruning failed: %s", pe.msg);
   return 0;
 }
 
@@ -585,16 +616,25 @@ int cmd_backup(int argc, char **argv)
   static const struct option opts[] = {
     { "level", required_argument, NULL, OPT_LEVEL },
     { "target", required_argument, NULL, OPT_TARGET },
+    { "all", no_argument, NULL, OPT_ALL },
     { 0 },
   };
   struct cli c;
   struct backup_opts o = { 0 };
   struct sp_err e = { 0 };
-  struct run r = { .sigfd = -1, .pd = { .fd = -1 } };
+  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 } };
   int rc;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||
-      (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "backup needs one DOMAIN\n%s", usage)) ||
-      cli_load_config(&c, c.args[0], &r.cfg, &e) < 0) {
+      ((o.all ? c.nargs != 0 : c.nargs != 1) &&
+       sp_err_set(&e, SP_EXIT_USAGE, "backup needs one DOMAIN, or --all\n%s", usage))) {
+    rc = cli_fail(&c, &e);
+    goto out;
+  }
+  if (o.all) {
+    rc = backup_all(&c, o.level, o.target);
+    goto out;
+  }
+  if (cli_load_config(&c, c.args[0], &r.cfg, &e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
   }

@@ -5,7 +5,9 @@
 
 int cmd_backup(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_hook(int argc, char **argv);

@@ -89,11 +89,11 @@ void guardian_tell_thawed(struct guardian *g) { send_byte(g->cmd_fd, MSG_THAWED)
 void guardian_tell_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_BEGUN); }
 void guardian_tell_not_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_BEGUN); }
 
-bool guardian_overran(struct guardian *g)
+bool guardian_overran(struct guardian *g, int wait_ms)
 {
   struct pollfd p = { .fd = g->report_fd, .events = POLLIN };
   char c;
-  while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN) && read(g->report_fd, &c, 1) == 1)
+  while (poll(&p, 1, wait_ms) == 1 && (p.revents & POLLIN) && read(g->report_fd, &c, 1) == 1)
     if (c == MSG_OVERRUN)
       return true;
   return false;

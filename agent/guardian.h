@@ -43,8 +43,9 @@ void guardian_tell_thawed(struct guardian *g);
 /* The backup job is (about to be) begun / was not begun after all. */
 void guardian_tell_begun(struct guardian *g);
 void guardian_tell_not_begun(struct guardian *g);
-/* Whether the guardian had to resume the VM because the window overran. */
-bool guardian_overran(struct guardian *g);
+/* Whether the guardian had to resume the VM because the window overran;
+ * waits up to wait_ms for its word. */
+bool guardian_overran(struct guardian *g, int wait_ms);
 /* Ends it normally and reaps it: the coordinator has put everything right
  * itself (or the point is complete). */
 void guardian_stop(struct guardian *g);

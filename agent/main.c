@@ -13,9 +13,11 @@ static const char usage[] =
   "commands:\n"
   "  backup DOMAIN     take a consistent backup point (disks, NVRAM, TPM at one instant)\n"
   "  list DOMAIN       list the points of a domain\n"
+  "  prune DOMAIN|--all  keep the newest `keep` points without breaking a chain\n"
   "  restore POINT     bring a VM back from a point, with its TPM and NVRAM\n"
   "  verify POINT      check a point: checksums, manifest, images and chains, TPM state\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
+  "  config show [DOMAIN]  the effective policy and where each value comes from\n"
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
   "  state list|restore DOMAIN      TPM/NVRAM snapshots the hook took at VM stop\n"
   "\n"
@@ -29,7 +31,9 @@ static const struct {
 } commands[] = {
   { "backup", cmd_backup },
   { "check", cmd_check },
+  { "config", cmd_config },
   { "list", cmd_list },
+  { "prune", cmd_prune },
   { "restore", cmd_restore },
   { "verify", cmd_verify },
   { "hook", cmd_hook },

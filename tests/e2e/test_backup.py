@@ -413,3 +413,27 @@ def test_unprivileged_user_refused(bins, vm, tmp_path, test_user, events):
     assert events.kinds() == []  # never paused, nothing at all happened to it
     assert_running_no_new_checkpoint(vm, before)
     assert not os.listdir(open_dir)
+
+
+def test_checkpoint_without_bitmap_gives_full(bins, vm, tmp_path):
+    """libvirt still lists the checkpoint, but its bitmap is gone (deleted
+    for real, then its metadata redefined by hand): a job from it would fail
+    inside the pause, so the point is a full one, said loudly."""
+    target = tmp_path / "points"
+    r1 = backup(bins, vm, target)
+    assert r1.rc == 0, r1
+    full = r1.json()
+    cp = full["checkpoint"]
+    xml = tmp_path / "cp.xml"
+    xml.write_text(sp_vm.virsh("checkpoint-dumpxml", vm.name, cp, "--no-domain").stdout)
+    sp_vm.virsh("checkpoint-delete", vm.name, cp)  # bitmap removed from the images
+    text = xml.read_text()
+    if "<parent>" in text:  # its parent may be gone too
+        text = text[:text.index("<parent>")] + text[text.index("</parent>") + 9:]
+    xml.write_text(text)
+    sp_vm.virsh("checkpoint-create", vm.name, str(xml), "--redefine")
+    r2 = backup(bins, vm, target)
+    assert r2.rc == 0, r2
+    assert r2.json()["level"] == "full"
+    assert f"checkpoint {cp} has no bitmap on disk vda" in r2.err
+    assert vm.is_running()

@@ -1,0 +1,24 @@
+/* Retention: keep the newest `keep` points of a domain without ever
+ * breaking a chain.  The oldest kept point that still needs a point about
+ * to go is merged - its images flattened into standalone ones, so it
+ * becomes a full point - and only then is anything removed.  libvirt
+ * checkpoints that no future point needs (all but the newest point's and
+ * its chain's full's) are deleted: every checkpoint keeps a dirty bitmap,
+ * and every bitmap costs the VM write performance. */
+#ifndef SP_PRUNE_H
+#define SP_PRUNE_H
+
+#include <json-c/json.h>
+#include <libvirt/libvirt.h>
+#include <stdbool.h>
+
+#include "err.h"
+#include "log.h"
+
+/* dom may be NULL (domain gone): points are pruned, no checkpoint is
+ * touched.  keep 0 keeps every complete point.  Each action is logged and,
+ * when actions is not NULL, appended to it as {"action","point"/"checkpoint"}. */
+int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_run,
+                 const struct sp_log *log, json_object *actions, struct sp_err *e);
+
+#endif
