@@ -71,6 +71,8 @@ static int current(const struct state_restore_args *a, const struct state_restor
     if (sp_tree_read(r->tpm_dir, &cur->tpm, &temp, e) < 0)
       return sp_err_prefix(e, "the TPM state to be replaced");
     cur->has_tpm = cur->tpm.n > 0;
+    if (sp_snap_stat_sig(r->tpm_dir, &cur->tpm_stat, e) < 0)
+      return -1;
     cur->tpm_version = strdup(a->dom->tpm.version);
     cur->tpm_subdir = strdup(sp_tpm_subdir(a->dom->tpm.version));
     cur->tpm_state_dir = strdup(r->tpm_dir);
@@ -150,6 +152,10 @@ int state_restore(const struct state_restore_args *a, struct state_restore_resul
                          r->saved_as ? r->saved_as : "");
   if (!r->saved_as && strcmp(newest.id, r->id) == 0)
     return 0;
+  free(t.tpm_stat);
+  t.tpm_stat = NULL;
+  if (r->tpm_dir && sp_snap_stat_sig(r->tpm_dir, &t.tpm_stat, e) < 0)
+    sp_err_clear(e); /* only a shortcut for the next start: it hashes instead */
   struct stat st;
   if (r->nvram_path && stat(r->nvram_path, &st) == 0) {
     t.nvram_mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;

@@ -40,6 +40,7 @@ static json_object *tpm_json(const struct sp_snapshot *s)
   json_object_object_add(o, "state_dir", jstr(s->tpm_state_dir));
   json_object_object_add(o, "encryption_secret", jstr(s->tpm_secret_uuid));
   json_object_object_add(o, "digest", json_object_new_string(s->tpm.digest));
+  json_object_object_add(o, "stat", jstr(s->tpm_stat));
   json_object *files = json_object_new_array();
   for (size_t i = 0; i < s->tpm.n; i++) {
     json_object *f = json_object_new_object();
@@ -136,7 +137,8 @@ static int parse_tpm(json_object *o, struct sp_snapshot *s, struct sp_err *e)
   if (dup_str(o, "version", true, &s->tpm_version, e) < 0 ||
       dup_str(o, "subdir", true, &s->tpm_subdir, e) < 0 ||
       dup_str(o, "state_dir", false, &s->tpm_state_dir, e) < 0 ||
-      dup_str(o, "encryption_secret", false, &s->tpm_secret_uuid, e) < 0)
+      dup_str(o, "encryption_secret", false, &s->tpm_secret_uuid, e) < 0 ||
+      dup_str(o, "stat", false, &s->tpm_stat, e) < 0)
     return -1;
   if (strcmp(s->tpm_subdir, "tpm2") != 0 && strcmp(s->tpm_subdir, "tpm1.2") != 0)
     return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json: TPM subdir '%s'", s->tpm_subdir);

@@ -32,6 +32,7 @@ void sp_snapshot_free(struct sp_snapshot *s)
   free(s->tpm_state_dir);
   free(s->tpm_secret_uuid);
   sp_tree_free(&s->tpm);
+  free(s->tpm_stat);
   free(s->nvram_path);
   sp_blob_free(&s->nvram);
   free(s->xml);
@@ -425,6 +426,55 @@ bool sp_snap_same_state(const struct sp_snapshot *a, const struct sp_snapshot *b
   if (a->has_tpm && strcmp(a->tpm.digest, b->tpm.digest) != 0)
     return false;
   return !a->has_nvram || strcmp(a->nvram.sha256, b->nvram.sha256) == 0;
+}
+
+static int by_str(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sp_snap_stat_sig(const char *dir, char **sig, struct sp_err *e)
+{
+  *sig = NULL;
+  _cleanup_closedir_ DIR *d = opendir(dir);
+  if (!d)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
+  char **lines = NULL;
+  size_t n = 0, total = 1;
+  struct dirent *de;
+  int rc = 0;
+  while (rc == 0 && (de = readdir(d))) {
+    struct stat st;
+    if (de->d_name[0] == '.' || strncmp(de->d_name, "TMP", 3) == 0 ||
+        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+      continue;
+    char **nl = realloc(lines, (n + 1) * sizeof *nl);
+    if (!nl || asprintf(&nl[n], "%s %lld %llu %lld.%09ld %lld.%09ld\n", de->d_name,
+                        (long long)st.st_size, (unsigned long long)st.st_ino,
+                        (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                        (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec) < 0) {
+      lines = nl ? nl : lines;
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", dir);
+      break;
+    }
+    lines = nl;
+    total += strlen(lines[n++]);
+  }
+  if (rc == 0 && n)
+    qsort(lines, n, sizeof *lines, by_str);
+  char *out = rc == 0 ? calloc(1, total) : NULL;
+  for (size_t i = 0, off = 0; i < n; i++) {
+    size_t l = strlen(lines[i]);
+    if (out)
+      memcpy(out + off, lines[i], l);
+    off += l;
+    free(lines[i]);
+  }
+  free(lines);
+  if (rc == 0 && !out)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", dir);
+  *sig = out;
+  return rc;
 }
 
 /* --- housekeeping --------------------------------------------------- */

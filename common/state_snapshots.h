@@ -38,6 +38,7 @@ struct sp_snapshot {
   char *tpm_state_dir;   /* where the state was taken from */
   char *tpm_secret_uuid; /* encrypted state: the libvirt secret it needs */
   struct sp_tree tpm;    /* data only after a read with data */
+  char *tpm_stat;        /* sp_snap_stat_sig of the source when taken (NULL: unknown) */
 
   bool has_nvram;
   bool nvram_block;      /* taken from a block device */
@@ -89,6 +90,13 @@ int sp_snap_pin(const char *state_dir, const char *uuid, const char *id, const c
  * With create false and no store for this VM, *fd is -1 and 0 returned. */
 int sp_snap_lock(const char *state_dir, const char *uuid, bool create, int *fd,
                  struct sp_err *e);
+
+/* A fingerprint of a flat state directory without reading its files:
+ * name, size, inode, mtime and ctime of each (.lock and swtpm's TMP*
+ * left out, as sp_tree_read does).  Equal fingerprints mean untouched
+ * files (ctime cannot be set back), so the next start need not hash
+ * them. */
+int sp_snap_stat_sig(const char *dir, char **sig, struct sp_err *e);
 
 /* Whether a name is a snapshot id (and so safe as a path component). */
 bool sp_snap_id_ok(const char *id);

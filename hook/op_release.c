@@ -35,6 +35,9 @@ static bool capture_tpm(const struct hook_call *c, const struct hook_ctx *x,
     sp_warn(&c->log, "%s: TPM state not snapshotted: %s", c->domain, e.msg);
     return false;
   }
+  /* The fingerprint lets the next start skip hashing an untouched state. */
+  if (sp_snap_stat_sig(dir, &s->tpm_stat, &e) < 0)
+    sp_debug(&c->log, "%s: %s", c->domain, e.msg);
   if (temp)
     sp_info(&c->log, "%s: a swtpm temp file in %s was left out (swtpm stopped between write "
             "and rename; the state file it would have replaced is the consistent one)",

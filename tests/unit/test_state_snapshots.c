@@ -267,6 +267,44 @@ static void refusals(void **state)
   free(dir);
 }
 
+static void stat_fingerprint(void **state)
+{
+  char *dir = unit_tmpdir();
+  struct sp_err e = { 0 };
+  free(unit_write(dir, "tpm2-00.permall", "abc", 3));
+  free(unit_write(dir, ".lock", "", 0));
+  char *a = NULL, *b = NULL;
+  assert_int_equal(sp_snap_stat_sig(dir, &a, &e), 0);
+  assert_non_null(strstr(a, "tpm2-00.permall 3 "));
+  assert_null(strstr(a, ".lock"));
+  /* swtpm's lock and temp files come and go without changing the state */
+  free(unit_write(dir, "TMP2-00.permall", "half", 4));
+  assert_int_equal(sp_snap_stat_sig(dir, &b, &e), 0);
+  assert_string_equal(a, b);
+  free(b);
+  /* the same bytes written again: a new ctime, another fingerprint (after
+   * a pause longer than a coarse kernel clock tick) */
+  usleep(20000);
+  free(unit_write(dir, "tpm2-00.permall", "abc", 3));
+  assert_int_equal(sp_snap_stat_sig(dir, &b, &e), 0);
+  assert_string_not_equal(a, b);
+  free(b);
+  free(a);
+
+  /* It travels in snapshot.json. */
+  struct sp_snapshot s, r;
+  make(&s, 'a', true);
+  s.tpm_stat = strdup("tpm2-00.permall 9 1 2.000000003 4.000000005\n");
+  assert_int_equal(sp_snap_write(dir, &s, &e), 0);
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, false, &r, &e), 0);
+  assert_string_equal(r.tpm_stat, s.tpm_stat);
+  sp_snapshot_free(&r);
+  sp_snapshot_free(&s);
+  assert_int_equal(sp_snap_stat_sig("/nonexistent", &a, &e), -1);
+  assert_int_equal(sp_rm_rf(dir, &e), 0);
+  free(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -274,6 +312,7 @@ int main(void)
     cmocka_unit_test(write_read_roundtrip),
     cmocka_unit_test(ids_order_newest_prune_pin),
     cmocka_unit_test(refusals),
+    cmocka_unit_test(stat_fingerprint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
