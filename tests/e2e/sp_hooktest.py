@@ -13,6 +13,8 @@ STILLPOINT_CONFDIR), and this host has no syslog. So the bed:
   VM that turns on what its test needs: other VMs see the hook do nothing, and
   no state dir of theirs is ever created;
 - tells libvirtd with SIGHUP (never a restart: other tests use it);
+- holds /run/stillpoint-hooktest.lock meanwhile, so two test runs on one
+  host take turns instead of replacing each other's link;
 - always uninstalls in the fixture's teardown. Should a run die before that,
   the link points into a deleted temp directory: libvirt skips a hook that is
   not an executable file, so it can never fail anyone's VM start.
@@ -30,6 +32,7 @@ from conftest import run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOOK_LINK = "/etc/libvirt/hooks/qemu.d/stillpoint"
+BED_LOCK = "/run/stillpoint-hooktest.lock"
 SWTPM_LOG = "/var/log/swtpm/libvirt/qemu/{name}-swtpm.log"
 MANUFACTURE = "Starting vTPM manufacturing"
 
@@ -78,17 +81,27 @@ class HookBed:
             "snapshot_on_stop": "no", "recover_tpm": "off",
             "block_start_on_tpm_loss": "no", "state_dir": self.state_dir})
         self.env = {"STILLPOINT_CONFDIR": self.conf}
+        self.lock_fd = None
 
     # -- install into libvirtd ------------------------------------------------
     def install(self):
+        # One bed at a time on this host: a second test run would replace our
+        # link, and our VMs' hooks would read its configuration.
+        self.lock_fd = os.open(BED_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         r = run([self.bins.stillpoint, "hook", "install", "--hook-binary", self.wrapper])
         assert r.rc == 0, r
         libvirtd_reload()
 
     def uninstall(self):
-        if os.path.islink(HOOK_LINK) and os.readlink(HOOK_LINK) == self.wrapper:
-            r = run([self.bins.stillpoint, "hook", "uninstall"])
-            assert r.rc == 0, r
+        try:
+            if os.path.islink(HOOK_LINK) and os.readlink(HOOK_LINK) == self.wrapper:
+                r = run([self.bins.stillpoint, "hook", "uninstall"])
+                assert r.rc == 0, r
+        finally:
+            if self.lock_fd is not None:
+                os.close(self.lock_fd)
+                self.lock_fd = None
 
     # -- per-VM policy and what the hook left ------------------------------------
     def policy(self, name, **keys):

@@ -30,8 +30,8 @@ TSS = pwd.getpwnam("tss")
 @pytest.fixture(scope="module")
 def bed(bins, conn, tmp_path_factory):
     b = HookBed(bins, tmp_path_factory.mktemp("hookbed"))
-    b.install()
     try:
+        b.install()
         yield b
     finally:
         b.uninstall()
