@@ -7,6 +7,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "host.h"
 
 static int set(char **slot, const char *v, size_t n)
 {
@@ -93,9 +94,17 @@ int sp_qemu_conf_parse(const char *text, struct sp_qemu_conf *qc, struct sp_err 
 
 int sp_qemu_conf_read(const char *path, struct sp_qemu_conf *qc, struct sp_err *e)
 {
+  struct sp_host local;
+  sp_host_local(&local);
+  return sp_host_qemu_conf_read(&local, path, qc, e);
+}
+
+int sp_host_qemu_conf_read(struct sp_host *h, const char *path, struct sp_qemu_conf *qc,
+                           struct sp_err *e)
+{
   _cleanup_free_ char *buf = NULL;
   size_t len;
-  if (sp_read_file(path, 4u << 20, &buf, &len, e) < 0) {
+  if (h->ops->read_text(h, path, 4u << 20, &buf, &len, e) < 0) {
     /* mode 0600 root: a non-root user cannot read it, which is normal. */
     sp_err_clear(e);
     memset(qc, 0, sizeof *qc);

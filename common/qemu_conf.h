@@ -22,6 +22,10 @@ int sp_qemu_conf_parse(const char *text, struct sp_qemu_conf *qc, struct sp_err 
 /* Reads the file; an unreadable file (non-root) is not an error: from_file
  * stays false and the caller falls back to the owners seen on disk. */
 int sp_qemu_conf_read(const char *path, struct sp_qemu_conf *qc, struct sp_err *e);
+/* The same for qemu.conf of another host (host.h). */
+struct sp_host;
+int sp_host_qemu_conf_read(struct sp_host *h, const char *path, struct sp_qemu_conf *qc,
+                           struct sp_err *e);
 void sp_qemu_conf_free(struct sp_qemu_conf *qc);
 
 #endif

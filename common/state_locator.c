@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "host.h"
 
 const char *sp_tpm_subdir(const char *version)
 {
@@ -106,34 +107,40 @@ void sp_access_hint(const struct sp_file_info *fi, const char *what, char *buf, 
            "group %s", what, fi->path, fi->owner, fi->group, (unsigned)fi->mode, fi->group);
 }
 
-static int list_files(struct sp_tpm_location *loc, struct sp_err *e)
+static int list_files(struct sp_host *h, struct sp_tpm_location *loc, struct sp_err *e)
 {
-  _cleanup_closedir_ DIR *dir = opendir(loc->state_dir);
-  if (!dir) {
+  char **names = NULL;
+  size_t n = 0;
+  struct sp_err le = { 0 };
+  if (h->ops->list_dir(h, loc->state_dir, &names, &n, &le) < 0) {
     loc->listable = false;
     return 0;
   }
   loc->listable = true;
-  struct dirent *de;
-  while ((de = readdir(dir))) {
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
     /* .lock belongs to the running swtpm; never captured or restored. */
-    if (de->d_name[0] == '.' &&
-        (!de->d_name[1] || strcmp(de->d_name, "..") == 0 || strcmp(de->d_name, ".lock") == 0))
-      continue;
-    struct sp_file_info *nf = realloc(loc->files, (loc->nfiles + 1) * sizeof *nf);
-    if (!nf)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", loc->state_dir);
-    loc->files = nf;
-    _cleanup_free_ char *p = sp_path_join(loc->state_dir, de->d_name);
-    if (!p || sp_file_info(p, &loc->files[loc->nfiles], e) < 0)
-      return -1;
-    loc->nfiles++;
+    if (rc == 0 && strcmp(names[i], ".lock") != 0) {
+      struct sp_file_info *nf = realloc(loc->files, (loc->nfiles + 1) * sizeof *nf);
+      _cleanup_free_ char *p = sp_path_join(loc->state_dir, names[i]);
+      if (nf)
+        loc->files = nf;
+      if (!nf || !p) {
+        rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", loc->state_dir);
+      } else {
+        rc = h->ops->file_info(h, p, &loc->files[loc->nfiles], e);
+        if (rc == 0)
+          loc->nfiles++;
+      }
+    }
+    free(names[i]);
   }
-  return 0;
+  free(names);
+  return rc;
 }
 
-int sp_tpm_locate(const struct sp_domain *d, const char *swtpm_root,
-                  struct sp_tpm_location *loc, struct sp_err *e)
+int sp_host_tpm_locate(struct sp_host *h, const struct sp_domain *d, const char *swtpm_root,
+                       struct sp_tpm_location *loc, struct sp_err *e)
 {
   memset(loc, 0, sizeof *loc);
   if (d->tpm.backend != SP_TPM_EMULATOR)
@@ -149,9 +156,17 @@ int sp_tpm_locate(const struct sp_domain *d, const char *swtpm_root,
     loc->state_dir = NULL;
   if (!loc->state_dir)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot form the TPM state path of %s", d->name);
-  if (sp_file_info(loc->state_dir, &loc->dir, e) < 0)
+  if (h->ops->file_info(h, loc->state_dir, &loc->dir, e) < 0)
     return -1;
-  return list_files(loc, e);
+  return list_files(h, loc, e);
+}
+
+int sp_tpm_locate(const struct sp_domain *d, const char *swtpm_root,
+                  struct sp_tpm_location *loc, struct sp_err *e)
+{
+  struct sp_host local;
+  sp_host_local(&local);
+  return sp_host_tpm_locate(&local, d, swtpm_root, loc, e);
 }
 
 void sp_tpm_location_free(struct sp_tpm_location *loc)

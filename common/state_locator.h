@@ -40,6 +40,10 @@ const char *sp_tpm_subdir(const char *version);
  * except in tests. */
 int sp_tpm_locate(const struct sp_domain *d, const char *swtpm_root,
                   struct sp_tpm_location *loc, struct sp_err *e);
+/* The same on another host (host.h); sp_tpm_locate is this machine. */
+struct sp_host;
+int sp_host_tpm_locate(struct sp_host *h, const struct sp_domain *d, const char *swtpm_root,
+                       struct sp_tpm_location *loc, struct sp_err *e);
 void sp_tpm_location_free(struct sp_tpm_location *loc);
 
 int sp_file_info(const char *path, struct sp_file_info *fi, struct sp_err *e);

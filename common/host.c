@@ -1,0 +1,253 @@
+#include "host.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fsutil.h"
+
+/* ---- this machine -------------------------------------------------------- */
+
+static int local_file_info(struct sp_host *h, const char *path, struct sp_file_info *fi,
+                           struct sp_err *e)
+{
+  (void)h;
+  return sp_file_info(path, fi, e);
+}
+
+static int local_list_dir(struct sp_host *h, const char *dir, char ***names, size_t *n,
+                          struct sp_err *e)
+{
+  (void)h;
+  *names = NULL;
+  *n = 0;
+  _cleanup_closedir_ DIR *d = opendir(dir);
+  if (!d)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    char **nn = realloc(*names, (*n + 1) * sizeof *nn);
+    if (!nn || !(nn[*n] = strdup(de->d_name))) {
+      if (nn)
+        *names = nn;
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", dir);
+    }
+    *names = nn;
+    (*n)++;
+  }
+  return 0;
+}
+
+static int local_read_blob(struct sp_host *h, const char *path, struct sp_blob *b,
+                           struct sp_err *e)
+{
+  (void)h;
+  return sp_blob_read(path, b, e);
+}
+
+static int local_read_tree(struct sp_host *h, const char *dir, struct sp_tree *t, bool *temp,
+                           struct sp_err *e)
+{
+  (void)h;
+  return sp_tree_read(dir, t, temp, e);
+}
+
+static int local_read_text(struct sp_host *h, const char *path, size_t max, char **buf,
+                           size_t *len, struct sp_err *e)
+{
+  (void)h;
+  return sp_read_file(path, max, buf, len, e);
+}
+
+static int local_ids(struct sp_host *h, const char *user, const char *group, uid_t *uid,
+                     gid_t *gid, struct sp_err *e)
+{
+  (void)h;
+  char buf[4096];
+  char *end;
+  if (user[0] == '+') {
+    *uid = (uid_t)strtoul(user + 1, &end, 10);
+  } else {
+    struct passwd pw, *r = NULL;
+    if (getpwnam_r(user, &pw, buf, sizeof buf, &r) != 0 || !r)
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "user '%s' does not exist here", user);
+    *uid = r->pw_uid;
+  }
+  if (group[0] == '+') {
+    *gid = (gid_t)strtoul(group + 1, &end, 10);
+  } else {
+    struct group gr, *r = NULL;
+    if (getgrnam_r(group, &gr, buf, sizeof buf, &r) != 0 || !r)
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "group '%s' does not exist here", group);
+    *gid = r->gr_gid;
+  }
+  return 0;
+}
+
+static int local_mkdir_owned(struct sp_host *h, const char *path, mode_t mode, uid_t uid,
+                             gid_t gid, struct sp_err *e)
+{
+  (void)h;
+  if (mkdir(path, mode) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", path);
+  if (chown(path, uid, gid) < 0 || chmod(path, mode) < 0)
+    return sp_err_sys(e, SP_EXIT_PREFLIGHT, errno, "cannot give %s to %u:%u (run as root)", path,
+                      (unsigned)uid, (unsigned)gid);
+  return 0;
+}
+
+static int local_rm_rf(struct sp_host *h, const char *path, struct sp_err *e)
+{
+  (void)h;
+  return sp_rm_rf(path, e);
+}
+
+static int local_write_file(struct sp_host *h, const char *path, const void *data, size_t len,
+                            mode_t mode, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  (void)h;
+  _cleanup_free_ char *copy = strdup(path);
+  char *slash = copy ? strrchr(copy, '/') : NULL;
+  if (!slash)
+    return sp_err_set(e, SP_EXIT_FAILED, "not an absolute path: %s", path);
+  *slash = '\0';
+  _cleanup_close_ int dfd = open(copy[0] ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", copy);
+  if (sp_write_file_at(dfd, slash + 1, data, len, mode, e) < 0)
+    return -1;
+  if (fchownat(dfd, slash + 1, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot set the owner of %s", path);
+  if (fsync(dfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", copy);
+  return 0;
+}
+
+static int local_upload(struct sp_host *h, const char *local, const char *path,
+                        struct sp_err *e)
+{
+  (void)h;
+  return sp_copy_file(local, path, 0600, e);
+}
+
+static bool local_exists(struct sp_host *h, const char *path)
+{
+  (void)h;
+  return sp_exists(path);
+}
+
+static void local_close(struct sp_host *h)
+{
+  (void)h;
+}
+
+static const struct sp_host_ops local_ops = {
+  .file_info = local_file_info,
+  .list_dir = local_list_dir,
+  .read_blob = local_read_blob,
+  .read_tree = local_read_tree,
+  .read_text = local_read_text,
+  .ids = local_ids,
+  .mkdir_owned = local_mkdir_owned,
+  .rm_rf = local_rm_rf,
+  .write_file = local_write_file,
+  .upload = local_upload,
+  .exists = local_exists,
+  .close = local_close,
+};
+
+void sp_host_local(struct sp_host *h)
+{
+  memset(h, 0, sizeof *h);
+  h->ops = &local_ops;
+  snprintf(h->name, sizeof h->name, "localhost");
+}
+
+void sp_host_close(struct sp_host *h)
+{
+  if (h->ops)
+    h->ops->close(h);
+  h->ops = NULL;
+}
+
+/* ---- capture until stable ------------------------------------------------ */
+
+int sp_host_tree_capture(struct sp_host *h, const char *dir, int max_reads, long budget_ms,
+                         struct sp_tree *t, struct sp_capture_stats *st, struct sp_err *e)
+{
+  long long start = sp_now_ms();
+  struct sp_tree prev = { 0 };
+  bool have_prev = false;
+  memset(st, 0, sizeof *st);
+  memset(t, 0, sizeof *t);
+  for (;;) {
+    struct sp_tree cur;
+    bool temp;
+    if (h->ops->read_tree(h, dir, &cur, &temp, e) < 0) {
+      sp_tree_free(&prev);
+      return -1;
+    }
+    st->reads++;
+    st->temp_seen += temp;
+    if (!temp && have_prev && strcmp(prev.digest, cur.digest) == 0) {
+      sp_tree_free(&prev);
+      *t = cur;
+      st->ms = (long)(sp_now_ms() - start);
+      return 0;
+    }
+    sp_tree_free(&prev);
+    prev = cur;
+    have_prev = !temp;
+    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
+      sp_tree_free(&prev);
+      return sp_err_set(e, SP_EXIT_FAILED,
+                        "TPM state in %s did not settle: %d reads in %lld ms, %d with a swtpm "
+                        "temp file", dir, st->reads, sp_now_ms() - start, st->temp_seen);
+    }
+    if (temp) {
+      /* swtpm is between write and rename: give it a moment. */
+      struct timespec pause = { 0, 2 * 1000 * 1000 };
+      nanosleep(&pause, NULL);
+    }
+  }
+}
+
+int sp_host_blob_capture(struct sp_host *h, const char *path, int max_reads, long budget_ms,
+                         struct sp_blob *b, struct sp_capture_stats *st, struct sp_err *e)
+{
+  long long start = sp_now_ms();
+  struct sp_blob prev = { 0 };
+  memset(st, 0, sizeof *st);
+  for (;;) {
+    struct sp_blob cur;
+    if (h->ops->read_blob(h, path, &cur, e) < 0) {
+      sp_blob_free(&prev);
+      return -1;
+    }
+    st->reads++;
+    if (prev.name && strcmp(prev.sha256, cur.sha256) == 0) {
+      sp_blob_free(&prev);
+      *b = cur;
+      st->ms = (long)(sp_now_ms() - start);
+      return 0;
+    }
+    sp_blob_free(&prev);
+    prev = cur;
+    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
+      sp_blob_free(&prev);
+      return sp_err_set(e, SP_EXIT_FAILED, "%s kept changing: %d reads in %lld ms", path,
+                        st->reads, sp_now_ms() - start);
+    }
+  }
+}
