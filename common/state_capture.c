@@ -203,10 +203,15 @@ int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct 
     sp_tree_free(t);
     return -1;
   }
+  sp_tree_finish(t);
+  return 0;
+}
+
+void sp_tree_finish(struct sp_tree *t)
+{
   if (t->n)
     qsort(t->files, t->n, sizeof *t->files, by_name);
   tree_digest(t);
-  return 0;
 }
 
 int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tree *t,

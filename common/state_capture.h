@@ -41,6 +41,10 @@ struct sp_capture_stats {
  * holds none, and a symlink there is not ours to follow. */
 int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct sp_err *e);
 
+/* Sorts a tree read by other means (a remote host) and computes its
+ * digest, as sp_tree_read does. */
+void sp_tree_finish(struct sp_tree *t);
+
 /* Reads until stable: no temp file and two equal digests in a row, at
  * most max_reads reads and budget_ms milliseconds. */
 int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tree *t,
