@@ -69,7 +69,10 @@ int main(int argc, char **argv)
     .status_fd = -1,
   };
   struct sp_err e = { 0 };
-  int in = hook_read_input(STDIN_FILENO, XML_MAX, deadline, &c.xml, &c.xml_len, &e);
+  /* libvirt always gives a pipe; a person at a terminal gets no wait. */
+  int in = isatty(STDIN_FILENO)
+             ? sp_err_set(&e, SP_EXIT_USAGE, "stdin is a terminal, not libvirt's domain XML")
+             : hook_read_input(STDIN_FILENO, XML_MAX, deadline, &c.xml, &c.xml_len, &e);
   void (*action)(struct hook_call *) = NULL;
   if (argc == 5) {
     c.domain = argv[1];
