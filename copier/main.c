@@ -111,7 +111,7 @@ static int start_qemu_nbd(struct run *r, struct sp_err *e)
 {
   if (interrupt_suspend(&r->intr, e) < 0)
     return -1;
-  int rc = sink_open(&r->sink, r->tools.qemu_nbd, r->part.part, r->o->compress, e);
+  int rc = sink_open(&r->sink, r->tools.env, r->tools.qemu_nbd, r->part.part, r->o->compress, e);
   interrupt_resume(&r->intr);
   return rc;
 }

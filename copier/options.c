@@ -58,7 +58,7 @@ void copy_usage(FILE *out)
         "  --no-progress        the same as --progress=off\n"
         "  --progress-interval SECONDS   between progress lines (default 10)\n"
         "  --request-size BYTES size of read requests (default 1M; K, M suffixes)\n"
-        "  --requests N         requests in flight (default 16)\n"
+        "  --requests N         requests in flight (default 32)\n"
         "  --connections N      source connections if multi-conn (default 2)\n"
         "  -h, --help           show this help\n"
         "  -V, --version        show the version\n"
@@ -274,7 +274,7 @@ int copy_opts_parse(int argc, char *argv[], sp_getenv_fn *env, struct copy_opts 
     .progress = SP_PROGRESS_AUTO,
     .progress_interval = 10,
     .request_size = 1024 * 1024,
-    .requests = 16,
+    .requests = 32,
     .connections = 2,
   };
   if (from_env(env, o, e) < 0 || from_argv(argc, argv, o, e) < 0)

@@ -18,9 +18,10 @@ struct sink {
 #define SINK_INIT { .errfd = -1 }
 
 /* Starts qemu-nbd on image (qcow2; through the compress filter when
- * compress) and connects to it. */
-int sink_open(struct sink *s, const char *qemu_nbd, const char *image, bool compress,
-              struct sp_err *e);
+ * compress) and connects to it; env is env(1), which sets qemu-nbd's
+ * malloc tunables without touching our own environment. */
+int sink_open(struct sink *s, const char *env, const char *qemu_nbd, const char *image,
+              bool compress, struct sp_err *e);
 /* Flushes (qemu-nbd fdatasyncs the image) and ends qemu-nbd, waiting for it. */
 int sink_finish(struct sink *s, const char *image, struct sp_err *e);
 /* Adds qemu-nbd's own last message to e, when it printed one. */

@@ -33,6 +33,8 @@ int tools_find(struct tools *t, struct sp_err *e)
     return sp_err_set(e, SP_EXIT_FAILED, "qemu-img not found in PATH (install qemu-utils)");
   if (!(t->qemu_nbd = which("qemu-nbd")))
     return sp_err_set(e, SP_EXIT_FAILED, "qemu-nbd not found in PATH (install qemu-utils)");
+  if (!(t->env = which("env")))
+    return sp_err_set(e, SP_EXIT_FAILED, "env not found in PATH (install coreutils)");
   return 0;
 }
 
@@ -40,5 +42,6 @@ void tools_free(struct tools *t)
 {
   free(t->qemu_img);
   free(t->qemu_nbd);
+  free(t->env);
   *t = (struct tools){ 0 };
 }

@@ -9,6 +9,7 @@
 struct tools {
   char *qemu_img; /* absolute paths */
   char *qemu_nbd;
+  char *env;
 };
 
 int tools_find(struct tools *t, struct sp_err *e);

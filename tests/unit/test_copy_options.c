@@ -55,6 +55,8 @@ static void contract_environment(void **state)
   assert_false(o.compress);
   assert_int_equal(o.progress, SP_PROGRESS_AUTO);
   assert_int_equal(o.request_size, 1 << 20);
+  assert_int_equal(o.requests, 32);
+  assert_int_equal(o.connections, 2);
   copy_opts_free(&o);
 }
 
