@@ -52,6 +52,8 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
     vlen = (size_t)(p - v);
   }
   struct { const char *key; char **slot; } map[] = {
+    { "backup_tls_x509_cert_dir", &qc->backup_tls_dir },
+    { "default_tls_x509_cert_dir", &qc->default_tls_dir },
     { "user", &qc->user },
     { "group", &qc->group },
     { "swtpm_user", &qc->swtpm_user },
@@ -65,6 +67,11 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
 
 static int set_defaults(struct sp_qemu_conf *qc)
 {
+  /* libvirt: backup_tls_x509_cert_dir, else default_tls_x509_cert_dir,
+   * else /etc/pki/qemu. */
+  if (!qc->backup_tls_dir &&
+      !(qc->backup_tls_dir = strdup(qc->default_tls_dir ? qc->default_tls_dir : "/etc/pki/qemu")))
+    return -1;
   /* Debian's libvirt build: qemu runs as libvirt-qemu, swtpm as tss. */
   return (!qc->user && set(&qc->user, "libvirt-qemu", 12) < 0) ||
              (!qc->group && set(&qc->group, "libvirt-qemu", 12) < 0) ||
@@ -117,6 +124,8 @@ int sp_host_qemu_conf_read(struct sp_host *h, const char *path, struct sp_qemu_c
 
 void sp_qemu_conf_free(struct sp_qemu_conf *qc)
 {
+  free(qc->backup_tls_dir);
+  free(qc->default_tls_dir);
   free(qc->user);
   free(qc->group);
   free(qc->swtpm_user);

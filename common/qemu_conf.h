@@ -13,6 +13,8 @@
 struct sp_qemu_conf {
   char *user, *group;             /* QEMU's own user (owner of NVRAM files) */
   char *swtpm_user, *swtpm_group; /* owner of the TPM state tree */
+  char *backup_tls_dir;  /* NBD TLS certificates of backup jobs (transport = tcp) */
+  char *default_tls_dir; /* default_tls_x509_cert_dir, the fallback of the one above */
   bool from_file;                 /* false: the file was unreadable, built-in defaults */
 };
 

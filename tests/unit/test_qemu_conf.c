@@ -27,6 +27,22 @@ static void ubuntu_swtpm(void **state)
   assert_string_equal(qc.group, "kvm");
   assert_string_equal(qc.swtpm_user, "swtpm");
   assert_string_equal(qc.swtpm_group, "swtpm");
+  assert_string_equal(qc.backup_tls_dir, "/etc/pki/qemu");
+  sp_qemu_conf_free(&qc);
+}
+
+static void backup_tls_dir(void **state)
+{
+  struct sp_qemu_conf qc;
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_qemu_conf_parse("default_tls_x509_cert_dir = \"/etc/pki/all\"\n", &qc, &e),
+                   0);
+  assert_string_equal(qc.backup_tls_dir, "/etc/pki/all");
+  sp_qemu_conf_free(&qc);
+  assert_int_equal(sp_qemu_conf_parse("default_tls_x509_cert_dir = \"/etc/pki/all\"\n"
+                                      "backup_tls_x509_cert_dir = \"/etc/pki/backup\"\n",
+                                      &qc, &e), 0);
+  assert_string_equal(qc.backup_tls_dir, "/etc/pki/backup");
   sp_qemu_conf_free(&qc);
 }
 
@@ -58,6 +74,7 @@ int main(void)
     cmocka_unit_test(debian_defaults),
     cmocka_unit_test(ubuntu_swtpm),
     cmocka_unit_test(garbage),
+    cmocka_unit_test(backup_tls_dir),
     cmocka_unit_test(unreadable_falls_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
