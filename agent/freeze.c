@@ -1,9 +1,13 @@
 #include "freeze.h"
 
+#include <json-c/json.h>
 #include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -11,11 +15,18 @@
 #include "virt.h"
 #include "window.h"
 
+/* Thaw is retried for this many times freeze_timeout_s: long enough for a
+ * slow freeze (FIFREEZE first writes back the dirty page cache) to finish
+ * and let the thaw through, short enough that a dead agent does not hold
+ * the backup for long. */
+enum { THAW_BUDGET_FACTOR = 6, THAW_RETRY_MS = 200 };
+
 /* "a, b" -> { "a", "b" } in place. */
 static size_t split_mountpoints(char *s, const char **out, size_t max)
 {
   size_t n = 0;
-  for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ",")) {
+  char *save = NULL;
+  for (char *tok = strtok_r(s, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save)) {
     while (*tok == ' ')
       tok++;
     char *end = tok + strlen(tok);
@@ -27,12 +38,98 @@ static size_t split_mountpoints(char *s, const char **out, size_t max)
   return n;
 }
 
-/* guest-fsfreeze-status: someone else's freeze must not be thawed by us. */
-static bool already_frozen(virDomainPtr dom, int timeout_s)
+/* Appends to the manifest note, "; "-separated. */
+static __attribute__((format(printf, 2, 3))) void note(struct freeze *f, const char *fmt, ...)
 {
+  size_t len = strlen(f->note);
+  if (len && len + 2 < sizeof f->note) {
+    strcpy(f->note + len, "; ");
+    len += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->note + len, sizeof f->note - len, fmt, ap);
+  va_end(ap);
+}
+
+/* Test-only knobs (documented in stillpoint(1) as such): hold the
+ * coordinator at a step so a test can act on the guest there. */
+static void test_pause(const char *env)
+{
+  const char *v = getenv(env);
+  long ms = v ? strtol(v, NULL, 10) : 0;
+  if (ms > 0) {
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void bound_agent(virDomainPtr dom, int timeout_s, const struct sp_log *log)
+{
+  /* Per domain in libvirtd: it bounds our calls and the guardian's, and
+   * libvirt's guest-sync, which a per-call timeout does not. */
+  if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0 && log)
+    sp_warn(log, "cannot bound the guest agent's answer time: %s", virt_errmsg());
+}
+
+static void unbound_agent(virDomainPtr dom)
+{
+  /* libvirt has no getter for the previous value: back to its default. */
+  virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+}
+
+enum pf_agent freeze_probe(virDomainPtr dom, int timeout_s, char *why, size_t n)
+{
+  why[0] = '\0';
+  bound_agent(dom, timeout_s, NULL);
   _cleanup_free_ char *reply =
     virDomainQemuAgentCommand(dom, "{\"execute\":\"guest-fsfreeze-status\"}", timeout_s, 0);
-  return reply && strstr(reply, "\"frozen\"");
+  enum pf_agent st = PF_AGENT_SILENT;
+  if (!reply) {
+    /* Read the error before libvirt is called again. */
+    st = virt_errcode() == VIR_ERR_AGENT_UNRESPONSIVE ? PF_AGENT_SILENT : PF_AGENT_NO_FREEZE;
+    snprintf(why, n, "%s", virt_errmsg());
+  } else {
+    json_object *o = json_tokener_parse(reply), *ret = NULL;
+    const char *s = o && json_object_object_get_ex(o, "return", &ret) &&
+                    json_object_is_type(ret, json_type_string) ? json_object_get_string(ret)
+                                                               : NULL;
+    if (s && strcmp(s, "thawed") == 0)
+      st = PF_AGENT_THAWED;
+    else if (s && strcmp(s, "frozen") == 0)
+      st = PF_AGENT_FROZEN;
+    else {
+      st = PF_AGENT_NO_FREEZE;
+      snprintf(why, n, "unexpected answer to guest-fsfreeze-status: %.200s", reply);
+    }
+    json_object_put(o);
+  }
+  unbound_agent(dom);
+  return st;
+}
+
+/* The freeze got no answer within the bound: it may still happen, so it
+ * is thawed as if it had (now for required, after the window for auto). */
+static int freeze_unanswered(virDomainPtr dom, bool required, struct guardian *g,
+                             struct freeze *f, const char *msg, const struct sp_log *log,
+                             struct sp_err *e)
+{
+  const char *name = virDomainGetName(dom);
+  f->frozen = true;
+  f->uncertain = true;
+  note(f, "the guest agent did not answer the freeze within %d s (%s)", f->timeout_s, msg);
+  sp_warn(log, "the guest agent of %s did not answer the freeze within %d s (%s): it may "
+          "still freeze, so stillpoint thaws it all the same", name, f->timeout_s, msg);
+  if (!required) {
+    note(f, "point taken unfrozen");
+    return 0;
+  }
+  struct sp_err te = { 0 };
+  if (thaw_guest(dom, g, f, log, &te) < 0)
+    sp_error(log, "%s", te.msg);
+  return sp_err_set(e, SP_EXIT_FAILED, "the guest agent of %s did not answer the freeze "
+                    "within freeze_timeout_s = %d s (freeze = required): %s", name,
+                    f->timeout_s, msg);
 }
 
 int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct preflight *pf,
@@ -41,29 +138,43 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
 {
   memset(f, 0, sizeof *f);
   if (sp_config_is(cfg, SP_KEY_FREEZE, "off")) {
-    snprintf(f->note, sizeof f->note, "freeze = off");
+    note(f, "freeze = off");
     return 0;
   }
+  /* No channel, no agent connected, an agent that did not answer, or a
+   * paused VM: preflight refused these for freeze = required and put a
+   * warning for auto in the manifest already. */
+  if (!pf->dom.agent_connected || pf->state == VIR_DOMAIN_PAUSED ||
+      (pf->agent != PF_AGENT_THAWED && pf->agent != PF_AGENT_FROZEN))
+    return 0;
   bool required = sp_config_is(cfg, SP_KEY_FREEZE, "required");
   const char *name = pf->dom.name;
-  if (!pf->dom.agent_connected) {
-    /* preflight refused this case for freeze = required */
-    snprintf(f->note, sizeof f->note, "no guest agent answering: file systems not frozen");
+  f->timeout_s = (int)sp_config_int(cfg, SP_KEY_FREEZE_TIMEOUT_S);
+
+  /* Asked again right before the freeze: someone may have frozen it since
+   * preflight, and their freeze is theirs to thaw. */
+  char why[400];
+  enum pf_agent st = freeze_probe(dom, f->timeout_s, why, sizeof why);
+  if (st == PF_AGENT_FROZEN) {
+    note(f, "the guest was already frozen by someone else: not frozen nor thawed by stillpoint");
+    sp_warn(log, "%s: %s", name, f->note);
     return 0;
   }
-  int timeout = (int)sp_config_int(cfg, SP_KEY_FREEZE_TIMEOUT_S);
-  if (virDomainAgentSetResponseTimeout(dom, timeout, 0) < 0)
-    sp_warn(log, "cannot bound the guest agent's answer time: %s", virt_errmsg());
-  if (already_frozen(dom, timeout)) {
-    snprintf(f->note, sizeof f->note, "the guest was already frozen by someone else: not frozen "
-             "nor thawed by stillpoint");
-    sp_warn(log, "%s", f->note);
+  if (st != PF_AGENT_THAWED) {
+    if (required)
+      return sp_err_set(e, SP_EXIT_FAILED, "the guest agent of %s stopped answering "
+                        "guest-fsfreeze-status (freeze = required): %s", name, why);
+    note(f, "the guest agent stopped answering (%s): point taken unfrozen", why);
+    sp_warn(log, "%s: %s", name, f->note);
     return 0;
   }
+  test_pause("STILLPOINT_TEST_FREEZE_DELAY_MS");
+
   _cleanup_free_ char *mp = strdup(sp_config_str(cfg, SP_KEY_FREEZE_MOUNTPOINTS));
   const char *mounts[64];
   size_t nm = mp ? split_mountpoints(mp, mounts, 64) : 0;
 
+  bound_agent(dom, f->timeout_s, log);
   f->t_freeze = sp_now_ms();
   utc_now(f->freeze_at);
   /* Told first: if we die while the agent freezes, the guardian thaws. */
@@ -72,19 +183,44 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
   if (n < 0) {
     char msg[400];
     snprintf(msg, sizeof msg, "%s", virt_errmsg());
-    /* A freeze that failed half way may have frozen some: thaw to be sure. */
-    virDomainFSThaw(dom, NULL, 0, 0);
+    if (virt_errcode() == VIR_ERR_AGENT_UNRESPONSIVE)
+      return freeze_unanswered(dom, required, g, f, msg, log, e);
+    /* The agent answered with an error: qemu-ga thaws whatever it froze
+     * before it answers, so there is nothing to thaw (and a thaw would
+     * thaw a freeze of someone else who got in before us). */
     guardian_tell_thawed(g);
-    virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+    unbound_agent(dom);
+    f->freeze_at[0] = '\0';
+    f->t_freeze = 0;
     if (required)
       return sp_err_set(e, SP_EXIT_FAILED, "the guest agent could not freeze the file systems "
                         "of %s (freeze = required): %s", name, msg);
-    snprintf(f->note, sizeof f->note, "freeze failed, point taken unfrozen: %s", msg);
-    sp_warn(log, "%s", f->note);
+    note(f, "freeze failed, point taken unfrozen: %s", msg);
+    sp_warn(log, "%s: %s", name, f->note);
     return 0;
   }
   f->frozen = true;
   f->count = n;
+  if (n == 0) {
+    /* qemu-ga holds its frozen state (most commands refused) even with
+     * nothing frozen: thawed all the same, after the window or now. */
+    char which[300] = "";
+    if (nm)
+      snprintf(which, sizeof which, " (freeze_mountpoints = %s)",
+               sp_config_str(cfg, SP_KEY_FREEZE_MOUNTPOINTS));
+    note(f, "the guest agent froze no file system%s: point taken unfrozen", which);
+    sp_warn(log, "%s: %s", name, f->note);
+    if (required) {
+      struct sp_err te = { 0 };
+      if (thaw_guest(dom, g, f, log, &te) < 0)
+        sp_error(log, "%s", te.msg);
+      return sp_err_set(e, SP_EXIT_FAILED, "the guest agent of %s froze no file system "
+                        "(freeze = required)%s", name,
+                        nm ? ": check freeze_mountpoints" : "");
+    }
+    return 0;
+  }
+  test_pause("STILLPOINT_TEST_FROZEN_DELAY_MS");
   return 0;
 }
 
@@ -94,29 +230,47 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
   if (!f->frozen)
     return 0;
   const char *name = virDomainGetName(dom);
-  int n = -1;
-  for (int i = 0; i < 25 && n < 0; i++) {
-    n = virDomainFSThaw(dom, NULL, 0, 0);
-    if (n < 0) {
-      sp_warn(log, "thaw of %s failed, retrying: %s", name, virt_errmsg());
-      usleep(200 * 1000);
-    }
+  long long deadline = sp_now_ms() + (long long)THAW_BUDGET_FACTOR * f->timeout_s * 1000;
+  char msg[400] = "";
+  int n;
+  int tries = 0;
+  while ((n = virDomainFSThaw(dom, NULL, 0, 0)) < 0) {
+    snprintf(msg, sizeof msg, "%s", virt_errmsg());
+    if (tries++ == 0)
+      sp_warn(log, "thaw of %s failed, retrying for up to %d s: %s", name,
+              THAW_BUDGET_FACTOR * f->timeout_s, msg);
+    if (sp_now_ms() >= deadline)
+      break;
+    usleep(THAW_RETRY_MS * 1000);
   }
   f->t_thaw = sp_now_ms();
   utc_now(f->thaw_at);
-  if (n < 0)
-    return sp_err_set(e, SP_EXIT_FAILED, "cannot thaw the file systems of %s: %s; thaw them "
-                      "with `virsh domfsthaw %s`", name, virt_errmsg(), name);
+  unbound_agent(dom);
+  if (n < 0) {
+    /* The guardian still believes it frozen and tries once more at quit. */
+    note(f, "THAW FAILED after %d s (%s): run `virsh domfsthaw %s`",
+         THAW_BUDGET_FACTOR * f->timeout_s, msg, name);
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot thaw the file systems of %s within %d s: %s; "
+                      "thaw them with `virsh domfsthaw %s`", name,
+                      THAW_BUDGET_FACTOR * f->timeout_s, msg, name);
+  }
   f->frozen = false;
   f->thawed = n;
   guardian_tell_thawed(g);
-  virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
-  if (n != f->count)
-    snprintf(f->note, sizeof f->note, "thawed %d file systems but froze %d", n, f->count);
+  if (f->uncertain) {
+    sp_info(log, "thawed %d file system(s) of %s %.1f s after the unanswered freeze", n, name,
+            (double)(f->t_thaw - f->t_freeze) / 1000.0);
+    note(f, "the guest agent thawed %d file system(s) %.1f s after the freeze was sent", n,
+         (double)(f->t_thaw - f->t_freeze) / 1000.0);
+  } else if (n != f->count) {
+    note(f, "thawed %d file system(s) but froze %d: someone else thawed or froze the guest "
+         "meanwhile", n, f->count);
+    sp_warn(log, "%s: thawed %d file system(s) but froze %d", name, n, f->count);
+  }
   return 0;
 }
 
 double freeze_ms(const struct freeze *f)
 {
-  return f->t_thaw > f->t_freeze ? (double)(f->t_thaw - f->t_freeze) : 0.0;
+  return f->t_thaw > f->t_freeze && f->t_freeze ? (double)(f->t_thaw - f->t_freeze) : 0.0;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "freeze.h"
 #include "fsutil.h"
 #include "virt.h"
 
@@ -140,20 +141,40 @@ static void check_tpm(const struct sp_domain *d, const struct sp_config *cfg,
     warn(pf, "%s; the point will have no TPM state (tpm = optional)", hint);
 }
 
-static void check_agent(const struct sp_config *cfg, struct preflight *pf)
+static void check_agent(virDomainPtr dom, const struct sp_config *cfg, struct preflight *pf)
 {
   if (sp_config_is(cfg, SP_KEY_FREEZE, "off"))
     return;
   bool required = sp_config_is(cfg, SP_KEY_FREEZE, "required");
-  const char *why = !pf->dom.agent_configured ? "has no guest agent channel"
-                    : !pf->dom.agent_connected ? "has a guest agent channel but no agent "
-                                                 "answering in the guest"
-                                               : NULL;
-  if (!why)
+  int timeout = (int)sp_config_int(cfg, SP_KEY_FREEZE_TIMEOUT_S);
+  char why[600] = "", answer[400];
+  const char *fix = "install and start qemu-guest-agent in the guest";
+  if (!pf->dom.agent_configured) {
+    snprintf(why, sizeof why, "has no guest agent channel");
+  } else if (!pf->dom.agent_connected) {
+    snprintf(why, sizeof why, "has a guest agent channel but no agent answering in the guest");
+  } else if (pf->state == VIR_DOMAIN_PAUSED) {
+    snprintf(why, sizeof why, "is paused: its guest agent cannot freeze without running vCPUs");
+    fix = "resume it";
+  } else if (pf->state != VIR_DOMAIN_SHUTOFF) {
+    /* Connected per the XML says only that the port is open: a hung or
+     * stopped agent must get no freeze it would carry out later. */
+    pf->agent = freeze_probe(dom, timeout, answer, sizeof answer);
+    if (pf->agent == PF_AGENT_SILENT) {
+      snprintf(why, sizeof why, "has a guest agent that did not answer within freeze_timeout_s "
+               "= %d s (%s)", timeout, answer);
+      fix = "restart qemu-guest-agent in the guest";
+    } else if (pf->agent == PF_AGENT_NO_FREEZE) {
+      snprintf(why, sizeof why, "has a guest agent that cannot report its freeze state (%s)",
+               answer);
+      fix = "allow guest-fsfreeze-* in qemu-guest-agent";
+    }
+  }
+  if (!why[0])
     return;
   if (required)
-    refuse(pf, "domain %s %s, and freeze = required: install and start qemu-guest-agent in "
-           "the guest, or set freeze = auto", pf->dom.name, why);
+    refuse(pf, "domain %s %s, and freeze = required: %s, or set freeze = auto", pf->dom.name,
+           why, fix);
   else
     warn(pf, "domain %s %s: file systems will not be frozen (crash-consistent point)",
          pf->dom.name, why);
@@ -215,7 +236,7 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct prefligh
   check_tpm(&pf->dom, cfg, pf, e);
   if (e->code)
     return -1;
-  check_agent(cfg, pf);
+  check_agent(dom, cfg, pf);
   if (pf->state != VIR_DOMAIN_SHUTOFF)
     check_job(dom, pf);
   check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));

@@ -21,6 +21,16 @@ struct pf_disk {
   unsigned long long capacity;
 };
 
+/* What the guest agent answered to guest-fsfreeze-status in preflight
+ * (asked only when freeze != off and the VM runs with an agent connected). */
+enum pf_agent {
+  PF_AGENT_NOT_ASKED,
+  PF_AGENT_THAWED,
+  PF_AGENT_FROZEN,    /* frozen by someone else */
+  PF_AGENT_SILENT,    /* no answer within freeze_timeout_s: hung or stopped */
+  PF_AGENT_NO_FREEZE, /* answered with an error: it cannot freeze */
+};
+
 struct preflight {
   char *xml;                  /* live XML */
   struct sp_domain dom;
@@ -32,6 +42,7 @@ struct preflight {
   bool capture_tpm;
   struct sp_tpm_location tpm;
   struct sp_qemu_conf qc;
+  enum pf_agent agent;
   char **refusals;            /* each a line that says what to do */
   size_t nrefusals;
   char **warnings;
