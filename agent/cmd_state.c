@@ -118,7 +118,7 @@ static int list(const struct cli *c, const struct target *t, const char *state_d
   for (size_t i = 0; i < n; i++) {
     struct sp_snapshot s;
     struct sp_err re = { 0 };
-    const char *err = sp_snap_read(state_dir, t->dom.uuid, ids[i], false, &s, &re) < 0
+    const char *err = sp_snap_read(state_dir, t->dom.uuid, ids[i], SP_SNAP_META, &s, &re) < 0
                         ? re.msg : NULL;
     if (c->json)
       json_object_array_add(arr, snap_json(&s, ids[i], err));

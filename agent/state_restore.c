@@ -133,7 +133,7 @@ int state_restore(const struct state_restore_args *a, struct state_restore_resul
                       a->state_dir, uuid);
   if (!(r->id = strdup(a->id ? a->id : newest.id)))
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  if (sp_snap_read(a->state_dir, uuid, r->id, true, &t, e) < 0 || plan(a, &t, r, e) < 0 ||
+  if (sp_snap_read(a->state_dir, uuid, r->id, SP_SNAP_ALL, &t, e) < 0 || plan(a, &t, r, e) < 0 ||
       current(a, r, &cur, e) < 0)
     return -1;
   if (already(r, &cur, &t)) {

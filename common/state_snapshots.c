@@ -317,14 +317,14 @@ static char *snap_path(const char *state_dir, const char *uuid, const char *id, 
 }
 
 /* Reads the files back and checks them against the metadata. */
-static int read_data(const char *sdir, struct sp_snapshot *s, struct sp_err *e)
+static int read_data(const char *sdir, unsigned parts, struct sp_snapshot *s, struct sp_err *e)
 {
   _cleanup_free_ char *xml_path = sp_path_join(sdir, "domain.xml");
   if (!xml_path)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
   if (sp_exists(xml_path) && sp_read_file(xml_path, 16u << 20, &s->xml, &s->xml_len, e) < 0)
     return -1;
-  if (s->has_tpm) {
+  if (s->has_tpm && (parts & SP_SNAP_TPM)) {
     char rel[32];
     snprintf(rel, sizeof rel, "tpm/%s", s->tpm_subdir);
     _cleanup_free_ char *tdir = sp_path_join(sdir, rel);
@@ -347,12 +347,12 @@ static int read_data(const char *sdir, struct sp_snapshot *s, struct sp_err *e)
       return sp_err_set(e, SP_EXIT_FAILED, "%s: the TPM files do not match the SHA-256 "
                         "recorded in snapshot.json: the snapshot is damaged", tdir);
   }
-  if (s->has_nvram) {
+  if (s->has_nvram && (parts & SP_SNAP_NVRAM)) {
     char rel[PATH_MAX];
     snprintf(rel, sizeof rel, "nvram/%s", s->nvram.name);
     _cleanup_free_ char *np = sp_path_join(sdir, rel);
     struct sp_blob b;
-    if (!np || sp_blob_read(np, &b, e) < 0)
+    if (!np || sp_blob_map(np, &b, e) < 0)
       return np ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
     bool same = strcmp(b.sha256, s->nvram.sha256) == 0;
     /* Keep the source's owner and mode from the metadata, not the copy's. */
@@ -368,7 +368,7 @@ static int read_data(const char *sdir, struct sp_snapshot *s, struct sp_err *e)
   return 0;
 }
 
-int sp_snap_read(const char *state_dir, const char *uuid, const char *id, bool with_data,
+int sp_snap_read(const char *state_dir, const char *uuid, const char *id, unsigned parts,
                  struct sp_snapshot *s, struct sp_err *e)
 {
   memset(s, 0, sizeof *s);
@@ -387,8 +387,8 @@ int sp_snap_read(const char *state_dir, const char *uuid, const char *id, bool w
                     s->id, s->uuid);
   if (rc == 0) {
     s->pinned = sp_exists(pin_path);
-    if (with_data)
-      rc = read_data(sdir, s, e);
+    if (parts)
+      rc = read_data(sdir, parts, s, e);
   }
   if (rc < 0)
     sp_snapshot_free(s);
@@ -408,7 +408,7 @@ int sp_snap_newest(const char *state_dir, const char *uuid, bool need_tpm,
    * good one serves better than none (`stillpoint state list` shows it). */
   for (size_t i = n; i-- > 0 && !*found;) {
     struct sp_err ignored = { 0 };
-    if (sp_snap_read(state_dir, uuid, ids[i], false, s, &ignored) < 0)
+    if (sp_snap_read(state_dir, uuid, ids[i], SP_SNAP_META, s, &ignored) < 0)
       continue;
     if (need_tpm && !s->has_tpm)
       sp_snapshot_free(s);

@@ -62,10 +62,18 @@ int sp_snap_list(const char *state_dir, const char *uuid, char ***ids, size_t *n
                  struct sp_err *e);
 void sp_snap_ids_free(char **ids, size_t n);
 
-/* Reads one snapshot's metadata; with_data also reads every file and
- * checks it against the recorded SHA-256 (a damaged snapshot is an error
- * naming the file). */
-int sp_snap_read(const char *state_dir, const char *uuid, const char *id, bool with_data,
+/* What sp_snap_read reads besides the metadata. */
+enum sp_snap_parts {
+  SP_SNAP_META = 0,
+  SP_SNAP_TPM = 1,    /* the TPM files (and domain.xml) */
+  SP_SNAP_NVRAM = 2,  /* the NVRAM file (and domain.xml) */
+  SP_SNAP_ALL = SP_SNAP_TPM | SP_SNAP_NVRAM,
+};
+
+/* Reads one snapshot's metadata and the parts asked for, each file checked
+ * against its recorded SHA-256 (a damaged snapshot is an error naming
+ * the file). */
+int sp_snap_read(const char *state_dir, const char *uuid, const char *id, unsigned parts,
                  struct sp_snapshot *s, struct sp_err *e);
 
 /* The newest snapshot whose metadata reads (with a TPM state when

@@ -36,7 +36,7 @@ static int put_back(const struct hook_ctx *x, const char *dir, const char *id, c
   uid_t uid;
   gid_t gid;
   if (sp_snap_lock(x->state_dir, x->dom.uuid, false, &lock, e) < 0 ||
-      sp_snap_read(x->state_dir, x->dom.uuid, id, true, &full, e) < 0 ||
+      sp_snap_read(x->state_dir, x->dom.uuid, id, SP_SNAP_TPM, &full, e) < 0 ||
       sp_swtpm_ids(SP_QEMU_CONF_PATH, &uid, &gid, e) < 0)
     return -1;
   return sp_tpm_install(dir, &full.tpm, uid, gid, true, kept, e);

@@ -113,7 +113,7 @@ static void write_read_roundtrip(void **state)
   assert_non_null(strstr(sums, "  snapshot.json\n"));
   free(sums);
 
-  assert_int_equal(sp_snap_read(dir, UUID, s.id, true, &r, &e), 0);
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, SP_SNAP_ALL, &r, &e), 0);
   assert_string_equal(r.domain, "vm1");
   assert_string_equal(r.tpm_subdir, "tpm2");
   assert_string_equal(r.tpm.digest, s.tpm.digest);
@@ -129,13 +129,19 @@ static void write_read_roundtrip(void **state)
   assert_true(sp_snap_same_state(&s, &r));
   sp_snapshot_free(&r);
 
+  /* Recovery reads the TPM part only: no 4 MiB NVRAM read for nothing. */
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, SP_SNAP_TPM, &r, &e), 0);
+  assert_memory_equal(r.tpm.files[0].data, "permall-a", 9);
+  assert_null(r.nvram.data);
+  sp_snapshot_free(&r);
+
   /* Damage a file: reading with data refuses, naming the snapshot. */
   assert_true(asprintf(&p, "%s/nvram/vm1_VARS.fd", sdir) > 0);
   free(unit_write(sdir, "nvram/vm1_VARS.fd", "nvram-c0ntent", 13));
-  assert_int_equal(sp_snap_read(dir, UUID, s.id, true, &r, &e), -1);
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, SP_SNAP_ALL, &r, &e), -1);
   assert_non_null(strstr(e.msg, "damaged"));
   /* ...while its metadata still reads */
-  assert_int_equal(sp_snap_read(dir, UUID, s.id, false, &r, &e), 0);
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, SP_SNAP_META, &r, &e), 0);
   sp_snapshot_free(&r);
   free(p);
 
@@ -168,7 +174,7 @@ static void ids_order_newest_prune_pin(void **state)
 
   struct sp_snapshot s;
   bool found;
-  assert_int_equal(sp_snap_newest(dir, UUID, false, &s, &found, &e), 0);
+  assert_int_equal(sp_snap_newest(dir, UUID, SP_SNAP_META, &s, &found, &e), 0);
   assert_true(found);
   assert_string_equal(s.id, ids_written[4]);
   assert_false(s.has_tpm);
@@ -182,7 +188,7 @@ static void ids_order_newest_prune_pin(void **state)
   char *json = NULL;
   assert_true(asprintf(&json, "%s/%s/%s", dir, UUID, ids_written[4]) > 0);
   free(unit_write(json, "snapshot.json", "{ not json", 10));
-  assert_int_equal(sp_snap_newest(dir, UUID, false, &s, &found, &e), 0);
+  assert_int_equal(sp_snap_newest(dir, UUID, SP_SNAP_META, &s, &found, &e), 0);
   assert_string_equal(s.id, ids_written[3]);
   sp_snapshot_free(&s);
   free(json);
@@ -202,7 +208,7 @@ static void ids_order_newest_prune_pin(void **state)
   assert_string_equal(ids[1], ids_written[3]);
   assert_string_equal(ids[2], ids_written[4]);
   sp_snap_ids_free(ids, n);
-  assert_int_equal(sp_snap_read(dir, UUID, ids_written[0], false, &s, &e), 0);
+  assert_int_equal(sp_snap_read(dir, UUID, ids_written[0], SP_SNAP_META, &s, &e), 0);
   assert_true(s.pinned);
   sp_snapshot_free(&s);
 
@@ -233,7 +239,7 @@ static void refusals(void **state)
   int fd;
   assert_int_equal(sp_snap_lock(dir, "../x", true, &fd, &e), -1);
   struct sp_snapshot r;
-  assert_int_equal(sp_snap_read(dir, UUID, "../../etc", false, &r, &e), -1);
+  assert_int_equal(sp_snap_read(dir, UUID, "../../etc", SP_SNAP_META, &r, &e), -1);
 
   /* A name that would become a path outside the snapshot is refused when read. */
   const char *bad = "{\"format\":1,\"id\":\"20261126T063000Z\",\"uuid\":\"" UUID "\","
@@ -248,7 +254,7 @@ static void refusals(void **state)
   /* No store for a VM: an empty list, and no lock file created. */
   assert_int_equal(sp_snap_list(dir, UUID, &ids, &n, &e), 0);
   assert_int_equal(n, 0);
-  assert_int_equal(sp_snap_lock(dir, UUID, false, &fd, &e), 0);
+  assert_int_equal(sp_snap_lock(dir, UUID, SP_SNAP_META, &fd, &e), 0);
   assert_int_equal(fd, -1);
 
   /* The lock excludes a second holder. */
@@ -296,7 +302,7 @@ static void stat_fingerprint(void **state)
   make(&s, 'a', true);
   s.tpm_stat = strdup("tpm2-00.permall 9 1 2.000000003 4.000000005\n");
   assert_int_equal(sp_snap_write(dir, &s, &e), 0);
-  assert_int_equal(sp_snap_read(dir, UUID, s.id, false, &r, &e), 0);
+  assert_int_equal(sp_snap_read(dir, UUID, s.id, SP_SNAP_META, &r, &e), 0);
   assert_string_equal(r.tpm_stat, s.tpm_stat);
   sp_snapshot_free(&r);
   sp_snapshot_free(&s);
