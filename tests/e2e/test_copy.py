@@ -269,6 +269,36 @@ def test_sparse_server_many_extents(bins, tmp_path):
         proc.wait()
 
 
+def test_server_block_size_limits(bins, tmp_path):
+    """Requests respect the server's advertised block sizes: nbdkit's
+    blocksize-policy filter fails any request above the maximum, so a copy
+    that succeeds stayed within it (rounded down to whole clusters); a
+    maximum below one cluster is refused up front."""
+    # 197120 is 3 clusters and 512 bytes (a multiple of the minimum, as the
+    # NBD spec requires, or nbdkit advertises nothing).
+    for maximum, ok in ((197120, True), (32768, False)):
+        sock = str(tmp_path / f"b{maximum}.sock")
+        proc = subprocess.Popen(["nbdkit", "-U", sock, "-f", "--filter=blocksize-policy",
+                                 "pattern", "8M", f"blocksize-maximum={maximum}",
+                                 "blocksize-minimum=512", "blocksize-preferred=4096",
+                                 "blocksize-error-policy=error"])
+        try:
+            sp_nbd.wait_for_socket(sock, proc)
+            uri = f"nbd+unix:///?socket={sock}"
+            out = str(tmp_path / f"o{maximum}" / "d.qcow2")
+            r = copy(bins, args=["--uri", uri, "--output", out, "--request-size", "1M"])
+            if ok:
+                assert done(r, "d")["read"] == 8 * MiB
+                rc, text = sp_nbd.compare(out, uri, "raw")
+                assert rc == 0, text
+            else:
+                assert "do not fit 64 KiB clusters" in failed(r)
+                nothing_left(out)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
 def test_full_copy_is_laid_out_in_disk_order(bins, tmp_path):
     """Writes leave in disk order whatever order reads complete in (two
     connections, many requests in flight), so the qcow2's data clusters
