@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,23 +130,22 @@ static int parse_progress(const char *s, enum sp_progress_mode *out)
 /* Replaces *slot with a copy of v; an empty value counts as not set. */
 static int set_str(char **slot, const char *v)
 {
+  char *copy = NULL;
+  if (v && *v && !(copy = strdup(v)))
+    return -1;
   free(*slot);
-  *slot = (v && *v) ? strdup(v) : NULL;
-  return (v && *v && !*slot) ? -1 : 0;
+  *slot = copy;
+  return 0;
 }
 
 static int from_env(sp_getenv_fn *env, struct copy_opts *o, struct sp_err *e)
 {
-  static const struct { const char *name; size_t off; } strs[] = {
-    { "STILLPOINT_NBD_URI", offsetof(struct copy_opts, uri) },
-    { "STILLPOINT_DISK", offsetof(struct copy_opts, disk) },
-    { "STILLPOINT_BITMAP", offsetof(struct copy_opts, bitmap) },
-    { "STILLPOINT_OUTPUT", offsetof(struct copy_opts, output) },
-    { "STILLPOINT_PARENT_OUTPUT", offsetof(struct copy_opts, parent) },
-  };
-  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-    if (set_str((char **)((char *)o + strs[i].off), env(strs[i].name)) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the environment");
+  if (set_str(&o->uri, env("STILLPOINT_NBD_URI")) < 0 ||
+      set_str(&o->disk, env("STILLPOINT_DISK")) < 0 ||
+      set_str(&o->bitmap, env("STILLPOINT_BITMAP")) < 0 ||
+      set_str(&o->output, env("STILLPOINT_OUTPUT")) < 0 ||
+      set_str(&o->parent, env("STILLPOINT_PARENT_OUTPUT")) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the environment");
   const char *v = env("STILLPOINT_LEVEL");
   if (v && *v && parse_level(v, &o->level) < 0)
     return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_LEVEL=%s: expected full, inc or diff", v);
@@ -163,13 +161,13 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
   opterr = 0; /* our own one-line message instead of getopt's */
   int c;
   while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
-    char **slot = NULL;
+    int rc = 0;
     switch (c) {
-    case OPT_URI: slot = &o->uri; break;
-    case OPT_DISK: slot = &o->disk; break;
-    case OPT_BITMAP: slot = &o->bitmap; break;
-    case OPT_OUTPUT: slot = &o->output; break;
-    case OPT_PARENT: slot = &o->parent; break;
+    case OPT_URI: rc = set_str(&o->uri, optarg); break;
+    case OPT_DISK: rc = set_str(&o->disk, optarg); break;
+    case OPT_BITMAP: rc = set_str(&o->bitmap, optarg); break;
+    case OPT_OUTPUT: rc = set_str(&o->output, optarg); break;
+    case OPT_PARENT: rc = set_str(&o->parent, optarg); break;
     case OPT_SIZE:
       if (copy_parse_size(optarg, &o->size) < 0 || o->size == 0)
         return sp_err_set(e, SP_EXIT_USAGE, "--size %s: expected a size in bytes", optarg);
@@ -222,7 +220,7 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
     default:
       return sp_err_set(e, SP_EXIT_USAGE, "unknown option %s", argv[optind - 1]);
     }
-    if (slot && set_str(slot, optarg) < 0)
+    if (rc < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the command line");
   }
   if (optind < argc)
