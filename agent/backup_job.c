@@ -56,14 +56,21 @@ int qemu_ids(const struct sp_qemu_conf *qc, uid_t *uid, gid_t *gid, struct sp_er
   return 0;
 }
 
-/* A directory only QEMU's user (and root) may enter. */
-static int private_dir(const char *path, uid_t uid, gid_t gid, struct sp_err *e)
+/* Each missing component of path, 0711 root: QEMU's user must pass. */
+static int parents(struct sp_host *h, const char *path, struct sp_err *e)
 {
-  if (mkdir(path, 0700) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", path);
-  if (chown(path, uid, gid) < 0)
-    return sp_err_sys(e, SP_EXIT_PREFLIGHT, errno,
-                      "cannot give %s to QEMU's user (run stillpoint as root)", path);
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p)
+      continue;
+    char c = *p;
+    *p = '\0';
+    if (!h->ops->exists(h, buf) && h->ops->mkdir_owned(h, buf, 0711, 0, 0, e) < 0)
+      return -1;
+    if (!(*p = c))
+      break;
+  }
   return 0;
 }
 
@@ -173,15 +180,16 @@ static int make_scratch(struct job_disk *d, const char *dir, uid_t uid, gid_t gi
   return 0;
 }
 
-int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc,
+int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct sp_qemu_conf *qc,
                        const char *scratch_root, const char *tag, struct sp_err *e)
 {
   uid_t uid;
   gid_t gid;
-  if (qemu_ids(qc, &uid, &gid, e) < 0)
+  j->host = host;
+  if (host->ops->ids(host, qc->user, qc->group, &uid, &gid, e) < 0)
     return -1;
   /* Parents must be searchable by QEMU's user; the job's own dirs are not. */
-  if (sp_mkdir_p(RUN_ROOT, 0711, e) < 0 || sp_mkdir_p(scratch_root, 0711, e) < 0)
+  if (parents(host, RUN_ROOT, e) < 0 || parents(host, scratch_root, e) < 0)
     return -1;
   if (asprintf(&j->rundir, "%s/%s", RUN_ROOT, tag) < 0 ||
       asprintf(&j->socket, "%s/nbd.sock", j->rundir) < 0 ||
@@ -190,11 +198,25 @@ int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc,
   if (strlen(j->socket) >= 108)
     return sp_err_set(e, SP_EXIT_FAILED, "socket path %s is too long for a unix socket",
                       j->socket);
-  if (private_dir(j->rundir, uid, gid, e) < 0 || private_dir(j->scratchdir, uid, gid, e) < 0)
+  /* Private: only QEMU's user (and root) may enter. */
+  if (host->ops->mkdir_owned(host, j->rundir, 0700, uid, gid, e) < 0 ||
+      host->ops->mkdir_owned(host, j->scratchdir, 0700, uid, gid, e) < 0)
     return -1;
-  for (size_t i = 0; i < j->ndisks; i++)
-    if (j->disks[i].copy && make_scratch(&j->disks[i], j->scratchdir, uid, gid, e) < 0)
-      return -1;
+  /* On this machine the scratch files are made now, keeping their
+   * creation out of the pause; on a remote one libvirt makes them. */
+  j->reuse_scratch = !host->remote;
+  for (size_t i = 0; i < j->ndisks; i++) {
+    struct job_disk *d = &j->disks[i];
+    if (!d->copy)
+      continue;
+    if (j->reuse_scratch) {
+      if (make_scratch(d, j->scratchdir, uid, gid, e) < 0)
+        return -1;
+    } else if (asprintf(&d->scratch, "%s/%s.scratch", j->scratchdir, d->target) < 0) {
+      d->scratch = NULL;
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "scratch");
+    }
+  }
   return build_xml(j, e);
 }
 
@@ -202,7 +224,7 @@ int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
 {
   const char *name = virDomainGetName(dom);
   if (virDomainBackupBegin(dom, j->backup_xml, j->checkpoint_xml,
-                           VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL) < 0)
+                           j->reuse_scratch ? VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL : 0) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "libvirt could not start the backup job of %s: %s",
                       name, virt_errmsg());
   j->begun = true;
@@ -224,10 +246,10 @@ int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
 void backup_job_free(struct backup_job *j)
 {
   struct sp_err ignored = { 0 };
-  if (j->rundir)
-    sp_rm_rf(j->rundir, &ignored);
-  if (j->scratchdir)
-    sp_rm_rf(j->scratchdir, &ignored);
+  if (j->host && j->rundir)
+    j->host->ops->rm_rf(j->host, j->rundir, &ignored);
+  if (j->host && j->scratchdir)
+    j->host->ops->rm_rf(j->host, j->scratchdir, &ignored);
   for (size_t i = 0; i < j->ndisks; i++)
     free(j->disks[i].scratch);
   free(j->disks);

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "host.h"
 #include "qemu_conf.h"
 
 struct job_disk {
@@ -22,6 +23,7 @@ struct job_disk {
 };
 
 struct backup_job {
+  struct sp_host *host;    /* where the VM runs: directories and socket live there */
   char *rundir;            /* private: QEMU's socket lives here */
   char *socket;
   char *scratchdir;
@@ -30,14 +32,15 @@ struct backup_job {
   char *checkpoint;        /* name of the new checkpoint */
   char *incremental;       /* checkpoint the job starts from, NULL: full */
   char *backup_xml, *checkpoint_xml;
+  bool reuse_scratch;      /* scratch files made before the pause (local hosts) */
   bool begun;
 };
 
 /* Makes the directories (owned by QEMU's user, 0700), the scratch files
  * and the XML.  disks[] must be filled by the caller (target, copy,
  * bitmap, full, size). */
-int backup_job_prepare(struct backup_job *j, const struct sp_qemu_conf *qc, const char *scratch_root,
-                       const char *tag, struct sp_err *e);
+int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct sp_qemu_conf *qc,
+                       const char *scratch_root, const char *tag, struct sp_err *e);
 /* Inside the window. */
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
 /* Ends the pull job (the NBD exports go away). */

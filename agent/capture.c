@@ -6,16 +6,17 @@
  * beyond these something is wrong and the window must not wait for it. */
 enum { MAX_READS = 50, BUDGET_MS = 500 };
 
-int capture_state(const struct preflight *pf, struct captured *c, struct sp_err *e)
+int capture_state(struct sp_host *h, const struct preflight *pf, struct captured *c,
+                  struct sp_err *e)
 {
   memset(c, 0, sizeof *c);
   if (pf->capture_nvram) {
-    if (sp_blob_capture(pf->nvram.path, MAX_READS, BUDGET_MS, &c->nv, &c->nv_stats, e) < 0)
+    if (sp_host_blob_capture(h, pf->nvram.path, MAX_READS, BUDGET_MS, &c->nv, &c->nv_stats, e) < 0)
       return sp_err_prefix(e, "NVRAM capture");
     c->nvram = true;
   }
   if (pf->capture_tpm) {
-    if (sp_tree_capture(pf->tpm.state_dir, MAX_READS, BUDGET_MS, &c->tree, &c->tpm_stats, e) < 0)
+    if (sp_host_tree_capture(h, pf->tpm.state_dir, MAX_READS, BUDGET_MS, &c->tree, &c->tpm_stats, e) < 0)
       return sp_err_prefix(e, "TPM capture");
     c->tpm = true;
   }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "err.h"
+#include "host.h"
 #include "preflight.h"
 #include "state_capture.h"
 
@@ -16,7 +17,8 @@ struct captured {
   struct sp_capture_stats nv_stats, tpm_stats;
 };
 
-int capture_state(const struct preflight *pf, struct captured *c, struct sp_err *e);
+int capture_state(struct sp_host *h, const struct preflight *pf, struct captured *c,
+                  struct sp_err *e);
 void captured_free(struct captured *c);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_JSON = 0x1000, OPT_CONFIG, OPT_SET, OPT_HELP };
+enum { OPT_JSON = 0x1000, OPT_CONFIG, OPT_SET, OPT_HELP, OPT_SSH_KEY };
 
 static const struct option common_opts[] = {
   { "connect", required_argument, NULL, 'c' },
@@ -15,6 +15,7 @@ static const struct option common_opts[] = {
   { "quiet", no_argument, NULL, 'q' },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, OPT_HELP },
+  { "ssh-key", required_argument, NULL, OPT_SSH_KEY },
 };
 
 int cli_parse(struct cli *c, int argc, char **argv, const struct option *extra,
@@ -42,6 +43,7 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *extra,
     case 'v': c->log.debug = true; break;
     case OPT_JSON: c->json = true; break;
     case OPT_CONFIG: c->config_file = optarg; break;
+    case OPT_SSH_KEY: c->ssh_key = optarg; break;
     case OPT_SET: {
       const char **ns = realloc(c->sets, (c->nsets + 1) * sizeof *ns);
       if (!ns) {

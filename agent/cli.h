@@ -13,6 +13,7 @@
 
 struct cli {
   const char *uri;
+  const char *ssh_key;   /* --ssh-key: the key for a qemu+ssh URI */
   bool json;
   const char *config_file;
   const char **sets;

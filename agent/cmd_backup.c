@@ -29,8 +29,10 @@
 #include "fsutil.h"
 #include "freeze.h"
 #include "guardian.h"
+#include "hypervisor.h"
 #include "manifest.h"
 #include "point_write.h"
+#include "tunnel.h"
 #include "preflight.h"
 #include "task_pool.h"
 #include "backup_all.h"
@@ -81,7 +83,9 @@ struct run {
   const struct cli *cli;
   const struct sp_log *log;
   struct sp_config cfg;
-  virConnectPtr conn;
+  struct hypervisor hv;      /* this machine, or one over SSH */
+  struct tunnel tunnel;      /* the remote NBD socket, brought here */
+  char *local_rundir;        /* where the tunnel's local socket lives */
   virDomainPtr dom;
   struct vm_lock lock;
   struct preflight pf;
@@ -108,6 +112,12 @@ static void run_free(struct run *r)
 {
   if (r->guardian_up)
     guardian_stop(&r->guardian);
+  tunnel_close(&r->tunnel);
+  if (r->local_rundir) {
+    struct sp_err ignored = { 0 };
+    sp_rm_rf(r->local_rundir, &ignored);
+    free(r->local_rundir);
+  }
   backup_job_free(&r->job);
   captured_free(&r->cap);
   point_dir_free(&r->pd);
@@ -127,8 +137,7 @@ static void run_free(struct run *r)
   vm_lock_release(&r->lock);
   if (r->dom)
     virDomainFree(r->dom);
-  if (r->conn)
-    virConnectClose(r->conn);
+  hypervisor_close(&r->hv);
 }
 
 /* ---- before the window ----------------------------------------------- */
@@ -140,8 +149,9 @@ static int preflight(struct run *r, const char *name, struct sp_err *e)
                       "%s); --set enabled=yes takes one anyway", name,
                       r->cfg.source[SP_KEY_ENABLED]);
   char uuid[VIR_UUID_STRING_BUFLEN];
-  if (virt_open(r->cli->uri, &r->conn, e) < 0 || virt_lookup(r->conn, name, &r->dom, e) < 0 ||
-      virDomainGetUUIDString(r->dom, uuid) < 0 || preflight_run(r->dom, &r->cfg, &r->pf, e) < 0)
+  if (hypervisor_open(&r->hv, r->cli, &r->cfg, e) < 0 ||
+      virt_lookup(r->hv.conn, name, &r->dom, e) < 0 ||
+      virDomainGetUUIDString(r->dom, uuid) < 0 || preflight_run(r->dom, &r->cfg, &r->hv.host, &r->pf, e) < 0)
     return -1;
   /* A second run must name the first (exit 1) rather than report the
    * first one's backup job as a refusal; a user who cannot take the lock
@@ -214,7 +224,8 @@ static int prepare(struct run *r, struct sp_err *e)
   }
   char tag[128];
   snprintf(tag, sizeof tag, "%.36s-%s", r->pf.dom.uuid, r->id);
-  if (backup_job_prepare(j, &r->pf.qc, sp_config_str(&r->cfg, SP_KEY_SCRATCH_DIR), tag, e) < 0 ||
+  if (backup_job_prepare(j, &r->hv.host, &r->pf.qc, sp_config_str(&r->cfg, SP_KEY_SCRATCH_DIR), tag,
+                         e) < 0 ||
       point_create(&r->pd, r->domain_dir, r->id, e) < 0)
     return -1;
 
@@ -230,9 +241,11 @@ static int prepare(struct run *r, struct sp_err *e)
   if (r->sigfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "signalfd");
 
-  _cleanup_free_ char *uri = virConnectGetURI(r->conn);
-  struct guardian_job gj = { .checkpoint = r->id, .rundir = j->rundir,
-                             .scratchdir = j->scratchdir };
+  /* The guardian removes the job's directories only on this machine. */
+  _cleanup_free_ char *uri = r->hv.uri ? strdup(r->hv.uri) : virConnectGetURI(r->hv.conn);
+  struct guardian_job gj = { .checkpoint = r->id,
+                             .rundir = r->hv.host.remote ? "" : j->rundir,
+                             .scratchdir = r->hv.host.remote ? "" : j->scratchdir };
   if (guardian_start(&r->guardian, uri ? uri : SP_DEFAULT_URI, r->pf.dom.uuid,
                      sp_config_int(&r->cfg, SP_KEY_PAUSE_MAX_MS), &gj, r->log->debug, e) < 0)
     return -1;
@@ -263,7 +276,7 @@ static int window(struct run *r, struct sp_err *e)
   int rc = window_open(r->dom, &r->guardian, pause, &r->win, e);
   t1 = sp_now_ms();
   if (rc == 0)
-    rc = capture_state(&r->pf, &r->cap, e);
+    rc = capture_state(&r->hv.host, &r->pf, &r->cap, e);
   t2 = sp_now_ms();
   if (rc == 0) {
     guardian_tell_begun(&r->guardian);
@@ -345,6 +358,32 @@ static void copier_line(struct task *t, const char *line)
   }
 }
 
+/* A remote job's NBD socket, forwarded to a private local one. */
+static int open_tunnel(struct run *r, struct sp_err *e)
+{
+  if (!r->hv.host.remote)
+    return 0;
+  char tag[128];
+  snprintf(tag, sizeof tag, "/run/stillpoint/%.36s-%s.local", r->pf.dom.uuid, r->id);
+  if (sp_mkdir_p("/run/stillpoint", 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
+    return -1;
+  if (mkdir(r->local_rundir, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", r->local_rundir);
+  _cleanup_free_ char *local = sp_path_join(r->local_rundir, "nbd.sock");
+  return local ? tunnel_open(&r->tunnel, &r->hv.target, local, r->job.socket, e)
+               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tunnel");
+}
+
+/* The URI the copier reads a disk from: the job's socket, or the local
+ * end of the tunnel to it. */
+static char *disk_uri(const struct run *r, const char *target)
+{
+  char *u = NULL;
+  if (!r->hv.host.remote)
+    return backup_job_uri(&r->job, target);
+  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
+}
+
 static int copy_disks(struct run *r, struct sp_err *e)
 {
   size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
@@ -364,7 +403,7 @@ static int copy_disks(struct run *r, struct sp_err *e)
     char rel[300], size[32];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
     snprintf(size, sizeof size, "%llu", dp->pf->capacity);
-    _cleanup_free_ char *uri = backup_job_uri(&r->job, t);
+    _cleanup_free_ char *uri = disk_uri(r, t);
     _cleanup_free_ char *out = point_path(&r->pd, rel);
     _cleanup_free_ char *bitmap = NULL;
     bool full = strcmp(dp->level, "full") == 0;
@@ -434,7 +473,11 @@ static int build_manifest(struct run *r, struct sp_err *e)
 {
   struct sp_manifest *m = &r->m;
   char host[256] = "", created[32];
-  gethostname(host, sizeof host - 1);
+  /* The hypervisor the VM ran on (remote ones by their URI name). */
+  if (r->hv.host.remote)
+    snprintf(host, sizeof host, "%s", r->hv.host.name);
+  else
+    gethostname(host, sizeof host - 1);
   utc_now(created);
   m->format = SP_MANIFEST_FORMAT;
   m->tool = strdup("stillpoint " STILLPOINT_VERSION);
@@ -588,12 +631,13 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     undo_checkpoint(r);
     return -1;
   }
-  if (save_state(r, e) < 0 || copy_disks(r, e) < 0) {
+  if (save_state(r, e) < 0 || open_tunnel(r, e) < 0 || copy_disks(r, e) < 0) {
     undo_checkpoint(r);
     sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
   }
   struct sp_err je = { 0 };
+  tunnel_close(&r->tunnel);
   if (backup_job_end(r->dom, &r->job, &je) < 0)
     sp_warn(r->log, "%s", je.msg);
   if (finish(r, e) < 0) {
@@ -622,7 +666,7 @@ int cmd_backup(int argc, char **argv)
   struct cli c;
   struct backup_opts o = { 0 };
   struct sp_err e = { 0 };
-  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 } };
+  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 }, .tunnel = { .pid = -1 } };
   int rc;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||
       ((o.all ? c.nargs != 0 : c.nargs != 1) &&

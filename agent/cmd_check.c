@@ -4,13 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "cli.h"
+#include "hypervisor.h"
 #include "commands.h"
 #include "preflight.h"
 #include "virt.h"
 
 static const char usage[] =
-  "usage: stillpoint check DOMAIN [-c URI] [--json] [--config FILE] [--set key=value]\n"
+  "usage: stillpoint check DOMAIN [-c URI] [--ssh-key FILE] [--json] [--config FILE]\n"
+  "                        [--set key=value]\n"
   "Shows what a backup point of DOMAIN would capture, and refuses (exit 3)\n"
   "with what to do when a backup could not run.\n";
 
@@ -26,7 +29,7 @@ static void human_size(unsigned long long n, char *buf, size_t size)
   snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
-static void print_human(const struct preflight *pf)
+static void print_human(const struct preflight *pf, bool host_remote)
 {
   printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
          virt_state_name(pf->state));
@@ -66,6 +69,10 @@ static void print_human(const struct preflight *pf)
            pf->tpm.nfiles, pf->tpm.nfiles == 1 ? "" : "s",
            t->secret_uuid ? "encrypted, secret " : "not encrypted",
            t->secret_uuid ? t->secret_uuid : "", pf->capture_tpm ? "" : "  (not captured)");
+  printf("nbd      %s; TLS certificates for transport = tcp %s in %s\n",
+         host_remote ? "through an SSH tunnel of the job's unix socket"
+                     : "the job's unix socket on this machine",
+         pf->tls_ready ? "are" : "are not", pf->qc.backup_tls_dir);
   printf("agent    %s\n", !pf->dom.agent_configured  ? "not configured"
                           : pf->dom.agent_connected ? "configured, connected"
                                                     : "configured, not connected");
@@ -101,7 +108,7 @@ static json_object *strings_json(char **s, size_t n)
   return a;
 }
 
-static void print_json(const struct preflight *pf)
+static void print_json(const struct preflight *pf, const struct sp_host *host)
 {
   json_object *o = json_object_new_object();
   json_object_object_add(o, "domain", jstr(pf->dom.name));
@@ -147,6 +154,12 @@ static void print_json(const struct preflight *pf)
   json_object_object_add(a, "configured", json_object_new_boolean(pf->dom.agent_configured));
   json_object_object_add(a, "connected", json_object_new_boolean(pf->dom.agent_connected));
   json_object_object_add(o, "agent", a);
+  json_object *n = json_object_new_object();
+  json_object_object_add(n, "host", jstr(host->name));
+  json_object_object_add(n, "remote", json_object_new_boolean(host->remote));
+  json_object_object_add(n, "tls_dir", jstr(pf->qc.backup_tls_dir));
+  json_object_object_add(n, "tls_ready", json_object_new_boolean(pf->tls_ready));
+  json_object_object_add(o, "hypervisor", n);
   json_object_object_add(o, "warnings", strings_json(pf->warnings, pf->nwarnings));
   json_object_object_add(o, "refusals", strings_json(pf->refusals, pf->nrefusals));
   json_object_object_add(o, "ok", json_object_new_boolean(pf->nrefusals == 0));
@@ -161,26 +174,30 @@ int cmd_check(int argc, char **argv)
   struct sp_err e = { 0 };
   struct sp_config cfg = { 0 };
   struct preflight pf = { 0 };
-  _cleanup_conn_ virConnectPtr conn = NULL;
+  struct hypervisor hv = { 0 };
   _cleanup_dom_ virDomainPtr dom = NULL;
   int rc;
 
   if (cli_parse(&c, argc, argv, NULL, NULL, NULL, usage, &e) < 0 ||
       (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "check needs one DOMAIN\n%s", usage)) ||
-      cli_load_config(&c, c.args[0], &cfg, &e) < 0 || virt_open(c.uri, &conn, &e) < 0 ||
-      virt_lookup(conn, c.args[0], &dom, &e) < 0 || preflight_run(dom, &cfg, &pf, &e) < 0) {
+      cli_load_config(&c, c.args[0], &cfg, &e) < 0 || hypervisor_open(&hv, &c, &cfg, &e) < 0 ||
+      virt_lookup(hv.conn, c.args[0], &dom, &e) < 0 ||
+      preflight_run(dom, &cfg, &hv.host, &pf, &e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
   }
   if (c.json)
-    print_json(&pf);
+    print_json(&pf, &hv.host);
   else
-    print_human(&pf);
+    print_human(&pf, hv.host.remote);
   for (size_t i = 0; i < pf.nrefusals; i++)
     sp_error(&c.log, "%s", pf.refusals[i]);
   rc = pf.nrefusals ? SP_EXIT_PREFLIGHT : SP_EXIT_OK;
 out:
   preflight_free(&pf);
+  if (dom)
+    virDomainFree(steal_pointer(&dom));
+  hypervisor_close(&hv);
   sp_config_free(&cfg);
   cli_free(&c);
   return rc;

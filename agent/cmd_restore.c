@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
+#include "hypervisor.h"
 #include "manifest.h"
 #include "point_chain.h"
 #include "qemu_conf.h"
@@ -32,7 +33,7 @@
 static const char usage[] =
   "usage: stillpoint restore POINT_DIR [--name NEW] [--keep-uuid] [--disks-to DIR]\n"
   "                          [--flatten | --keep-chain] [--define] [--start] [--replace]\n"
-  "                          [-c URI] [--json]\n"
+  "                          [-c URI] [--ssh-key FILE] [--json]\n"
   "Brings a VM back from a backup point: its disks, NVRAM and TPM state.\n"
   "Without --define the domain XML is printed; --start defines and starts it.\n";
 
@@ -79,7 +80,7 @@ struct restore {
   char name[256];
   char uuid[37];
   struct sp_qemu_conf qc;
-  virConnectPtr conn;
+  struct hypervisor hv;      /* where the VM is restored: here or over SSH */
   virDomainPtr replaced;     /* the shut-off domain --replace takes the place of */
   struct sp_blob nvram;
   struct sp_tree tpm;
@@ -107,8 +108,7 @@ static void restore_free(struct restore *r)
   free(r->xml);
   if (r->replaced)
     virDomainFree(r->replaced);
-  if (r->conn)
-    virConnectClose(r->conn);
+  hypervisor_close(&r->hv);
 }
 
 /* ---- the point -------------------------------------------------------- */
@@ -197,9 +197,10 @@ static int plan_disks(struct restore *r, struct sp_err *e)
     if (!rd->dest)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
     rd->format = !r->o.keep_chain && d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
-    if (sp_exists(rd->dest))
-      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists: restore the disks elsewhere with "
-                        "--disks-to DIR (nothing is overwritten)", rd->dest);
+    if (r->hv.host.ops->exists(&r->hv.host, rd->dest))
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists%s%s: restore the disks elsewhere with "
+                        "--disks-to DIR (nothing is overwritten)", rd->dest,
+                        r->hv.host.remote ? " on " : "", r->hv.host.remote ? r->hv.host.name : "");
   }
   return 0;
 }
@@ -219,8 +220,8 @@ static int pick_identity(struct restore *r, struct sp_err *e)
 
 static int check_libvirt(struct restore *r, struct sp_err *e)
 {
-  _cleanup_dom_ virDomainPtr by_name = virDomainLookupByName(r->conn, r->name);
-  _cleanup_dom_ virDomainPtr by_uuid = virDomainLookupByUUIDString(r->conn, r->uuid);
+  _cleanup_dom_ virDomainPtr by_name = virDomainLookupByName(r->hv.conn, r->name);
+  _cleanup_dom_ virDomainPtr by_uuid = virDomainLookupByUUIDString(r->hv.conn, r->uuid);
   if (!by_name && !by_uuid)
     return 0;
   char other[VIR_UUID_STRING_BUFLEN] = "";
@@ -253,7 +254,7 @@ static int check_secret(struct restore *r, struct sp_err *e)
   const char *s = r->m.tpm.secret_uuid;
   if (!r->m.tpm.present || !s)
     return 0;
-  virSecretPtr sec = virSecretLookupByUUIDString(r->conn, s);
+  virSecretPtr sec = virSecretLookupByUUIDString(r->hv.conn, s);
   if (sec) {
     virSecretFree(sec);
     return 0;
@@ -268,6 +269,24 @@ static bool replacing_uuid(const struct restore *r)
 {
   char u[VIR_UUID_STRING_BUFLEN];
   return r->replaced && virDomainGetUUIDString(r->replaced, u) == 0 && strcmp(u, r->uuid) == 0;
+}
+
+/* Whether a TPM state directory holds anything but hidden files (swtpm's
+ * .lock): libvirt would not manufacture a TPM there, so it is in use. */
+static bool tpm_dir_in_use(struct sp_host *h, const char *dir)
+{
+  char **names = NULL;
+  size_t n = 0;
+  struct sp_err ignored = { 0 };
+  if (h->ops->list_dir(h, dir, &names, &n, &ignored) < 0)
+    return h->ops->exists(h, dir); /* there but unreadable: assume in use */
+  bool used = false;
+  for (size_t i = 0; i < n; i++) {
+    used |= names[i][0] != '.';
+    free(names[i]);
+  }
+  free(names);
+  return used;
 }
 
 static int plan_state(struct restore *r, struct sp_err *e)
@@ -286,7 +305,7 @@ static int plan_state(struct restore *r, struct sp_err *e)
       r->nvram_dest = NULL;
     if (!r->nvram_dest)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    if (sp_exists(r->nvram_dest) && !r->replaced)
+    if (r->hv.host.ops->exists(&r->hv.host, r->nvram_dest) && !r->replaced)
       return sp_err_set(e, SP_EXIT_PREFLIGHT, "NVRAM file %s exists (it belongs to another "
                         "domain): restore under another --name", r->nvram_dest);
   }
@@ -294,8 +313,7 @@ static int plan_state(struct restore *r, struct sp_err *e)
     const char *sub = strcmp(r->m.tpm.version, "2.0") == 0 ? "tpm2" : "tpm1.2";
     if (asprintf(&r->tpm_dir, "%s/%s/%s", SP_SWTPM_ROOT, r->uuid, sub) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    enum sp_tpm_presence p = sp_tpm_presence(r->tpm_dir, sub);
-    if (p != SP_TPM_DIR_MISSING && p != SP_TPM_DIR_EMPTY && !replacing_uuid(r))
+    if (tpm_dir_in_use(&r->hv.host, r->tpm_dir) && !replacing_uuid(r))
       return sp_err_set(e, SP_EXIT_PREFLIGHT, "TPM state directory %s is not empty: it belongs "
                         "to another VM with UUID %s; restore under a new UUID (--name without "
                         "--keep-uuid), or remove that state if it is no longer wanted",
@@ -306,15 +324,35 @@ static int plan_state(struct restore *r, struct sp_err *e)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* A disk for a remote host: flattened here into a private temporary file,
+ * then uploaded over SFTP. */
+static int upload_disk(struct restore *r, struct rdisk *d, struct sp_err *e)
+{
+  char dir[] = "/var/tmp/stillpoint-restore-XXXXXX";
+  if (!mkdtemp(dir))
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "mkdtemp");
+  _cleanup_free_ char *tmp = sp_path_join(dir, "disk");
+  int rc = tmp ? restore_disk(&d->chain, tmp, d->format, false, e)
+               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  if (rc == 0)
+    rc = r->hv.host.ops->upload(&r->hv.host, tmp, d->dest, e);
+  struct sp_err ignored = { 0 };
+  sp_rm_rf(dir, &ignored);
+  return rc;
+}
+
 static int write_disks(struct restore *r, struct sp_err *e)
 {
   for (size_t i = 0; i < r->ndisks; i++) {
     struct rdisk *d = &r->disks[i];
-    sp_info(r->log, "disk %s: %s %zu image%s -> %s (%s)", r->m.disks[i].target,
+    sp_info(r->log, "disk %s: %s %zu image%s -> %s%s%s (%s)", r->m.disks[i].target,
             r->o.keep_chain ? "copying" : "flattening", d->chain.n, d->chain.n == 1 ? "" : "s",
-            d->dest, d->format);
-    if (restore_disk(&d->chain, d->dest, d->format, r->o.keep_chain, e) < 0) {
-      restore_disk_undo(&d->chain, d->dest, r->o.keep_chain);
+            r->hv.host.remote ? r->hv.host.name : "", r->hv.host.remote ? ":" : "", d->dest, d->format);
+    int rc = r->hv.host.remote ? upload_disk(r, d, e)
+                            : restore_disk(&d->chain, d->dest, d->format, r->o.keep_chain, e);
+    if (rc < 0) {
+      if (!r->hv.host.remote)
+        restore_disk_undo(&d->chain, d->dest, r->o.keep_chain);
       return -1;
     }
     d->written = true;
@@ -322,30 +360,58 @@ static int write_disks(struct restore *r, struct sp_err *e)
   return 0;
 }
 
+/* TPM state on a remote host, as libvirt makes it: <uuid>/ 0711 root,
+ * the state directory 0700 and its files 0600 of the swtpm user.  A
+ * replaced domain's old state is removed first. */
+static int remote_tpm_install(struct restore *r, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  struct sp_host *h = &r->hv.host;
+  _cleanup_free_ char *parent = strdup(r->tpm_dir);
+  char *slash = parent ? strrchr(parent, '/') : NULL;
+  if (!slash)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  *slash = '\0';
+  if (h->ops->rm_rf(h, r->tpm_dir, e) < 0 ||
+      (!h->ops->exists(h, parent) && h->ops->mkdir_owned(h, parent, 0711, 0, 0, e) < 0) ||
+      h->ops->mkdir_owned(h, r->tpm_dir, 0700, uid, gid, e) < 0)
+    return -1;
+  for (size_t i = 0; i < r->tpm.n; i++) {
+    _cleanup_free_ char *p = sp_path_join(r->tpm_dir, r->tpm.files[i].name);
+    if (!p || h->ops->write_file(h, p, r->tpm.files[i].data, r->tpm.files[i].len, 0600, uid, gid,
+                                 e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
 static int write_state(struct restore *r, struct sp_err *e)
 {
+  struct sp_host *h = &r->hv.host;
   if (r->m.nvram.present) {
     uid_t uid;
     gid_t gid;
-    if (qemu_ids(&r->qc, &uid, &gid, e) < 0)
+    if (h->ops->ids(h, r->qc.user, r->qc.group, &uid, &gid, e) < 0)
       return -1;
     r->nvram.mode = 0600;
     r->nvram.uid = uid;
     r->nvram.gid = gid;
-    if (sp_nvram_install(r->nvram_dest, &r->nvram, e) < 0)
+    if ((h->remote ? h->ops->write_file(h, r->nvram_dest, r->nvram.data, r->nvram.len, 0600, uid,
+                                        gid, e)
+                   : sp_nvram_install(r->nvram_dest, &r->nvram, e)) < 0)
       return -1;
     r->nvram_written = true;
   }
   if (r->m.tpm.present) {
     uid_t uid;
     gid_t gid;
-    if (sp_swtpm_ids(SP_QEMU_CONF_PATH, &uid, &gid, e) < 0 ||
-        sp_tpm_install(r->tpm_dir, &r->tpm, uid, gid, true, &r->tpm_kept, e) < 0)
+    if (h->ops->ids(h, r->qc.swtpm_user, r->qc.swtpm_group, &uid, &gid, e) < 0 ||
+        (h->remote ? remote_tpm_install(r, uid, gid, e)
+                   : sp_tpm_install(r->tpm_dir, &r->tpm, uid, gid, true, &r->tpm_kept, e)) < 0)
       return -1;
     r->tpm_written = true;
   }
   /* SELinux hosts label these by path; restorecon puts the labels right. */
-  if (access("/sys/fs/selinux/enforce", F_OK) == 0) {
+  if (!h->remote && access("/sys/fs/selinux/enforce", F_OK) == 0) {
     char *argv[] = { "restorecon", "-R", r->tpm_dir ? r->tpm_dir : "/dev/null",
                      r->nvram_dest ? r->nvram_dest : "/dev/null", NULL };
     struct sp_run_result rr;
@@ -357,15 +423,20 @@ static int write_state(struct restore *r, struct sp_err *e)
 
 static void undo(struct restore *r)
 {
-  for (size_t i = 0; i < r->ndisks; i++)
-    if (r->disks[i].written)
+  struct sp_host *h = &r->hv.host;
+  struct sp_err ignored = { 0 };
+  for (size_t i = 0; i < r->ndisks; i++) {
+    if (!r->disks[i].written)
+      continue;
+    if (h->remote)
+      h->ops->rm_rf(h, r->disks[i].dest, &ignored);
+    else
       restore_disk_undo(&r->disks[i].chain, r->disks[i].dest, r->o.keep_chain);
-  if (r->nvram_written && !r->replaced)
-    unlink(r->nvram_dest);
-  if (r->tpm_written && !r->tpm_kept) {
-    struct sp_err ignored = { 0 };
-    sp_rm_rf(r->tpm_dir, &ignored);
   }
+  if (r->nvram_written && !r->replaced)
+    h->ops->rm_rf(h, r->nvram_dest, &ignored);
+  if (r->tpm_written && !r->tpm_kept)
+    h->ops->rm_rf(h, r->tpm_dir, &ignored);
 }
 
 static int make_xml(struct restore *r, struct sp_err *e)
@@ -397,7 +468,7 @@ static int define(struct restore *r, struct sp_err *e)
       return sp_err_set(e, SP_EXIT_FAILED, "--replace: cannot undefine the old domain: %s",
                         virt_errmsg());
   }
-  _cleanup_dom_ virDomainPtr dom = virDomainDefineXML(r->conn, r->xml);
+  _cleanup_dom_ virDomainPtr dom = virDomainDefineXML(r->hv.conn, r->xml);
   if (!dom)
     return sp_err_set(e, SP_EXIT_FAILED, "libvirt refused the restored domain: %s",
                       virt_errmsg());
@@ -445,11 +516,24 @@ static void report(const struct restore *r)
   json_object_put(o);
 }
 
+/* This machine, or the hypervisor of a qemu+ssh URI, reached before
+ * anything else is looked at there. */
+static int open_host(struct restore *r, struct sp_err *e)
+{
+  if (hypervisor_open(&r->hv, r->cli, NULL, e) < 0)
+    return -1;
+  if (r->hv.host.remote && r->o.keep_chain)
+    return sp_err_set(e, SP_EXIT_USAGE, "--keep-chain is for this machine only; a remote "
+                      "restore flattens each disk");
+  return 0;
+}
+
 static int run_restore(struct restore *r, const char *point, struct sp_err *e)
 {
-  if (load_point(r, point, e) < 0 || load_state(r, e) < 0 || plan_disks(r, e) < 0 ||
-      pick_identity(r, e) < 0 || sp_qemu_conf_read(SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
-      virt_open(r->cli->uri, &r->conn, e) < 0 || check_libvirt(r, e) < 0 ||
+  if (load_point(r, point, e) < 0 || load_state(r, e) < 0 || open_host(r, e) < 0 ||
+      plan_disks(r, e) < 0 || pick_identity(r, e) < 0 ||
+      sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
+      check_libvirt(r, e) < 0 ||
       check_secret(r, e) < 0 || plan_state(r, e) < 0 || make_xml(r, e) < 0)
     return -1;
   if (write_disks(r, e) < 0 || write_state(r, e) < 0 || (r->o.define && define(r, e) < 0)) {

@@ -159,29 +159,32 @@ static void rescue(struct watch *w, const char *why)
   }
 }
 
-/* The coordinator died after the job began: end the job and drop the
- * checkpoint of a point that will never be complete. */
+/* The coordinator died: end the job and drop the checkpoint of a point
+ * that will never be complete (if the job began), and remove the job's
+ * directories (made before we started, whether it began or not). */
 static void abandon_job(struct watch *w)
 {
-  if (!w->begun)
-    return;
-  if (virDomainAbortJob(w->dom) == 0)
-    sp_warn(w->log, "guardian: ended the backup job of %s", virDomainGetName(w->dom));
-  for (int i = 0; i < 20; i++) {
-    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
-      virDomainCheckpointLookupByName(w->dom, w->checkpoint, 0);
-    if (!cp)
-      break;
-    if (virDomainCheckpointDelete(cp, 0) == 0) {
-      sp_warn(w->log, "guardian: deleted checkpoint %s", w->checkpoint);
-      break;
+  if (w->begun) {
+    if (virDomainAbortJob(w->dom) == 0)
+      sp_warn(w->log, "guardian: ended the backup job of %s", virDomainGetName(w->dom));
+    for (int i = 0; i < 20; i++) {
+      _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+        virDomainCheckpointLookupByName(w->dom, w->checkpoint, 0);
+      if (!cp)
+        break;
+      if (virDomainCheckpointDelete(cp, 0) == 0) {
+        sp_warn(w->log, "guardian: deleted checkpoint %s", w->checkpoint);
+        break;
+      }
+      usleep(100 * 1000); /* the job may still be winding down */
     }
-    usleep(100 * 1000); /* the job may still be winding down */
+    w->begun = false;
   }
   struct sp_err ignored = { 0 };
-  sp_rm_rf(w->rundir, &ignored);
-  sp_rm_rf(w->scratchdir, &ignored);
-  w->begun = false;
+  if (w->rundir[0])
+    sp_rm_rf(w->rundir, &ignored);
+  if (w->scratchdir[0])
+    sp_rm_rf(w->scratchdir, &ignored);
 }
 
 int guardian_main(int argc, char **argv)

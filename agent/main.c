@@ -21,7 +21,8 @@ static const char usage[] =
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
   "  state list|restore DOMAIN      TPM/NVRAM snapshots the hook took at VM stop\n"
   "\n"
-  "common options: -c URI (default qemu:///system), --json, --config FILE,\n"
+  "common options: -c URI (default qemu:///system; qemu+ssh://[user@]host[:port]/system\n"
+  "                for a remote hypervisor), --ssh-key FILE, --json, --config FILE,\n"
   "                --set key=value, -q, -v, --help\n"
   "`stillpoint COMMAND --help` describes a command; man stillpoint(1) has the rest.\n";
 

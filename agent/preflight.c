@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "freeze.h"
 #include "fsutil.h"
+#include "host.h"
 #include "virt.h"
 
 static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
@@ -64,7 +65,25 @@ static int check_disks(virDomainPtr dom, struct preflight *pf, struct sp_err *e)
   return 0;
 }
 
-static void check_nvram(const struct sp_config *cfg, struct preflight *pf, struct sp_err *e)
+/* What to change for a file this user cannot read, here or on a remote host. */
+static void hint_for(struct sp_host *h, const struct sp_file_info *fi, const char *what,
+                     char *buf, size_t size)
+{
+  if (!h->remote) {
+    sp_access_hint(fi, what, buf, size);
+    return;
+  }
+  if (!fi->owner[0])
+    snprintf(buf, size, "%s %s on %s cannot be examined by the SSH user: connect as root "
+             "(qemu+ssh://root@%s/system)", what, fi->path, h->name, h->name);
+  else
+    snprintf(buf, size, "%s %s on %s is owned by %s:%s mode %04o: connect as root "
+             "(qemu+ssh://root@%s/system) or add the SSH user to group %s there", what,
+             fi->path, h->name, fi->owner, fi->group, (unsigned)fi->mode, h->name, fi->group);
+}
+
+static void check_nvram(struct sp_host *h, const struct sp_config *cfg, struct preflight *pf,
+                        struct sp_err *e)
 {
   const struct sp_nvram *nv = &pf->dom.nvram;
   if (nv->type == SP_NVRAM_NONE || sp_config_is(cfg, SP_KEY_NVRAM, "skip"))
@@ -82,13 +101,13 @@ static void check_nvram(const struct sp_config *cfg, struct preflight *pf, struc
     refuse(pf, "the NVRAM of %s has no path in the domain XML", pf->dom.name);
     return;
   }
-  if (sp_file_info(nv->path, &pf->nvram, e) < 0)
+  if (h->ops->file_info(h, nv->path, &pf->nvram, e) < 0)
     return;
   char hint[1024];
   if (!pf->nvram.exists) {
     snprintf(hint, sizeof hint, "NVRAM file %s does not exist", nv->path);
   } else if (!pf->nvram.readable) {
-    sp_access_hint(&pf->nvram, "NVRAM", hint, sizeof hint);
+    hint_for(h, &pf->nvram, "NVRAM", hint, sizeof hint);
   } else {
     pf->capture_nvram = true;
     return;
@@ -99,7 +118,7 @@ static void check_nvram(const struct sp_config *cfg, struct preflight *pf, struc
     warn(pf, "%s; the point will have no NVRAM (nvram = optional)", hint);
 }
 
-static void check_tpm(const struct sp_domain *d, const struct sp_config *cfg,
+static void check_tpm(struct sp_host *h, const struct sp_domain *d, const struct sp_config *cfg,
                       struct preflight *pf, struct sp_err *e)
 {
   if (d->tpm.backend == SP_TPM_NONE || sp_config_is(cfg, SP_KEY_TPM, "skip"))
@@ -115,7 +134,7 @@ static void check_tpm(const struct sp_domain *d, const struct sp_config *cfg,
     return;
   }
   bool required = sp_config_is(cfg, SP_KEY_TPM, "required");
-  if (sp_tpm_locate(d, SP_SWTPM_ROOT, &pf->tpm, e) < 0) {
+  if (sp_host_tpm_locate(h, d, SP_SWTPM_ROOT, &pf->tpm, e) < 0) {
     refuse(pf, "%s", e->msg);
     sp_err_clear(e);
     return;
@@ -125,12 +144,12 @@ static void check_tpm(const struct sp_domain *d, const struct sp_config *cfg,
     snprintf(hint, sizeof hint, "TPM state directory %s does not exist (has the VM's swtpm "
              "ever started?)", pf->tpm.state_dir);
   else if (!pf->tpm.listable)
-    sp_access_hint(&pf->tpm.dir, "TPM state", hint, sizeof hint);
+    hint_for(h, &pf->tpm.dir, "TPM state", hint, sizeof hint);
   else if (pf->tpm.nfiles == 0)
     snprintf(hint, sizeof hint, "TPM state directory %s is empty", pf->tpm.state_dir);
   for (size_t i = 0; !hint[0] && i < pf->tpm.nfiles; i++)
     if (!pf->tpm.files[i].readable)
-      sp_access_hint(&pf->tpm.files[i], "TPM state file", hint, sizeof hint);
+      hint_for(h, &pf->tpm.files[i], "TPM state file", hint, sizeof hint);
   if (!hint[0]) {
     pf->capture_tpm = true;
     return;
@@ -208,7 +227,35 @@ static void check_job(virDomainPtr dom, struct preflight *pf)
            "leftover backup with `virsh domjobabort %s`", pf->dom.name, pf->dom.name);
 }
 
-int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct preflight *pf,
+/* How the NBD export reaches the copier.  tcp (libvirt's NBD over TLS)
+ * is reported - are the hypervisor's backup certificates in place? - but
+ * not implemented: refused. */
+static void check_transport(struct sp_host *h, const struct sp_config *cfg, struct preflight *pf)
+{
+  static const char *const files[] = { "ca-cert.pem", "server-cert.pem", "server-key.pem" };
+  const char *dir = pf->qc.backup_tls_dir;
+  pf->tls_ready = true;
+  for (size_t i = 0; i < 3; i++) {
+    _cleanup_free_ char *p = sp_path_join(dir, files[i]);
+    struct sp_file_info fi;
+    struct sp_err ignored = { 0 };
+    if (!p || h->ops->file_info(h, p, &fi, &ignored) < 0 || !fi.exists) {
+      pf->tls_ready = false;
+      if (p)
+        sp_file_info_free(&fi);
+      break;
+    }
+    sp_file_info_free(&fi);
+  }
+  if (sp_config_is(cfg, SP_KEY_TRANSPORT, "tcp"))
+    refuse(pf, "transport = tcp (NBD over TLS) is not implemented in this version (the "
+           "hypervisor's backup TLS certificates in %s are %s): use transport = unix, which "
+           "reaches a remote export through an SSH tunnel", dir,
+           pf->tls_ready ? "in place" : "missing");
+}
+
+int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host *h,
+                  struct preflight *pf,
                   struct sp_err *e)
 {
   memset(pf, 0, sizeof *pf);
@@ -219,7 +266,7 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct prefligh
                       name, virt_errmsg());
   if (virt_xml(dom, 0, &pf->xml, e) < 0 ||
       sp_domain_parse(pf->xml, strlen(pf->xml), &pf->dom, e) < 0 ||
-      sp_qemu_conf_read(SP_QEMU_CONF_PATH, &pf->qc, e) < 0)
+      sp_host_qemu_conf_read(h, SP_QEMU_CONF_PATH, &pf->qc, e) < 0)
     return -1;
 
   if (pf->state == VIR_DOMAIN_SHUTOFF)
@@ -232,15 +279,19 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct prefligh
            virt_state_name(pf->state));
   if (check_disks(dom, pf, e) < 0)
     return -1;
-  check_nvram(cfg, pf, e);
-  check_tpm(&pf->dom, cfg, pf, e);
+  check_nvram(h, cfg, pf, e);
+  check_tpm(h, &pf->dom, cfg, pf, e);
   if (e->code)
     return -1;
   check_agent(dom, cfg, pf);
   if (pf->state != VIR_DOMAIN_SHUTOFF)
     check_job(dom, pf);
+  check_transport(h, cfg, pf);
   check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
-  check_writable_dir(pf, "scratch_dir", sp_config_str(cfg, SP_KEY_SCRATCH_DIR));
+  /* Scratch files live on the hypervisor: a remote one says so when the
+   * job's directories are made. */
+  if (!h->remote)
+    check_writable_dir(pf, "scratch_dir", sp_config_str(cfg, SP_KEY_SCRATCH_DIR));
   return 0;
 }
 

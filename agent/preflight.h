@@ -11,6 +11,7 @@
 #include "config.h"
 #include "domain_xml.h"
 #include "err.h"
+#include "host.h"
 #include "qemu_conf.h"
 #include "state_locator.h"
 
@@ -42,6 +43,7 @@ struct preflight {
   bool capture_tpm;
   struct sp_tpm_location tpm;
   struct sp_qemu_conf qc;
+  bool tls_ready;             /* backup NBD TLS certificates present on the hypervisor */
   enum pf_agent agent;
   char **refusals;            /* each a line that says what to do */
   size_t nrefusals;
@@ -49,7 +51,9 @@ struct preflight {
   size_t nwarnings;
 };
 
-int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct preflight *pf,
+/* h: the hypervisor the state files are on (host.h). */
+int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host *h,
+                  struct preflight *pf,
                   struct sp_err *e);
 void preflight_free(struct preflight *pf);
 size_t preflight_ndisks_copied(const struct preflight *pf);

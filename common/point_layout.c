@@ -71,7 +71,8 @@ int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
     if (!nv)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", domain_dir);
     v = nv;
-    snprintf(v[count].id, sizeof v[count].id, "%s", name);
+    /* A valid id is shorter than SP_POINT_ID_MAX (sp_point_id_valid). */
+    memcpy(v[count].id, name, strlen(name) + 1);
     v[count].partial = partial;
     count++;
   }

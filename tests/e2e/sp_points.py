@@ -84,3 +84,9 @@ def sha256sum_c(point):
     """sha256sum -c of the point's SHA256SUMS, run in the point."""
     return subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=point,
                           capture_output=True, text=True)
+
+
+def compare_images(a, b):
+    """qemu-img compare of two images of any format (backing chains followed)."""
+    cp = subprocess.run(["qemu-img", "compare", a, b], capture_output=True, text=True)
+    return cp.returncode, cp.stdout + cp.stderr
