@@ -143,13 +143,7 @@ int backup_all(const struct cli *c, const char *level, const char *target)
       goto out;
     }
   }
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+  sigfd = task_pool_signalfd();
   int signo = 0;
   sp_err_clear(&e);
   bool ok = task_pool_run(tasks, ntasks, sp_config_int(&global, SP_KEY_MAX_PARALLEL_VMS), sigfd,

@@ -17,45 +17,6 @@
 
 #define RUN_ROOT "/run/stillpoint"
 
-static int lookup_id(const char *name, bool group, unsigned *out)
-{
-  if (name[0] == '+') {
-    char *end;
-    unsigned long n = strtoul(name + 1, &end, 10);
-    if (!*end) {
-      *out = (unsigned)n;
-      return 0;
-    }
-  }
-  char buf[4096];
-  if (group) {
-    struct group gr, *r = NULL;
-    if (getgrnam_r(name, &gr, buf, sizeof buf, &r) != 0 || !r)
-      return -1;
-    *out = r->gr_gid;
-  } else {
-    struct passwd pw, *r = NULL;
-    if (getpwnam_r(name, &pw, buf, sizeof buf, &r) != 0 || !r)
-      return -1;
-    *out = r->pw_uid;
-  }
-  return 0;
-}
-
-int qemu_ids(const struct sp_qemu_conf *qc, uid_t *uid, gid_t *gid, struct sp_err *e)
-{
-  unsigned u, g;
-  if (lookup_id(qc->user, false, &u) < 0)
-    return sp_err_set(e, SP_EXIT_PREFLIGHT, "QEMU's user '%s' (qemu.conf) does not exist",
-                      qc->user);
-  if (lookup_id(qc->group, true, &g) < 0)
-    return sp_err_set(e, SP_EXIT_PREFLIGHT, "QEMU's group '%s' (qemu.conf) does not exist",
-                      qc->group);
-  *uid = u;
-  *gid = g;
-  return 0;
-}
-
 /* Each missing component of path, 0711 root: QEMU's user must pass. */
 static int parents(struct sp_host *h, const char *path, struct sp_err *e)
 {

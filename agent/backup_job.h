@@ -50,7 +50,5 @@ void backup_job_free(struct backup_job *j);
 
 /* nbd+unix:///<target>?socket=<socket> */
 char *backup_job_uri(const struct backup_job *j, const char *target);
-/* Resolves a qemu.conf user/group ("name" or "+uid") to ids. */
-int qemu_ids(const struct sp_qemu_conf *qc, uid_t *uid, gid_t *gid, struct sp_err *e);
 
 #endif

@@ -229,15 +229,7 @@ static int prepare(struct run *r, struct sp_err *e)
       point_create(&r->pd, r->domain_dir, r->id, e) < 0)
     return -1;
 
-  /* Signals wait on a signalfd from here on: inside the window they wait
-   * until it is closed, during the copy they stop the copiers. */
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  r->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+  r->sigfd = task_pool_signalfd();
   if (r->sigfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "signalfd");
 

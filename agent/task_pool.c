@@ -56,6 +56,17 @@ void strv_free(char **v)
   free(v);
 }
 
+int task_pool_signalfd(void)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
 void task_free(struct task *t)
 {
   strv_free(t->argv);

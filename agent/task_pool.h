@@ -27,6 +27,11 @@ struct task {
   size_t out_len;
 };
 
+/* Blocks SIGINT, SIGTERM and SIGHUP and returns a signalfd for them (-1
+ * with errno): from then on they wait for task_pool_run instead of
+ * killing us - inside a pause window they wait until it is closed. */
+int task_pool_signalfd(void);
+
 /* Returns 0 when every task exited 0; -1 with e naming the failed ones,
  * or the signal that stopped the run (*signo set). */
 int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,

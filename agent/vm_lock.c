@@ -9,14 +9,14 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
-#include "manifest.h"
+#include "uuid.h"
 #include "window.h"
 
 int vm_lock_take(const char *uuid, const char *name, const char *what, struct vm_lock *l,
                  struct sp_err *e)
 {
   l->fd = -1;
-  if (!sp_uuid_valid(uuid))
+  if (!sp_uuid_ok(uuid))
     return sp_err_set(e, SP_EXIT_FAILED, "'%s' is not a UUID", uuid);
   if (sp_mkdir_p(SP_LOCK_DIR, 0700, e) < 0) {
     sp_err_prefix(e, "cannot take the lock of %s (run as root)", name);

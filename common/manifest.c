@@ -10,21 +10,10 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "point_layout.h"
+#include "uuid.h"
 
 static void jputp(json_object **o) { if (*o) json_object_put(*o); }
 #define _cleanup_json_ __attribute__((cleanup(jputp)))
-
-bool sp_uuid_valid(const char *s)
-{
-  if (!s || strlen(s) != 36)
-    return false;
-  for (int i = 0; i < 36; i++) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-      return false;
-  }
-  return true;
-}
 
 bool sp_hex64_valid(const char *s)
 {
@@ -377,7 +366,7 @@ static int parse_state(struct ctx *c, json_object *root, const char *name,
       return -1;
     if (!one_of(s->version, versions))
       return bad(c, "version", "not 2.0 or 1.2");
-    if (s->secret_uuid && !sp_uuid_valid(s->secret_uuid))
+    if (s->secret_uuid && !sp_uuid_ok(s->secret_uuid))
       return bad(c, "encryption_secret", "not a UUID");
     const char *want = strcmp(s->version, "2.0") == 0 ? "tpm/tpm2" : "tpm/tpm1.2";
     if (strcmp(s->path, want) != 0)
@@ -443,7 +432,7 @@ static int parse_root(struct ctx *c, json_object *o, struct sp_manifest *m)
       get_str(c, o, "parent_checkpoint", false, &m->parent_checkpoint) < 0 ||
       get_str(c, o, "created", true, &m->created) < 0)
     return -1;
-  if (!sp_uuid_valid(m->uuid))
+  if (!sp_uuid_ok(m->uuid))
     return bad(c, "uuid", "not a UUID");
   if (!sp_point_id_valid(m->id))
     return bad(c, "id", "not a point id (e.g. 20261126T063000Z-full)");

@@ -95,7 +95,6 @@ const struct sp_manifest_disk *sp_manifest_disk(const struct sp_manifest *m, con
 int sp_manifest_warn(struct sp_manifest *m, const char *text);
 
 /* Form checks shared with restore and verify. */
-bool sp_uuid_valid(const char *s);
 bool sp_hex64_valid(const char *s);
 
 #endif
