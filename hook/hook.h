@@ -4,6 +4,8 @@
 #define SP_HOOK_H
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -36,5 +38,19 @@ void hook_migrate(struct hook_call *c);
 
 /* Tells the supervisor a HOOK_STATUS_* byte. */
 void hook_status(const struct hook_call *c, char status);
+
+/* Ends the process without running the libraries' destructors (libxml2,
+ * ICU, libstdc++, OpenSSL: ~1.5 ms here, in every hook call libvirt waits
+ * for).  Nothing of ours needs them: stderr is unbuffered and every file
+ * written is fsynced.  Sanitizer builds exit normally, so LeakSanitizer
+ * still checks. */
+static inline _Noreturn void hook_exit(int code)
+{
+#ifdef __SANITIZE_ADDRESS__
+  exit(code);
+#else
+  _exit(code);
+#endif
+}
 
 #endif

@@ -96,5 +96,5 @@ int main(int argc, char **argv)
     rc = hook_supervise(&c, action, deadline);
   free(c.xml);
   closelog();
-  return rc;
+  hook_exit(rc);
 }

@@ -35,7 +35,7 @@ static _Noreturn void worker(struct hook_call *c, void (*action)(struct hook_cal
   close(err_w);
   c->status_fd = status_w;
   action(c);
-  exit(0);
+  hook_exit(0);
 }
 
 /* Copies what a pipe has to our stderr (log) or keeps its last byte
