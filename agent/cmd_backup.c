@@ -31,6 +31,7 @@
 #include "guardian.h"
 #include "hypervisor.h"
 #include "manifest.h"
+#include "point_chain.h"
 #include "point_write.h"
 #include "tunnel.h"
 #include "preflight.h"
@@ -561,12 +562,33 @@ static int build_manifest(struct run *r, struct sp_err *e)
   return 0;
 }
 
+/* What a copier wrote must be what the chain will take for it: an overlay
+ * of exactly the parent for an incremental, no backing file for a full.
+ * A full-only copier (nbdcopy) given an incremental would otherwise leave
+ * a point no restore could use. */
+static int check_image(const struct disk_plan *dp, const char *path, struct sp_err *e)
+{
+  _cleanup_free_ char *format = NULL, *backing = NULL;
+  if (sp_image_header(path, &format, &backing, e) < 0)
+    return -1;
+  bool full = !dp->parent_file;
+  if (full ? backing != NULL
+           : strcmp(format, "qcow2") != 0 || !backing || strcmp(backing, dp->parent_file) != 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "the copier wrote %s as %s%s%s, but this %s point needs "
+                      "%s%s: a full-only copier (like nbdcopy) needs level = full",
+                      path, format, backing ? " over " : "", backing ? backing : "",
+                      full ? "full" : "incremental", full ? "an image of its own" :
+                      "a qcow2 overlay of ", full ? "" : dp->parent_file);
+  return 0;
+}
+
 static int finish(struct run *r, struct sp_err *e)
 {
   for (size_t i = 0; i < r->ntasks; i++) {
     char rel[300];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
-    if (point_add_file(&r->pd, rel, e) < 0)
+    _cleanup_free_ char *path = point_path(&r->pd, rel);
+    if (!path || check_image(&r->plan.disks[i], path, e) < 0 || point_add_file(&r->pd, rel, e) < 0)
       return -1;
   }
   _cleanup_free_ char *json = NULL;
@@ -636,6 +658,7 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
       sp_error(r->log, "%s", ce.msg);
+    sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
   }
   report(r);

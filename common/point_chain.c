@@ -28,9 +28,7 @@ static bool is_file_nolink(const char *p)
   return lstat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* qemu-img info of one image, without following its backing file: the
- * format and the backing file name as written in its header. */
-static int image_header(const char *image, char **format, char **backing, struct sp_err *e)
+int sp_image_header(const char *image, char **format, char **backing, struct sp_err *e)
 {
   *format = *backing = NULL;
   char *argv[] = { "qemu-img", "info", "--output=json", "-U", (char *)image, NULL };
@@ -86,7 +84,7 @@ static int check_link(struct sp_disk_chain *c, const char *pdir, const struct sp
     return -1;
   _cleanup_free_ char *backing = NULL;
   struct sp_chain_link *l = &c->links[c->n - 1];
-  if (image_header(image, &l->format, &backing, e) < 0)
+  if (sp_image_header(image, &l->format, &backing, e) < 0)
     return -1;
   if (strcmp(l->format, "qcow2") != 0 && strcmp(l->format, "raw") != 0)
     return sp_err_set(e, SP_EXIT_FAILED, "%s: format %s, expected qcow2", image, l->format);

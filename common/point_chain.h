@@ -31,6 +31,11 @@ int sp_disk_chain_resolve(const char *point_dir, const struct sp_manifest *m,
                           const char *target, struct sp_disk_chain *c, struct sp_err *e);
 void sp_disk_chain_free(struct sp_disk_chain *c);
 
+/* qemu-img info of one image, without following its backing file: the
+ * format and the backing file name as written in its header (NULL when
+ * none); both malloc'd. */
+int sp_image_header(const char *image, char **format, char **backing, struct sp_err *e);
+
 /* Refuses (exit 3) a point directory holding a symlink anywhere inside,
  * or anything but regular files and directories. */
 int sp_point_scan(const char *point_dir, struct sp_err *e);

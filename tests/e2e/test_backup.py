@@ -209,6 +209,21 @@ def test_nbdcopy_as_copier(bins, vm, tmp_path):
         assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
+def test_full_only_copier_refused_for_incremental(bins, vm, tmp_path):
+    """nbdcopy copies a whole disk as raw: as the copier of an incremental its
+    output is no overlay, and a point made of it could never be restored."""
+    r = backup(bins, vm, tmp_path, level="full")
+    assert r.rc == 0, r
+    before = sp_vm.checkpoints(vm.dom)
+    r = backup(bins, vm, tmp_path, "--set",
+               'copier=nbdcopy "$STILLPOINT_NBD_URI" "$STILLPOINT_OUTPUT"', level="inc")
+    assert r.rc == 1, r
+    assert "a full-only copier (like nbdcopy) needs level = full" in r.err
+    assert_running_no_new_checkpoint(vm, before)
+    done, partial = spp.points(tmp_path / vm.name)
+    assert len(done) == 1 and len(partial) == 1
+
+
 def test_pause_off_is_marked(bins, vm, tmp_path, events):
     r = backup(bins, vm, tmp_path, "--set", "pause=off")
     assert r.rc == 0, r
