@@ -67,8 +67,10 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
 
 static int set_defaults(struct sp_qemu_conf *qc)
 {
-  /* libvirt: backup_tls_x509_cert_dir, else default_tls_x509_cert_dir,
-   * else /etc/pki/qemu. */
+  /* libvirt: backup_tls_x509_cert_dir, else /etc/pki/libvirt-backup if it
+   * exists (sp_host_qemu_conf_read), else default_tls_x509_cert_dir, else
+   * /etc/pki/qemu. */
+  qc->backup_tls_dir_set = qc->backup_tls_dir != NULL;
   if (!qc->backup_tls_dir &&
       !(qc->backup_tls_dir = strdup(qc->default_tls_dir ? qc->default_tls_dir : "/etc/pki/qemu")))
     return -1;
@@ -117,9 +119,17 @@ int sp_host_qemu_conf_read(struct sp_host *h, const char *path, struct sp_qemu_c
     memset(qc, 0, sizeof *qc);
     if (set_defaults(qc) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
-    return 0;
+  } else if (sp_qemu_conf_parse(buf, qc, e) < 0) {
+    return -1;
   }
-  return sp_qemu_conf_parse(buf, qc, e);
+  if (!qc->backup_tls_dir_set && h->ops->exists(h, SP_LIBVIRT_BACKUP_TLS_DIR)) {
+    char *dir = strdup(SP_LIBVIRT_BACKUP_TLS_DIR);
+    if (!dir)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+    free(qc->backup_tls_dir);
+    qc->backup_tls_dir = dir;
+  }
+  return 0;
 }
 
 void sp_qemu_conf_free(struct sp_qemu_conf *qc)
