@@ -38,6 +38,10 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_MAX_PARALLEL_VMS] = { "max_parallel_vms", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_SCRATCH_DIR] = { "scratch_dir", "defaults", SP_T_PATH, "/var/lib/stillpoint/scratch" },
   [SP_KEY_TRANSPORT] = { "transport", "defaults", SP_T_ENUM, "unix", transport_choices },
+  [SP_KEY_NBD_HOST] = { "nbd_host", "defaults", SP_T_STRING, "", NULL, 0, 0, true },
+  [SP_KEY_NBD_PORT_MIN] = { "nbd_port_min", "defaults", SP_T_INT, "10809", NULL, 1, 65535 },
+  [SP_KEY_NBD_PORT_MAX] = { "nbd_port_max", "defaults", SP_T_INT, "10872", NULL, 1, 65535 },
+  [SP_KEY_TLS_CLIENT_DIR] = { "tls_client_dir", "defaults", SP_T_PATH, "/etc/pki/stillpoint" },
   [SP_KEY_SSH_KEY] = { "ssh_key", "defaults", SP_T_STRING, "", NULL, 0, 0, true },
   [SP_KEY_SNAPSHOT_ON_STOP] = { "snapshot_on_stop", "hook", SP_T_BOOL, "yes" },
   [SP_KEY_KEEP_SNAPSHOTS] = { "keep_snapshots", "hook", SP_T_INT, "5", NULL, 1, 1000 },
@@ -317,6 +321,13 @@ int sp_config_load(struct sp_config *cfg, const struct sp_config_args *a, struct
   for (size_t i = 0; i < a->nsets; i++)
     if (sp_config_apply_set(cfg, a->sets[i], e) < 0)
       return -1;
+  /* The one rule between keys: checked once every layer is applied, since
+   * a vm.d file or --set may move either end of the range. */
+  if (sp_config_int(cfg, SP_KEY_NBD_PORT_MIN) > sp_config_int(cfg, SP_KEY_NBD_PORT_MAX))
+    return sp_err_set(e, SP_EXIT_USAGE, "nbd_port_min = %ld (%s) is above nbd_port_max = %ld "
+                      "(%s): the range of NBD ports is empty", sp_config_int(cfg,
+                      SP_KEY_NBD_PORT_MIN), cfg->source[SP_KEY_NBD_PORT_MIN],
+                      sp_config_int(cfg, SP_KEY_NBD_PORT_MAX), cfg->source[SP_KEY_NBD_PORT_MAX]);
   return 0;
 }
 

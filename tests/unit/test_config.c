@@ -208,6 +208,27 @@ static void bad_sets(void **state)
   sp_config_free(&c);
 }
 
+static void port_range(void **state)
+{
+  struct sp_config c;
+  struct sp_err e = { 0 };
+  const char *ok[] = { "nbd_port_min=20000", "nbd_port_max=20000" };
+  assert_int_equal(load(*state, &c, NULL, NULL, ok, 2, &e), 0);
+  assert_int_equal(sp_config_int(&c, SP_KEY_NBD_PORT_MIN), 20000);
+  sp_config_free(&c);
+  put(*state, "stillpoint.conf", "[defaults]\nnbd_port_max = 10900\n");
+  const char *bad[] = { "nbd_port_min=10901" };
+  assert_int_equal(load(*state, &c, NULL, NULL, bad, 1, &e), -1);
+  assert_int_equal(e.code, SP_EXIT_USAGE);
+  assert_non_null(strstr(e.msg, "nbd_port_min = 10901 (--set) is above nbd_port_max = 10900"));
+  assert_non_null(strstr(e.msg, "stillpoint.conf:2"));
+  sp_config_free(&c);
+  const char *zero[] = { "nbd_port_min=0" };
+  assert_int_equal(load(*state, &c, NULL, NULL, zero, 1, &e), -1);
+  assert_non_null(strstr(e.msg, "key 'nbd_port_min'"));
+  sp_config_free(&c);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -218,6 +239,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(binary_garbage, setup, teardown),
     cmocka_unit_test_setup_teardown(missing_and_unreadable, setup, teardown),
     cmocka_unit_test_setup_teardown(bad_sets, setup, teardown),
+    cmocka_unit_test_setup_teardown(port_range, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
