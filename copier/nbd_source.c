@@ -20,7 +20,10 @@ static int connect_one(struct nbd_handle **hp, const char *uri, const char *bitm
   *hp = h;
   char name[32];
   snprintf(name, sizeof name, "source%zu", i);
-  if (nbd_set_handle_name(h, name) < 0 ||
+  /* The URI comes from stillpoint (or whoever runs the copier), not from
+   * the export: it may name files here, as the client certificate
+   * directory of nbds://...?tls-certificates=DIR (transport = tcp). */
+  if (nbd_set_handle_name(h, name) < 0 || nbd_set_uri_allow_local_file(h, true) < 0 ||
       (i == 0 && nbd_add_meta_context(h, ALLOC_CONTEXT) < 0) ||
       (i == 0 && bitmap && nbd_add_meta_context(h, bitmap) < 0) ||
       nbd_connect_uri(h, uri) < 0)
