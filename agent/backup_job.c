@@ -86,7 +86,20 @@ static int build_xml(struct backup_job *j, struct sp_err *e)
   cat(&b, "<domainbackup mode='pull'>");
   if (inc)
     cat(&b, "<incremental>%s</incremental>", inc);
-  cat(&b, "<server transport='unix' socket='%s'/><disks>", sock);
+  /* TLS on TCP, always: the export is the whole disk, and QEMU (with
+   * libvirt's default backup_tls_x509_verify = 1) serves only clients
+   * with a certificate of the same CA. */
+  if (j->tcp) {
+    _cleanup_free_ char *host = xml_escape(j->tcp->host);
+    if (!host) {
+      free(b);
+      free(c);
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
+    }
+    cat(&b, "<server transport='tcp' tls='yes' name='%s' port='%d'/><disks>", host, j->tcp->port);
+  } else {
+    cat(&b, "<server transport='unix' socket='%s'/><disks>", sock);
+  }
   cat(&c, "<domaincheckpoint><name>%s</name><description>stillpoint point</description><disks>",
       cp);
   for (size_t i = 0; i < j->ndisks; i++) {
@@ -226,6 +239,8 @@ void backup_job_free(struct backup_job *j)
 
 char *backup_job_uri(const struct backup_job *j, const char *target)
 {
+  if (j->tcp)
+    return nbd_tcp_uri(j->tcp, target);
   char *u = NULL;
   return asprintf(&u, "nbd+unix:///%s?socket=%s", target, j->socket) < 0 ? NULL : u;
 }

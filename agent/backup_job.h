@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "host.h"
+#include "nbd_tcp.h"
 #include "qemu_conf.h"
 
 struct job_disk {
@@ -31,6 +32,7 @@ struct backup_job {
   size_t ndisks;
   char *checkpoint;        /* name of the new checkpoint */
   char *incremental;       /* checkpoint the job starts from, NULL: full */
+  const struct nbd_tcp *tcp; /* transport = tcp: the server's address; NULL: the socket */
   char *backup_xml, *checkpoint_xml;
   bool reuse_scratch;      /* scratch files made before the pause (local hosts) */
   bool begun;
@@ -38,7 +40,7 @@ struct backup_job {
 
 /* Makes the directories (owned by QEMU's user, 0700), the scratch files
  * and the XML.  disks[] must be filled by the caller (target, copy,
- * bitmap, full, size). */
+ * bitmap, full, size), and tcp set for transport = tcp. */
 int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct sp_qemu_conf *qc,
                        const char *scratch_root, const char *tag, struct sp_err *e);
 /* Inside the window. */
@@ -48,7 +50,8 @@ int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
 /* Removes the runtime and scratch directories and frees. */
 void backup_job_free(struct backup_job *j);
 
-/* nbd+unix:///<target>?socket=<socket> */
+/* nbd+unix:///<target>?socket=<socket>, or with tcp
+ * nbds://<host>:<port>/<target>?tls-certificates=<client dir> */
 char *backup_job_uri(const struct backup_job *j, const char *target);
 
 #endif

@@ -31,6 +31,7 @@
 #include "guardian.h"
 #include "hypervisor.h"
 #include "manifest.h"
+#include "nbd_tcp.h"
 #include "point_chain.h"
 #include "point_write.h"
 #include "tunnel.h"
@@ -86,6 +87,7 @@ struct run {
   struct sp_config cfg;
   struct hypervisor hv;      /* this machine, or one over SSH */
   struct tunnel tunnel;      /* the remote NBD socket, brought here */
+  struct nbd_tcp tcp;        /* or transport = tcp: the job's TLS port */
   char *local_rundir;        /* where the tunnel's local socket lives */
   virDomainPtr dom;
   struct vm_lock lock;
@@ -120,6 +122,7 @@ static void run_free(struct run *r)
     free(r->local_rundir);
   }
   backup_job_free(&r->job);
+  nbd_tcp_release(&r->tcp);
   captured_free(&r->cap);
   point_dir_free(&r->pd);
   for (size_t i = 0; i < r->ntasks; i++)
@@ -222,6 +225,13 @@ static int prepare(struct run *r, struct sp_err *e)
         jd->bitmap = r->plan.disks[k].bitmap;
         jd->full = strcmp(r->plan.disks[k].level, "full") == 0;
       }
+  }
+  /* The port is claimed before anything is made: a refusal leaves
+   * nothing behind, and begin inside the pause finds it free. */
+  if (sp_config_is(&r->cfg, SP_KEY_TRANSPORT, "tcp")) {
+    if (nbd_tcp_pick(&r->tcp, &r->cfg, &r->hv.host, e) < 0)
+      return -1;
+    j->tcp = &r->tcp;
   }
   char tag[128];
   snprintf(tag, sizeof tag, "%.36s-%s", r->pf.dom.uuid, r->id);
@@ -351,10 +361,11 @@ static void copier_line(struct task *t, const char *line)
   }
 }
 
-/* A remote job's NBD socket, forwarded to a private local one. */
+/* A remote job's NBD socket, forwarded to a private local one; with
+ * transport = tcp the copier connects to the hypervisor itself. */
 static int open_tunnel(struct run *r, struct sp_err *e)
 {
-  if (!r->hv.host.remote)
+  if (!r->hv.host.remote || r->job.tcp)
     return 0;
   char tag[128];
   snprintf(tag, sizeof tag, "/run/stillpoint/%.36s-%s.local", r->pf.dom.uuid, r->id);
@@ -367,12 +378,12 @@ static int open_tunnel(struct run *r, struct sp_err *e)
                : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tunnel");
 }
 
-/* The URI the copier reads a disk from: the job's socket, or the local
- * end of the tunnel to it. */
+/* The URI the copier reads a disk from: the job's socket or TLS port, or
+ * the local end of the tunnel to the socket. */
 static char *disk_uri(const struct run *r, const char *target)
 {
   char *u = NULL;
-  if (!r->hv.host.remote)
+  if (!r->hv.host.remote || r->job.tcp)
     return backup_job_uri(&r->job, target);
   return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
 }
@@ -421,8 +432,11 @@ static int copy_disks(struct run *r, struct sp_err *e)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
   }
   int signo;
-  sp_info(r->log, "copying %zu disk%s of %s (%s point %s)", r->ntasks, r->ntasks == 1 ? "" : "s",
-          r->pf.dom.name, r->plan.level, r->id);
+  char via[300] = "";
+  if (r->job.tcp)
+    snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
+  sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
+          r->ntasks == 1 ? "" : "s", r->pf.dom.name, r->plan.level, r->id, via);
   if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
                     r->log, &signo, e) < 0)
     return sp_err_prefix(e, signo ? "while copying" : "the copier");
@@ -681,7 +695,8 @@ int cmd_backup(int argc, char **argv)
   struct cli c;
   struct backup_opts o = { 0 };
   struct sp_err e = { 0 };
-  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 }, .tunnel = { .pid = -1 } };
+  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 }, .tunnel = { .pid = -1 },
+                  .tcp = { .lock_fd = -1 } };
   int rc;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||
       ((o.all ? c.nargs != 0 : c.nargs != 1) &&

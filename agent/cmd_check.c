@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "hypervisor.h"
 #include "commands.h"
+#include "nbd_tcp.h"
 #include "preflight.h"
 #include "virt.h"
 
@@ -29,7 +30,8 @@ static void human_size(unsigned long long n, char *buf, size_t size)
   snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
-static void print_human(const struct preflight *pf, bool host_remote)
+static void print_human(const struct preflight *pf, const struct sp_config *cfg,
+                        const struct sp_host *host)
 {
   printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
          virt_state_name(pf->state));
@@ -69,10 +71,17 @@ static void print_human(const struct preflight *pf, bool host_remote)
            pf->tpm.nfiles, pf->tpm.nfiles == 1 ? "" : "s",
            t->secret_uuid ? "encrypted, secret " : "not encrypted",
            t->secret_uuid ? t->secret_uuid : "", pf->capture_tpm ? "" : "  (not captured)");
-  printf("nbd      %s; TLS certificates for transport = tcp %s in %s\n",
-         host_remote ? "through an SSH tunnel of the job's unix socket"
-                     : "the job's unix socket on this machine",
-         pf->tls_ready ? "are" : "are not", pf->qc.backup_tls_dir);
+  if (sp_config_is(cfg, SP_KEY_TRANSPORT, "tcp"))
+    printf("nbd      TLS on %s port %ld-%ld (transport = tcp); certificates %s: server in %s, "
+           "client in %s\n", nbd_tcp_host(cfg, host), sp_config_int(cfg, SP_KEY_NBD_PORT_MIN),
+           sp_config_int(cfg, SP_KEY_NBD_PORT_MAX), pf->tls_ready ? "ready" : "NOT ready",
+           pf->qc.backup_tls_dir, sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR));
+  else
+    printf("nbd      %s; certificates for transport = tcp %s (server in %s, client in %s)\n",
+           host->remote ? "through an SSH tunnel of the job's unix socket"
+                        : "the job's unix socket on this machine",
+           pf->tls_ready ? "ready" : "not ready", pf->qc.backup_tls_dir,
+           sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR));
   printf("agent    %s\n", !pf->dom.agent_configured  ? "not configured"
                           : pf->dom.agent_connected ? "configured, connected"
                                                     : "configured, not connected");
@@ -108,7 +117,8 @@ static json_object *strings_json(char **s, size_t n)
   return a;
 }
 
-static void print_json(const struct preflight *pf, const struct sp_host *host)
+static void print_json(const struct preflight *pf, const struct sp_config *cfg,
+                       const struct sp_host *host)
 {
   json_object *o = json_object_new_object();
   json_object_object_add(o, "domain", jstr(pf->dom.name));
@@ -157,7 +167,10 @@ static void print_json(const struct preflight *pf, const struct sp_host *host)
   json_object *n = json_object_new_object();
   json_object_object_add(n, "host", jstr(host->name));
   json_object_object_add(n, "remote", json_object_new_boolean(host->remote));
+  json_object_object_add(n, "transport", jstr(sp_config_str(cfg, SP_KEY_TRANSPORT)));
+  json_object_object_add(n, "nbd_host", jstr(nbd_tcp_host(cfg, host)));
   json_object_object_add(n, "tls_dir", jstr(pf->qc.backup_tls_dir));
+  json_object_object_add(n, "tls_client_dir", jstr(sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR)));
   json_object_object_add(n, "tls_ready", json_object_new_boolean(pf->tls_ready));
   json_object_object_add(o, "hypervisor", n);
   json_object_object_add(o, "warnings", strings_json(pf->warnings, pf->nwarnings));
@@ -187,9 +200,9 @@ int cmd_check(int argc, char **argv)
     goto out;
   }
   if (c.json)
-    print_json(&pf, &hv.host);
+    print_json(&pf, &cfg, &hv.host);
   else
-    print_human(&pf, hv.host.remote);
+    print_human(&pf, &cfg, &hv.host);
   for (size_t i = 0; i < pf.nrefusals; i++)
     sp_error(&c.log, "%s", pf.refusals[i]);
   rc = pf.nrefusals ? SP_EXIT_PREFLIGHT : SP_EXIT_OK;

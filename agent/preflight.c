@@ -11,6 +11,7 @@
 #include "freeze.h"
 #include "fsutil.h"
 #include "host.h"
+#include "nbd_tcp.h"
 #include "virt.h"
 
 static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
@@ -227,31 +228,95 @@ static void check_job(virDomainPtr dom, struct preflight *pf)
            "leftover backup with `virsh domjobabort %s`", pf->dom.name, pf->dom.name);
 }
 
-/* How the NBD export reaches the copier.  tcp (libvirt's NBD over TLS)
- * is reported - are the hypervisor's backup certificates in place? - but
- * not implemented: refused. */
-static void check_transport(struct sp_host *h, const struct sp_config *cfg, struct preflight *pf)
+/* Can QEMU's user read the server key?  QEMU opens it itself (libvirt
+ * passes only the directory) when the job starts, inside the pause, and a
+ * key it cannot read fails virDomainBackupBegin there.  Group read by a
+ * group other than QEMU's own may still work (a supplementary group), so
+ * only a key that no permission opens to QEMU's user is refused. */
+static void check_server_key(struct sp_host *h, const struct sp_file_info *key, bool tcp,
+                             struct preflight *pf, char *why, size_t size)
+{
+  uid_t quid;
+  gid_t qgid;
+  struct sp_err ignored = { 0 };
+  if (h->ops->ids(h, pf->qc.user, pf->qc.group, &quid, &qgid, &ignored) < 0 || quid == 0)
+    return;
+  mode_t m = key->mode;
+  if ((m & 04) || (key->uid == quid && (m & 0400)) || (key->gid == qgid && (m & 040)))
+    return;
+  if (m & 040) {
+    if (tcp)
+      warn(pf, "%s is readable by group %s only: QEMU (user %s) reads it when a "
+           "transport = tcp job starts, so %s must be in group %s", key->path, key->group,
+           pf->qc.user, pf->qc.user, key->group);
+    return;
+  }
+  snprintf(why, size, "QEMU's user %s on %s cannot read the NBD TLS key %s (%s:%s mode %04o), "
+           "which QEMU opens itself when the backup job starts: `chgrp %s %s; chmod 0640 %s` "
+           "there", pf->qc.user, h->name, key->path, key->owner, key->group, (unsigned)m,
+           pf->qc.group, key->path, key->path);
+}
+
+/* The hypervisor's side of transport = tcp: libvirt's backup TLS
+ * directory (qemu.conf), read by QEMU at every job start. */
+static void check_tls_server(struct sp_host *h, const char *nbd_host, bool tcp,
+                             struct preflight *pf, char *why, size_t size)
 {
   static const char *const files[] = { "ca-cert.pem", "server-cert.pem", "server-key.pem" };
   const char *dir = pf->qc.backup_tls_dir;
-  pf->tls_ready = true;
-  for (size_t i = 0; i < 3; i++) {
+  for (size_t i = 0; i < 3 && !why[0]; i++) {
     _cleanup_free_ char *p = sp_path_join(dir, files[i]);
-    struct sp_file_info fi;
+    struct sp_file_info fi = { 0 };
     struct sp_err ignored = { 0 };
-    if (!p || h->ops->file_info(h, p, &fi, &ignored) < 0 || !fi.exists) {
-      pf->tls_ready = false;
-      if (p)
-        sp_file_info_free(&fi);
-      break;
-    }
+    if (!p)
+      snprintf(why, size, "out of memory");
+    else if (h->ops->file_info(h, p, &fi, &ignored) < 0 || !fi.exists)
+      snprintf(why, size, "the hypervisor %s has no NBD TLS certificate %s (or this user cannot "
+               "see it): put ca-cert.pem (the CA), server-cert.pem (issued by it for the name "
+               "%s) and server-key.pem in %s, or name another directory with "
+               "backup_tls_x509_cert_dir in its qemu.conf and restart libvirtd "
+               "(docs/install.md, \"NBD over TLS\")", h->name, p, nbd_host, dir);
+    else if (i == 2)
+      check_server_key(h, &fi, tcp, pf, why, size);
     sp_file_info_free(&fi);
   }
-  if (sp_config_is(cfg, SP_KEY_TRANSPORT, "tcp"))
-    refuse(pf, "transport = tcp (NBD over TLS) is not implemented in this version (the "
-           "hypervisor's backup TLS certificates in %s are %s): use transport = unix, which "
-           "reaches a remote export through an SSH tunnel", dir,
-           pf->tls_ready ? "in place" : "missing");
+}
+
+/* This machine's side: the copier's client certificate (libvirt's
+ * backup_tls_x509_verify defaults to 1: QEMU ends a handshake without
+ * one), in libnbd's file names. */
+static void check_tls_client(const char *dir, char *why, size_t size)
+{
+  static const char *const files[] = { "ca-cert.pem", "client-cert.pem", "client-key.pem" };
+  for (size_t i = 0; i < 3 && !why[0]; i++) {
+    _cleanup_free_ char *p = sp_path_join(dir, files[i]);
+    if (!p)
+      snprintf(why, size, "out of memory");
+    else if (access(p, R_OK) != 0)
+      snprintf(why, size, "this machine has no NBD TLS client certificate: %s is %s; put "
+               "ca-cert.pem (the CA of the hypervisor's certificates), client-cert.pem (issued "
+               "by it for this machine) and client-key.pem in %s, or set tls_client_dir to "
+               "where they are (docs/install.md, \"NBD over TLS\")", p,
+               errno == ENOENT ? "missing" : "not readable by this user", dir);
+  }
+}
+
+/* How the NBD export reaches the copier.  Both ends of transport = tcp
+ * are reported (check shows them whatever the transport); only tcp
+ * refuses without them. */
+static void check_transport(struct sp_host *h, const struct sp_config *cfg, struct preflight *pf)
+{
+  bool tcp = sp_config_is(cfg, SP_KEY_TRANSPORT, "tcp");
+  char server[1024] = "", client[1024] = "";
+  check_tls_server(h, nbd_tcp_host(cfg, h), tcp, pf, server, sizeof server);
+  check_tls_client(sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR), client, sizeof client);
+  pf->tls_ready = !server[0] && !client[0];
+  if (!tcp)
+    return;
+  if (server[0])
+    refuse(pf, "transport = tcp: %s", server);
+  if (client[0])
+    refuse(pf, "transport = tcp: %s", client);
 }
 
 int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host *h,

@@ -43,7 +43,8 @@ struct preflight {
   bool capture_tpm;
   struct sp_tpm_location tpm;
   struct sp_qemu_conf qc;
-  bool tls_ready;             /* backup NBD TLS certificates present on the hypervisor */
+  bool tls_ready;             /* transport = tcp could run: the hypervisor's NBD TLS
+                                 certificates and this machine's client certificate */
   enum pf_agent agent;
   char **refusals;            /* each a line that says what to do */
   size_t nrefusals;
