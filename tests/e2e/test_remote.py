@@ -51,11 +51,14 @@ def test_check_over_ssh(bins, sshd, vm):
     assert j["tpm"]["path"] == vm.tpm_dir and j["tpm"]["owner"] == "tss"
     assert j["nvram"]["path"] == vm.nvram_path and j["nvram"]["owner"] == "libvirt-qemu"
     assert j["hypervisor"]["remote"] is True and j["hypervisor"]["host"] == "127.0.0.1"
-    # No NBD TLS certificates on this host: check says so, and tcp is refused.
+    assert j["hypervisor"]["transport"] == "unix" and j["hypervisor"]["nbd_host"] == "127.0.0.1"
+    # No client certificate in the default tls_client_dir: check says so, and
+    # tcp is refused with what to do (test_tls.py has the certificates).
     assert j["hypervisor"]["tls_ready"] is False
     r = run([bins.stillpoint, "check", vm.name, "-c", sshd.uri(), "--ssh-key", sshd.clientkey,
-             "--set", "transport=tcp"])
-    assert r.rc == 3 and "transport = tcp (NBD over TLS) is not implemented" in r.err, r
+             "--set", "transport=tcp", "--set", "tls_client_dir=/nonexistent"])
+    assert r.rc == 3 and "transport = tcp: this machine has no NBD TLS client certificate" \
+        in r.err, r
 
 
 def test_points_over_ssh_equal_local_ones(bins, sshd, vm, tmp_path):
