@@ -9,39 +9,20 @@
  * and the guardian does it if we cannot (invariant 1). */
 #include <errno.h>
 #include <json-c/json.h>
-#include <limits.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "backup_job.h"
-#include "capture.h"
-#include "chain.h"
+#include "backup_all.h"
+#include "backup_run.h"
 #include "cleanup.h"
-#include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
-#include "freeze.h"
-#include "guardian.h"
-#include "hypervisor.h"
-#include "manifest.h"
-#include "nbd_tcp.h"
-#include "point_chain.h"
-#include "point_write.h"
-#include "tunnel.h"
-#include "preflight.h"
-#include "task_pool.h"
-#include "backup_all.h"
 #include "prune.h"
-#include "vm_lock.h"
 #include "virt.h"
-#include "window.h"
 
 static const char usage[] =
   "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff] [--target DIR]\n"
@@ -73,43 +54,6 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
   }
   return 0;
 }
-
-/* What a copier's summary line says it wrote. */
-struct copy_result {
-  unsigned long long bytes_written;
-  bool have_bytes;
-};
-
-/* Everything one run holds; freed in one place. */
-struct run {
-  const struct cli *cli;
-  const struct sp_log *log;
-  struct sp_config cfg;
-  struct hypervisor hv;      /* this machine, or one over SSH */
-  struct tunnel tunnel;      /* the remote NBD socket, brought here */
-  struct nbd_tcp tcp;        /* or transport = tcp: the job's TLS port */
-  char *local_rundir;        /* where the tunnel's local socket lives */
-  virDomainPtr dom;
-  struct vm_lock lock;
-  struct preflight pf;
-  struct chain_plan plan;
-  char id[SP_POINT_ID_MAX];
-  char *domain_dir;
-  struct point_dir pd;
-  struct backup_job job;
-  struct guardian guardian;
-  bool guardian_up;
-  struct freeze fz;
-  struct window win;
-  struct captured cap;
-  char *checkpoint_xml;
-  char *inactive_xml;
-  struct task *tasks;
-  struct copy_result *results;
-  size_t ntasks;
-  int sigfd;
-  struct sp_manifest m;
-};
 
 static void run_free(struct run *r)
 {
@@ -306,312 +250,6 @@ static int window(struct run *r, struct sp_err *e)
 
 /* ---- after the window ------------------------------------------------- */
 
-static int save_state(struct run *r, struct sp_err *e)
-{
-  _cleanup_checkpoint_ virDomainCheckpointPtr cp =
-    virDomainCheckpointLookupByName(r->dom, r->id, 0);
-  if (!cp || !(r->checkpoint_xml = virDomainCheckpointGetXMLDesc(cp, 0)))
-    return sp_err_set(e, SP_EXIT_FAILED, "cannot read checkpoint %s: %s", r->id, virt_errmsg());
-  if (virt_xml(r->dom, VIR_DOMAIN_XML_INACTIVE, &r->inactive_xml, e) < 0)
-    return -1;
-  if (point_put(&r->pd, "domain.xml", r->inactive_xml, strlen(r->inactive_xml), 0600, e) < 0 ||
-      point_put(&r->pd, "checkpoint.xml", r->checkpoint_xml, strlen(r->checkpoint_xml), 0600,
-                e) < 0)
-    return -1;
-  if (r->cap.nvram &&
-      (point_mkdir(&r->pd, "nvram", e) < 0 || point_put_blob(&r->pd, "nvram", &r->cap.nv, e) < 0))
-    return -1;
-  if (r->cap.tpm) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "tpm/%s", r->pf.tpm.subdir);
-    if (point_put_tree(&r->pd, rel, &r->cap.tree, e) < 0)
-      return -1;
-  }
-  return 0;
-}
-
-/* The directories holding this program and, in a build tree, the copier:
- * the default copier is found there before $PATH. */
-static char *copier_path(void)
-{
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0)
-    return NULL;
-  exe[n] = '\0';
-  const char *dir = dirname(exe);
-  const char *old = getenv("PATH");
-  char *p = NULL;
-  if (asprintf(&p, "%s:%s/../copier:%s", dir, dir,
-               old ? old : "/usr/local/bin:/usr/bin:/bin") < 0)
-    return NULL;
-  return p;
-}
-
-/* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...";
- * any other copier's lines are only forwarded. */
-static void copier_line(struct task *t, const char *line)
-{
-  struct copy_result *res = t->user;
-  const char *p = strstr(line, "done: read ");
-  unsigned long long rd, w, z;
-  if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &rd, &w, &z) == 3) {
-    res->bytes_written = w;
-    res->have_bytes = true;
-  }
-}
-
-/* A remote job's NBD socket, forwarded to a private local one; with
- * transport = tcp the copier connects to the hypervisor itself. */
-static int open_tunnel(struct run *r, struct sp_err *e)
-{
-  if (!r->hv.host.remote || r->job.tcp)
-    return 0;
-  char tag[128];
-  snprintf(tag, sizeof tag, "/run/stillpoint/%.36s-%s.local", r->pf.dom.uuid, r->id);
-  if (sp_mkdir_p("/run/stillpoint", 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
-    return -1;
-  if (mkdir(r->local_rundir, 0700) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", r->local_rundir);
-  _cleanup_free_ char *local = sp_path_join(r->local_rundir, "nbd.sock");
-  return local ? tunnel_open(&r->tunnel, &r->hv.target, local, r->job.socket, e)
-               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tunnel");
-}
-
-/* The URI the copier reads a disk from: the job's socket or TLS port, or
- * the local end of the tunnel to the socket. */
-static char *disk_uri(const struct run *r, const char *target)
-{
-  char *u = NULL;
-  if (!r->hv.host.remote || r->job.tcp)
-    return backup_job_uri(&r->job, target);
-  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
-}
-
-static int copy_disks(struct run *r, struct sp_err *e)
-{
-  size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
-  r->tasks = calloc(n, sizeof *r->tasks);
-  r->results = calloc(n, sizeof *r->results);
-  _cleanup_free_ char *path = copier_path();
-  if (!r->tasks || !r->results || !path)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
-  const char *copier = sp_config_str(&r->cfg, SP_KEY_COPIER);
-  for (size_t i = 0; i < r->plan.ndisks; i++) {
-    const struct disk_plan *dp = &r->plan.disks[i];
-    const char *t = dp->pf->disk->target;
-    struct task *task = &r->tasks[r->ntasks];
-    task->label = t;
-    task->on_line = copier_line;
-    task->user = &r->results[r->ntasks++];
-    char rel[300], size[32];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
-    snprintf(size, sizeof size, "%llu", dp->pf->capacity);
-    _cleanup_free_ char *uri = disk_uri(r, t);
-    _cleanup_free_ char *out = point_path(&r->pd, rel);
-    _cleanup_free_ char *bitmap = NULL;
-    bool full = strcmp(dp->level, "full") == 0;
-    if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
-      bitmap = NULL;
-    /* The command goes through the shell as the policy wrote it; every
-     * value it needs is in the environment, never in the string. */
-    if (!uri || !out || (!full && !bitmap) || argv_add(&task->argv, "/bin/sh") < 0 ||
-        argv_add(&task->argv, "-c") < 0 || argv_add(&task->argv, copier) < 0 ||
-        env_add(&task->env, "STILLPOINT_NBD_URI", uri) < 0 ||
-        env_add(&task->env, "STILLPOINT_DISK", t) < 0 ||
-        env_add(&task->env, "STILLPOINT_DISK_SIZE", size) < 0 ||
-        env_add(&task->env, "STILLPOINT_LEVEL", dp->level) < 0 ||
-        env_add(&task->env, "STILLPOINT_BITMAP", bitmap) < 0 ||
-        env_add(&task->env, "STILLPOINT_OUTPUT", out) < 0 ||
-        env_add(&task->env, "STILLPOINT_PARENT_OUTPUT", dp->parent_image) < 0 ||
-        env_add(&task->env, "STILLPOINT_POINT_DIR", r->pd.partial) < 0 ||
-        env_add(&task->env, "STILLPOINT_DOMAIN", r->pf.dom.name) < 0 ||
-        env_add(&task->env, "STILLPOINT_DOMAIN_UUID", r->pf.dom.uuid) < 0 ||
-        env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
-        env_add(&task->env, "PATH", path) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
-  }
-  int signo;
-  char via[300] = "";
-  if (r->job.tcp)
-    snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
-  sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
-          r->ntasks == 1 ? "" : "s", r->pf.dom.name, r->plan.level, r->id, via);
-  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
-                    r->log, &signo, e) < 0)
-    return sp_err_prefix(e, signo ? "while copying" : "the copier");
-  for (size_t i = 0; i < r->ntasks; i++) {
-    char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
-    _cleanup_free_ char *out = point_path(&r->pd, rel);
-    if (!out || !sp_exists(out))
-      return sp_err_set(e, SP_EXIT_FAILED, "the copier exited 0 for %s but wrote no %s",
-                        r->tasks[i].label, out ? out : rel);
-  }
-  return 0;
-}
-
-static char *dupn(const char *s) { return s ? strdup(s) : NULL; }
-
-static int fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi,
-                      const char *path, const struct sp_blob *files, size_t n)
-{
-  s->present = true;
-  s->host_path = dupn(fi->path);
-  s->path = dupn(path);
-  s->owner = dupn(fi->owner);
-  s->group = dupn(fi->group);
-  s->mode = fi->mode;
-  s->files = calloc(n ? n : 1, sizeof *s->files);
-  if (!s->host_path || !s->path || !s->files)
-    return -1;
-  s->nfiles = n;
-  for (size_t i = 0; i < n; i++) {
-    if (!(s->files[i].name = strdup(files[i].name)))
-      return -1;
-    memcpy(s->files[i].sha256, files[i].sha256, sizeof s->files[i].sha256);
-    s->files[i].mode = files[i].mode;
-    s->files[i].size = (long long)files[i].len;
-  }
-  return 0;
-}
-
-static int build_manifest(struct run *r, struct sp_err *e)
-{
-  struct sp_manifest *m = &r->m;
-  char host[256] = "", created[32];
-  /* The hypervisor the VM ran on (remote ones by their URI name). */
-  if (r->hv.host.remote)
-    snprintf(host, sizeof host, "%s", r->hv.host.name);
-  else
-    gethostname(host, sizeof host - 1);
-  utc_now(created);
-  m->format = SP_MANIFEST_FORMAT;
-  m->tool = strdup("stillpoint " STILLPOINT_VERSION);
-  m->host = strdup(host);
-  m->domain = strdup(r->pf.dom.name);
-  m->uuid = strdup(r->pf.dom.uuid);
-  m->id = strdup(r->id);
-  m->level = strdup(r->plan.level);
-  m->parent = dupn(r->plan.parent_id);
-  m->full = dupn(r->plan.full_id);
-  m->checkpoint = strdup(r->id);
-  m->parent_checkpoint = dupn(r->plan.parent_checkpoint);
-  m->created = strdup(created);
-  m->disks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *m->disks);
-  m->skipped = calloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *m->skipped);
-  if (!m->tool || !m->disks || !m->skipped)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
-  for (size_t i = 0; i < r->plan.ndisks; i++) {
-    const struct disk_plan *dp = &r->plan.disks[i];
-    const struct task *t = &r->tasks[i];
-    const struct copy_result *res = &r->results[i];
-    struct sp_manifest_disk *d = &m->disks[m->ndisks++];
-    d->target = strdup(dp->pf->disk->target);
-    d->source = dupn(dp->pf->disk->source);
-    d->format = dupn(dp->pf->disk->format);
-    d->level = strdup(dp->level);
-    d->parent_file = dupn(dp->parent_file);
-    d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
-    d->size = dp->pf->capacity;
-    d->seconds = t->seconds;
-    if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
-      d->file = NULL;
-    if (res->have_bytes) {
-      d->bytes_written = res->bytes_written;
-    } else {
-      struct stat st;
-      _cleanup_free_ char *p = point_path(&r->pd, d->file ? d->file : "");
-      if (p && stat(p, &st) == 0)
-        d->bytes_written = (unsigned long long)st.st_blocks * 512;
-    }
-  }
-  for (size_t i = 0; i < r->pf.ndisks; i++)
-    if (r->pf.disks[i].skip) {
-      m->skipped[m->nskipped].target = strdup(r->pf.disks[i].disk->target);
-      m->skipped[m->nskipped++].reason = strdup(r->pf.disks[i].skip);
-    }
-  if (r->cap.nvram) {
-    char path[300];
-    snprintf(path, sizeof path, "nvram/%s", r->cap.nv.name);
-    if (fill_state(&m->nvram, &r->pf.nvram, path, &r->cap.nv, 1) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
-    m->nvram.type = strdup(r->pf.dom.nvram.type == SP_NVRAM_BLOCK ? "block" : "file");
-    m->nvram.format = dupn(r->pf.dom.nvram.format);
-    m->nvram.template_path = dupn(r->pf.dom.nvram.template_path);
-  }
-  if (r->cap.tpm) {
-    char path[32];
-    snprintf(path, sizeof path, "tpm/%s", r->pf.tpm.subdir);
-    if (fill_state(&m->tpm, &r->pf.tpm.dir, path, r->cap.tree.files, r->cap.tree.n) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
-    m->tpm.version = dupn(r->pf.dom.tpm.version);
-    m->tpm.secret_uuid = dupn(r->pf.dom.tpm.secret_uuid);
-  }
-  struct sp_manifest_window *w = &m->window;
-  w->paused = r->win.we_paused;
-  w->paused_at = strdup(r->win.paused_at);
-  w->resumed_at = strdup(r->win.resumed_at);
-  w->pause_ms = window_ms(&r->win);
-  w->freeze_at = r->fz.freeze_at[0] ? strdup(r->fz.freeze_at) : NULL;
-  w->thawed_at = r->fz.thaw_at[0] ? strdup(r->fz.thaw_at) : NULL;
-  w->freeze_ms = freeze_ms(&r->fz);
-  w->frozen = r->fz.count;
-  w->thawed = r->fz.thawed;
-  /* One instant needs the VM stopped while state and checkpoint are taken:
-   * paused by us, or paused already. */
-  w->consistent = r->win.we_paused || r->win.was_paused;
-  w->capture_reads = r->cap.tpm_stats.reads;
-  for (size_t i = 0; i < r->pf.nwarnings; i++)
-    sp_manifest_warn(m, r->pf.warnings[i]);
-  if (r->plan.why_full) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "full point instead of an incremental: %s", r->plan.why_full);
-    sp_manifest_warn(m, buf);
-  }
-  if (r->fz.note[0])
-    sp_manifest_warn(m, r->fz.note);
-  if (!w->consistent)
-    sp_manifest_warn(m, "pause = off: disks, NVRAM and TPM state were not taken at one instant");
-  return 0;
-}
-
-/* What a copier wrote must be what the chain will take for it: an overlay
- * of exactly the parent for an incremental, no backing file for a full.
- * A full-only copier (nbdcopy) given an incremental would otherwise leave
- * a point no restore could use. */
-static int check_image(const struct disk_plan *dp, const char *path, struct sp_err *e)
-{
-  _cleanup_free_ char *format = NULL, *backing = NULL;
-  if (sp_image_header(path, &format, &backing, e) < 0)
-    return -1;
-  bool full = !dp->parent_file;
-  if (full ? backing != NULL
-           : strcmp(format, "qcow2") != 0 || !backing || strcmp(backing, dp->parent_file) != 0)
-    return sp_err_set(e, SP_EXIT_FAILED, "the copier wrote %s as %s%s%s, but this %s point needs "
-                      "%s%s: a full-only copier (like nbdcopy) needs level = full",
-                      path, format, backing ? " over " : "", backing ? backing : "",
-                      full ? "full" : "incremental", full ? "an image of its own" :
-                      "a qcow2 overlay of ", full ? "" : dp->parent_file);
-  return 0;
-}
-
-static int finish(struct run *r, struct sp_err *e)
-{
-  for (size_t i = 0; i < r->ntasks; i++) {
-    char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
-    _cleanup_free_ char *path = point_path(&r->pd, rel);
-    if (!path || check_image(&r->plan.disks[i], path, e) < 0 || point_add_file(&r->pd, rel, e) < 0)
-      return -1;
-  }
-  _cleanup_free_ char *json = NULL;
-  if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
-      point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
-    return -1;
-  return point_finish(&r->pd, e);
-}
-
 /* A failed job must leave no checkpoint that a later incremental would
  * build on (invariant 3). */
 static void undo_checkpoint(struct run *r)
@@ -659,7 +297,8 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     undo_checkpoint(r);
     return -1;
   }
-  if (save_state(r, e) < 0 || open_tunnel(r, e) < 0 || copy_disks(r, e) < 0) {
+  if (backup_save_state(r, e) < 0 || backup_open_transport(r, e) < 0 ||
+      backup_copy_disks(r, e) < 0) {
     undo_checkpoint(r);
     sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
@@ -668,7 +307,7 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
   tunnel_close(&r->tunnel);
   if (backup_job_end(r->dom, &r->job, &je) < 0)
     sp_warn(r->log, "%s", je.msg);
-  if (finish(r, e) < 0) {
+  if (backup_finish(r, e) < 0) {
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
       sp_error(r->log, "%s", ce.msg);

@@ -1,0 +1,136 @@
+/* The copy step of a backup point: the job's NBD export brought within the
+ * copier's reach, then `copier` run once per disk (DESIGN.md, "The copier
+ * contract"). */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup_run.h"
+#include "cleanup.h"
+#include "fsutil.h"
+
+/* The directories holding this program and, in a build tree, the copier:
+ * the default copier is found there before $PATH. */
+static char *copier_path(void)
+{
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return NULL;
+  exe[n] = '\0';
+  const char *dir = dirname(exe);
+  const char *old = getenv("PATH");
+  char *p = NULL;
+  if (asprintf(&p, "%s:%s/../copier:%s", dir, dir,
+               old ? old : "/usr/local/bin:/usr/bin:/bin") < 0)
+    return NULL;
+  return p;
+}
+
+/* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...";
+ * any other copier's lines are only forwarded. */
+static void copier_line(struct task *t, const char *line)
+{
+  struct copy_result *res = t->user;
+  const char *p = strstr(line, "done: read ");
+  unsigned long long rd, w, z;
+  if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &rd, &w, &z) == 3) {
+    res->bytes_written = w;
+    res->have_bytes = true;
+  }
+}
+
+/* A remote job's NBD socket, forwarded to a private local one; with
+ * transport = tcp the copier connects to the hypervisor itself. */
+int backup_open_transport(struct run *r, struct sp_err *e)
+{
+  if (!r->hv.host.remote || r->job.tcp)
+    return 0;
+  char tag[128];
+  snprintf(tag, sizeof tag, "/run/stillpoint/%.36s-%s.local", r->pf.dom.uuid, r->id);
+  if (sp_mkdir_p("/run/stillpoint", 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
+    return -1;
+  if (mkdir(r->local_rundir, 0700) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", r->local_rundir);
+  _cleanup_free_ char *local = sp_path_join(r->local_rundir, "nbd.sock");
+  return local ? tunnel_open(&r->tunnel, &r->hv.target, local, r->job.socket, e)
+               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tunnel");
+}
+
+/* The URI the copier reads a disk from: the job's socket or TLS port, or
+ * the local end of the tunnel to the socket. */
+static char *disk_uri(const struct run *r, const char *target)
+{
+  char *u = NULL;
+  if (!r->hv.host.remote || r->job.tcp)
+    return backup_job_uri(&r->job, target);
+  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
+}
+
+int backup_copy_disks(struct run *r, struct sp_err *e)
+{
+  size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
+  r->tasks = calloc(n, sizeof *r->tasks);
+  r->results = calloc(n, sizeof *r->results);
+  _cleanup_free_ char *path = copier_path();
+  if (!r->tasks || !r->results || !path)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+  const char *copier = sp_config_str(&r->cfg, SP_KEY_COPIER);
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct disk_plan *dp = &r->plan.disks[i];
+    const char *t = dp->pf->disk->target;
+    struct task *task = &r->tasks[r->ntasks];
+    task->label = t;
+    task->on_line = copier_line;
+    task->user = &r->results[r->ntasks++];
+    char rel[300], size[32];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
+    snprintf(size, sizeof size, "%llu", dp->pf->capacity);
+    _cleanup_free_ char *uri = disk_uri(r, t);
+    _cleanup_free_ char *out = point_path(&r->pd, rel);
+    _cleanup_free_ char *bitmap = NULL;
+    bool full = strcmp(dp->level, "full") == 0;
+    if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
+      bitmap = NULL;
+    /* The command goes through the shell as the policy wrote it; every
+     * value it needs is in the environment, never in the string. */
+    if (!uri || !out || (!full && !bitmap) || argv_add(&task->argv, "/bin/sh") < 0 ||
+        argv_add(&task->argv, "-c") < 0 || argv_add(&task->argv, copier) < 0 ||
+        env_add(&task->env, "STILLPOINT_NBD_URI", uri) < 0 ||
+        env_add(&task->env, "STILLPOINT_DISK", t) < 0 ||
+        env_add(&task->env, "STILLPOINT_DISK_SIZE", size) < 0 ||
+        env_add(&task->env, "STILLPOINT_LEVEL", dp->level) < 0 ||
+        env_add(&task->env, "STILLPOINT_BITMAP", bitmap) < 0 ||
+        env_add(&task->env, "STILLPOINT_OUTPUT", out) < 0 ||
+        env_add(&task->env, "STILLPOINT_PARENT_OUTPUT", dp->parent_image) < 0 ||
+        env_add(&task->env, "STILLPOINT_POINT_DIR", r->pd.partial) < 0 ||
+        env_add(&task->env, "STILLPOINT_DOMAIN", r->pf.dom.name) < 0 ||
+        env_add(&task->env, "STILLPOINT_DOMAIN_UUID", r->pf.dom.uuid) < 0 ||
+        env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
+        env_add(&task->env, "PATH", path) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
+  }
+  int signo;
+  char via[300] = "";
+  if (r->job.tcp)
+    snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
+  sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
+          r->ntasks == 1 ? "" : "s", r->pf.dom.name, r->plan.level, r->id, via);
+  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
+                    r->log, &signo, e) < 0)
+    return sp_err_prefix(e, signo ? "while copying" : "the copier");
+  for (size_t i = 0; i < r->ntasks; i++) {
+    char rel[300];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
+    _cleanup_free_ char *out = point_path(&r->pd, rel);
+    if (!out || !sp_exists(out))
+      return sp_err_set(e, SP_EXIT_FAILED, "the copier exited 0 for %s but wrote no %s",
+                        r->tasks[i].label, out ? out : rel);
+  }
+  return 0;
+}

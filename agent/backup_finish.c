@@ -1,0 +1,200 @@
+/* The point's own files: the state captured in the window written out, and
+ * at the end each copier's image checked and hashed, the manifest and
+ * SHA256SUMS written, the point renamed from <id>.partial to <id>. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup_run.h"
+#include "cleanup.h"
+#include "fsutil.h"
+#include "point_chain.h"
+#include "virt.h"
+
+int backup_save_state(struct run *r, struct sp_err *e)
+{
+  _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+    virDomainCheckpointLookupByName(r->dom, r->id, 0);
+  if (!cp || !(r->checkpoint_xml = virDomainCheckpointGetXMLDesc(cp, 0)))
+    return sp_err_set(e, SP_EXIT_FAILED, "cannot read checkpoint %s: %s", r->id, virt_errmsg());
+  if (virt_xml(r->dom, VIR_DOMAIN_XML_INACTIVE, &r->inactive_xml, e) < 0)
+    return -1;
+  if (point_put(&r->pd, "domain.xml", r->inactive_xml, strlen(r->inactive_xml), 0600, e) < 0 ||
+      point_put(&r->pd, "checkpoint.xml", r->checkpoint_xml, strlen(r->checkpoint_xml), 0600,
+                e) < 0)
+    return -1;
+  if (r->cap.nvram &&
+      (point_mkdir(&r->pd, "nvram", e) < 0 || point_put_blob(&r->pd, "nvram", &r->cap.nv, e) < 0))
+    return -1;
+  if (r->cap.tpm) {
+    char rel[32];
+    snprintf(rel, sizeof rel, "tpm/%s", r->pf.tpm.subdir);
+    if (point_put_tree(&r->pd, rel, &r->cap.tree, e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static char *dupn(const char *s) { return s ? strdup(s) : NULL; }
+
+static int fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi,
+                      const char *path, const struct sp_blob *files, size_t n)
+{
+  s->present = true;
+  s->host_path = dupn(fi->path);
+  s->path = dupn(path);
+  s->owner = dupn(fi->owner);
+  s->group = dupn(fi->group);
+  s->mode = fi->mode;
+  s->files = calloc(n ? n : 1, sizeof *s->files);
+  if (!s->host_path || !s->path || !s->files)
+    return -1;
+  s->nfiles = n;
+  for (size_t i = 0; i < n; i++) {
+    if (!(s->files[i].name = strdup(files[i].name)))
+      return -1;
+    memcpy(s->files[i].sha256, files[i].sha256, sizeof s->files[i].sha256);
+    s->files[i].mode = files[i].mode;
+    s->files[i].size = (long long)files[i].len;
+  }
+  return 0;
+}
+
+static int build_manifest(struct run *r, struct sp_err *e)
+{
+  struct sp_manifest *m = &r->m;
+  char host[256] = "", created[32];
+  /* The hypervisor the VM ran on (remote ones by their URI name). */
+  if (r->hv.host.remote)
+    snprintf(host, sizeof host, "%s", r->hv.host.name);
+  else
+    gethostname(host, sizeof host - 1);
+  utc_now(created);
+  m->format = SP_MANIFEST_FORMAT;
+  m->tool = strdup("stillpoint " STILLPOINT_VERSION);
+  m->host = strdup(host);
+  m->domain = strdup(r->pf.dom.name);
+  m->uuid = strdup(r->pf.dom.uuid);
+  m->id = strdup(r->id);
+  m->level = strdup(r->plan.level);
+  m->parent = dupn(r->plan.parent_id);
+  m->full = dupn(r->plan.full_id);
+  m->checkpoint = strdup(r->id);
+  m->parent_checkpoint = dupn(r->plan.parent_checkpoint);
+  m->created = strdup(created);
+  m->disks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *m->disks);
+  m->skipped = calloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *m->skipped);
+  if (!m->tool || !m->disks || !m->skipped)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct disk_plan *dp = &r->plan.disks[i];
+    const struct task *t = &r->tasks[i];
+    const struct copy_result *res = &r->results[i];
+    struct sp_manifest_disk *d = &m->disks[m->ndisks++];
+    d->target = strdup(dp->pf->disk->target);
+    d->source = dupn(dp->pf->disk->source);
+    d->format = dupn(dp->pf->disk->format);
+    d->level = strdup(dp->level);
+    d->parent_file = dupn(dp->parent_file);
+    d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
+    d->size = dp->pf->capacity;
+    d->seconds = t->seconds;
+    if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
+      d->file = NULL;
+    if (res->have_bytes) {
+      d->bytes_written = res->bytes_written;
+    } else {
+      struct stat st;
+      _cleanup_free_ char *p = point_path(&r->pd, d->file ? d->file : "");
+      if (p && stat(p, &st) == 0)
+        d->bytes_written = (unsigned long long)st.st_blocks * 512;
+    }
+  }
+  for (size_t i = 0; i < r->pf.ndisks; i++)
+    if (r->pf.disks[i].skip) {
+      m->skipped[m->nskipped].target = strdup(r->pf.disks[i].disk->target);
+      m->skipped[m->nskipped++].reason = strdup(r->pf.disks[i].skip);
+    }
+  if (r->cap.nvram) {
+    char path[300];
+    snprintf(path, sizeof path, "nvram/%s", r->cap.nv.name);
+    if (fill_state(&m->nvram, &r->pf.nvram, path, &r->cap.nv, 1) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+    m->nvram.type = strdup(r->pf.dom.nvram.type == SP_NVRAM_BLOCK ? "block" : "file");
+    m->nvram.format = dupn(r->pf.dom.nvram.format);
+    m->nvram.template_path = dupn(r->pf.dom.nvram.template_path);
+  }
+  if (r->cap.tpm) {
+    char path[32];
+    snprintf(path, sizeof path, "tpm/%s", r->pf.tpm.subdir);
+    if (fill_state(&m->tpm, &r->pf.tpm.dir, path, r->cap.tree.files, r->cap.tree.n) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+    m->tpm.version = dupn(r->pf.dom.tpm.version);
+    m->tpm.secret_uuid = dupn(r->pf.dom.tpm.secret_uuid);
+  }
+  struct sp_manifest_window *w = &m->window;
+  w->paused = r->win.we_paused;
+  w->paused_at = strdup(r->win.paused_at);
+  w->resumed_at = strdup(r->win.resumed_at);
+  w->pause_ms = window_ms(&r->win);
+  w->freeze_at = r->fz.freeze_at[0] ? strdup(r->fz.freeze_at) : NULL;
+  w->thawed_at = r->fz.thaw_at[0] ? strdup(r->fz.thaw_at) : NULL;
+  w->freeze_ms = freeze_ms(&r->fz);
+  w->frozen = r->fz.count;
+  w->thawed = r->fz.thawed;
+  /* One instant needs the VM stopped while state and checkpoint are taken:
+   * paused by us, or paused already. */
+  w->consistent = r->win.we_paused || r->win.was_paused;
+  w->capture_reads = r->cap.tpm_stats.reads;
+  for (size_t i = 0; i < r->pf.nwarnings; i++)
+    sp_manifest_warn(m, r->pf.warnings[i]);
+  if (r->plan.why_full) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "full point instead of an incremental: %s", r->plan.why_full);
+    sp_manifest_warn(m, buf);
+  }
+  if (r->fz.note[0])
+    sp_manifest_warn(m, r->fz.note);
+  if (!w->consistent)
+    sp_manifest_warn(m, "pause = off: disks, NVRAM and TPM state were not taken at one instant");
+  return 0;
+}
+
+/* What a copier wrote must be what the chain will take for it: an overlay
+ * of exactly the parent for an incremental, no backing file for a full.
+ * A full-only copier (nbdcopy) given an incremental would otherwise leave
+ * a point no restore could use. */
+static int check_image(const struct disk_plan *dp, const char *path, struct sp_err *e)
+{
+  _cleanup_free_ char *format = NULL, *backing = NULL;
+  if (sp_image_header(path, &format, &backing, e) < 0)
+    return -1;
+  bool full = !dp->parent_file;
+  if (full ? backing != NULL
+           : strcmp(format, "qcow2") != 0 || !backing || strcmp(backing, dp->parent_file) != 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "the copier wrote %s as %s%s%s, but this %s point needs "
+                      "%s%s: a full-only copier (like nbdcopy) needs level = full",
+                      path, format, backing ? " over " : "", backing ? backing : "",
+                      full ? "full" : "incremental", full ? "an image of its own" :
+                      "a qcow2 overlay of ", full ? "" : dp->parent_file);
+  return 0;
+}
+
+int backup_finish(struct run *r, struct sp_err *e)
+{
+  for (size_t i = 0; i < r->ntasks; i++) {
+    char rel[300];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
+    _cleanup_free_ char *path = point_path(&r->pd, rel);
+    if (!path || check_image(&r->plan.disks[i], path, e) < 0 || point_add_file(&r->pd, rel, e) < 0)
+      return -1;
+  }
+  _cleanup_free_ char *json = NULL;
+  if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
+      point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
+    return -1;
+  return point_finish(&r->pd, e);
+}
