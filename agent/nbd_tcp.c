@@ -70,20 +70,15 @@ static enum probe probe(const struct addrinfo *ai, int port, char *why, size_t s
  * machine; the kernel drops it when the run ends, however it ends. */
 static int lock_port(int port, int *fd_out, struct sp_err *e)
 {
-  *fd_out = -1;
-  if (sp_mkdir_p(SP_LOCK_DIR, 0700, e) < 0)
+  char file[64];
+  snprintf(file, sizeof file, "nbd-port-%d.lock", port);
+  bool taken;
+  if (lock_file_try(file, fd_out, &taken, e) < 0)
     return -1;
-  char path[128];
-  snprintf(path, sizeof path, "%s/nbd-port-%d.lock", SP_LOCK_DIR, port);
-  _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0)
-    return sp_err_sys(e, SP_EXIT_PREFLIGHT, errno, "cannot open the lock %s (run as root)", path);
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    if (errno != EWOULDBLOCK)
-      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot lock %s", path);
-    return 0;
+  if (!taken) {
+    close(*fd_out);
+    *fd_out = -1;
   }
-  *fd_out = steal_fd(&fd);
   return 0;
 }
 

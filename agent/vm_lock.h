@@ -4,6 +4,8 @@
 #ifndef SP_VM_LOCK_H
 #define SP_VM_LOCK_H
 
+#include <stdbool.h>
+
 #include "err.h"
 
 #define SP_LOCK_DIR "/run/stillpoint/locks"
@@ -18,5 +20,10 @@ struct vm_lock {
 int vm_lock_take(const char *uuid, const char *name, const char *what, struct vm_lock *l,
                  struct sp_err *e);
 void vm_lock_release(struct vm_lock *l);
+
+/* The mechanism under both: opens SP_LOCK_DIR/<file> and tries flock
+ * without waiting.  On success *fd is open and *taken says whether the
+ * lock is ours (when not, the fd still reads what the holder wrote). */
+int lock_file_try(const char *file, int *fd, bool *taken, struct sp_err *e);
 
 #endif
