@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "hypervisor.h"
 #include "task_pool.h"
 #include "virt.h"
 
@@ -34,6 +35,8 @@ static int vm_argv(const struct cli *c, const char *self, const char *name, cons
       argv_add(argv, "--json") < 0)
     return -1;
   if (c->uri && (argv_add(argv, "-c") < 0 || argv_add(argv, c->uri) < 0))
+    return -1;
+  if (c->ssh_key && (argv_add(argv, "--ssh-key") < 0 || argv_add(argv, c->ssh_key) < 0))
     return -1;
   if (c->config_file && (argv_add(argv, "--config") < 0 || argv_add(argv, c->config_file) < 0))
     return -1;
@@ -92,7 +95,7 @@ int backup_all(const struct cli *c, const char *level, const char *target)
 {
   struct sp_err e = { 0 };
   struct sp_config global = { 0 };
-  _cleanup_conn_ virConnectPtr conn = NULL;
+  struct hypervisor hv = { 0 };
   virDomainPtr *doms = NULL;
   struct vm_entry *v = NULL;
   struct task *tasks = NULL;
@@ -100,8 +103,9 @@ int backup_all(const struct cli *c, const char *level, const char *target)
   int nd = 0, rc = SP_EXIT_OK, sigfd = -1;
   char self[PATH_MAX];
   ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (sl <= 0 || cli_load_config(c, NULL, &global, &e) < 0 || virt_open(c->uri, &conn, &e) < 0 ||
-      (nd = virConnectListAllDomains(conn, &doms, 0)) < 0) {
+  if (sl <= 0 || cli_load_config(c, NULL, &global, &e) < 0 ||
+      hypervisor_open(&hv, c, &global, &e) < 0 ||
+      (nd = virConnectListAllDomains(hv.conn, &doms, 0)) < 0) {
     if (sl <= 0)
       sp_err_sys(&e, SP_EXIT_FAILED, errno, "/proc/self/exe");
     else if (nd < 0)
@@ -165,6 +169,7 @@ out:
   for (int i = 0; i < nd; i++)
     virDomainFree(doms[i]);
   free(doms);
+  hypervisor_close(&hv);
   sp_config_free(&global);
   return rc;
 }

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
+#include "hypervisor.h"
 #include "prune.h"
 #include "virt.h"
 #include "vm_lock.h"
@@ -94,18 +95,18 @@ int cmd_prune(int argc, char **argv)
   struct prune_opts o = { 0 };
   struct sp_err e = { 0 };
   struct sp_config cfg = { 0 };
-  _cleanup_conn_ virConnectPtr conn = NULL;
+  struct hypervisor hv = { 0 };
   int rc = SP_EXIT_OK;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||
       ((o.all ? c.nargs != 0 : c.nargs != 1) &&
        sp_err_set(&e, SP_EXIT_USAGE, "prune needs one DOMAIN or --all\n%s", usage)) ||
-      cli_load_config(&c, NULL, &cfg, &e) < 0 || virt_open(c.uri, &conn, &e) < 0) {
+      cli_load_config(&c, NULL, &cfg, &e) < 0 || hypervisor_open(&hv, &c, &cfg, &e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
   }
   json_object *out = c.json ? json_object_new_array() : NULL;
   if (!o.all) {
-    if (prune_one(&c, &o, conn, c.args[0], out, &e) < 0)
+    if (prune_one(&c, &o, hv.conn, c.args[0], out, &e) < 0)
       rc = cli_fail(&c, &e);
   } else {
     /* Every domain directory under the target, defined in libvirt or not. */
@@ -117,7 +118,7 @@ int cmd_prune(int argc, char **argv)
       if (de->d_name[0] == '.' || !p || !sp_is_dir(p))
         continue;
       sp_err_clear(&e);
-      if (prune_one(&c, &o, conn, de->d_name, out, &e) < 0) {
+      if (prune_one(&c, &o, hv.conn, de->d_name, out, &e) < 0) {
         sp_error(&c.log, "%s: %s", de->d_name, e.msg);
         rc = SP_EXIT_FAILED;
       }
@@ -129,6 +130,7 @@ int cmd_prune(int argc, char **argv)
     json_object_put(out);
   }
 out:
+  hypervisor_close(&hv);
   sp_config_free(&cfg);
   cli_free(&c);
   return rc;

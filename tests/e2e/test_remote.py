@@ -197,3 +197,22 @@ def test_tunnel_dropped_during_copy(bins, sshd, vm, tmp_path):
     assert vm.is_running()
     assert sp_vm.checkpoints(vm.dom) == before
     assert vm.dom.jobInfo()[0] == 0
+
+
+def test_backup_all_and_prune_over_ssh(bins, sshd, vm, tmp_path):
+    """--all and prune reach the hypervisor the way backup does: the key given
+    on the command line goes to the listing connection and to every VM's run."""
+    conf = tmp_path / "conf"
+    (conf / "vm.d").mkdir(parents=True)
+    (conf / "stillpoint.conf").write_text("[defaults]\nenabled = no\nkeep = 1\n")
+    (conf / "vm.d" / f"{vm.name}.conf").write_text("enabled = yes\n")
+    env = {"STILLPOINT_CONFDIR": str(conf)}
+    common = ["-c", sshd.uri(), "--ssh-key", sshd.clientkey, "--target", str(tmp_path / "p")]
+    for _ in range(2):
+        r = run([bins.stillpoint, "backup", "--all", "--json", *common], env=env)
+        assert r.rc == 0, r
+        mine = [v for v in r.json()["vms"] if v["domain"] == vm.name]
+        assert mine[0]["status"] == "ok" and mine[0]["manifest"]["host"] == "127.0.0.1"
+    r = run([bins.stillpoint, "prune", vm.name, "--json", *common], env=env)
+    assert r.rc == 0, r
+    assert len(spp.points(tmp_path / "p" / vm.name)[0]) == 1
