@@ -22,6 +22,7 @@
 #include "commands.h"
 #include "fsutil.h"
 #include "prune.h"
+#include "test_knob.h"
 #include "virt.h"
 
 static const char usage[] =
@@ -202,18 +203,6 @@ static int prepare(struct run *r, struct sp_err *e)
 
 /* ---- the window ------------------------------------------------------- */
 
-/* Test-only knob (documented in stillpoint(1) as such): stretches the
- * window so tests can kill the coordinator or overrun pause_max_ms. */
-static void test_delay(void)
-{
-  const char *v = getenv("STILLPOINT_TEST_WINDOW_DELAY_MS");
-  long ms = v ? strtol(v, NULL, 10) : 0;
-  if (ms > 0) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-  }
-}
-
 static int window(struct run *r, struct sp_err *e)
 {
   bool pause = sp_config_is(&r->cfg, SP_KEY_PAUSE, "on");
@@ -233,7 +222,7 @@ static int window(struct run *r, struct sp_err *e)
   }
   t3 = sp_now_ms();
   if (rc == 0)
-    test_delay();
+    test_knob_sleep("STILLPOINT_TEST_WINDOW_DELAY_MS"); /* stretches the window */
   /* Every path out of here resumes and thaws; the first error is kept. */
   struct sp_err e2 = { 0 };
   if (window_close(r->dom, &r->guardian, &r->win, rc ? &e2 : e) < 0 && rc == 0)

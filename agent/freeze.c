@@ -12,6 +12,7 @@
 
 #include "cleanup.h"
 #include "state_capture.h"
+#include "test_knob.h"
 #include "virt.h"
 #include "window.h"
 
@@ -50,18 +51,6 @@ static __attribute__((format(printf, 2, 3))) void note(struct freeze *f, const c
   va_start(ap, fmt);
   vsnprintf(f->note + len, sizeof f->note - len, fmt, ap);
   va_end(ap);
-}
-
-/* Test-only knobs (documented in stillpoint(1) as such): hold the
- * coordinator at a step so a test can act on the guest there. */
-static void test_pause(const char *env)
-{
-  const char *v = getenv(env);
-  long ms = v ? strtol(v, NULL, 10) : 0;
-  if (ms > 0) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-  }
 }
 
 static void bound_agent(virDomainPtr dom, int timeout_s, const struct sp_log *log)
@@ -168,7 +157,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
     sp_warn(log, "%s: %s", name, f->note);
     return 0;
   }
-  test_pause("STILLPOINT_TEST_FREEZE_DELAY_MS");
+  test_knob_sleep("STILLPOINT_TEST_FREEZE_DELAY_MS");
 
   _cleanup_free_ char *mp = strdup(sp_config_str(cfg, SP_KEY_FREEZE_MOUNTPOINTS));
   const char *mounts[64];
@@ -220,7 +209,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
     }
     return 0;
   }
-  test_pause("STILLPOINT_TEST_FROZEN_DELAY_MS");
+  test_knob_sleep("STILLPOINT_TEST_FROZEN_DELAY_MS");
   return 0;
 }
 
