@@ -3,10 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <libgen.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +14,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "host.h"
 #include "qemu_conf.h"
 
 const char *sp_tpm_state_file(const char *subdir)
@@ -49,40 +48,19 @@ const char *sp_tpm_presence_str(enum sp_tpm_presence p)
   return "?";
 }
 
-/* A user or group as libvirt's qemu.conf gives it: a name or "+N". */
-static bool numeric_id(const char *s, unsigned long *out)
-{
-  char *end;
-  if (s[0] != '+' || !s[1])
-    return false;
-  errno = 0;
-  *out = strtoul(s + 1, &end, 10);
-  return !errno && !*end;
-}
-
 int sp_swtpm_ids(const char *qemu_conf, uid_t *uid, gid_t *gid, struct sp_err *e)
 {
   __attribute__((cleanup(sp_qemu_conf_free))) struct sp_qemu_conf qc = { 0 };
   if (sp_qemu_conf_read(qemu_conf, &qc, e) < 0)
     return -1;
-  char buf[4096];
-  struct passwd pw, *pr = NULL;
-  struct group gr, *grr = NULL;
-  unsigned long n;
-  if (numeric_id(qc.swtpm_user, &n))
-    *uid = (uid_t)n;
-  else if (getpwnam_r(qc.swtpm_user, &pw, buf, sizeof buf, &pr) == 0 && pr)
-    *uid = pr->pw_uid;
-  else
-    return sp_err_set(e, SP_EXIT_FAILED, "swtpm_user '%s' of %s is not a user of this host",
-                      qc.swtpm_user, qemu_conf);
-  if (numeric_id(qc.swtpm_group, &n))
-    *gid = (gid_t)n;
-  else if (getgrnam_r(qc.swtpm_group, &gr, buf, sizeof buf, &grr) == 0 && grr)
-    *gid = grr->gr_gid;
-  else
-    return sp_err_set(e, SP_EXIT_FAILED, "swtpm_group '%s' of %s is not a group of this host",
-                      qc.swtpm_group, qemu_conf);
+  /* Names or "+N", resolved as for every other owner (host.c). */
+  struct sp_host local;
+  sp_host_local(&local);
+  if (local.ops->ids(&local, qc.swtpm_user, qc.swtpm_group, uid, gid, e) < 0) {
+    sp_err_prefix(e, "swtpm_user/swtpm_group of %s", qemu_conf);
+    e->code = SP_EXIT_FAILED;
+    return -1;
+  }
   return 0;
 }
 
