@@ -216,6 +216,29 @@ static void sums(void **state)
   }
 }
 
+/* The sample is what the writer emits, byte for byte: every field, in
+ * order, in the writer's form.  tests/packaging/test-docs reads the
+ * manifest's fields from the sample and checks stillpoint-point(5) against
+ * them, so a field added to the writer fails here until the sample shows
+ * it, and there until the page describes it. */
+static void writer_emits_the_sample(void **state)
+{
+  size_t len;
+  char *text = sample(&len), *out = NULL;
+  struct sp_manifest m;
+  struct sp_err e = { 0 };
+  if (sp_manifest_parse(text, len, &m, &e) < 0)
+    fail_msg("%s", e.msg);
+  assert_int_equal(sp_manifest_to_json(&m, &out, &e), 0);
+  if (strlen(out) != len || memcmp(out, text, len) != 0)
+    fail_msg("sp_manifest_to_json no longer writes tests/data/manifests/inc.json as it is: "
+             "update the sample to the writer's output (every field present) and describe "
+             "any new field in docs/man/stillpoint-point.5; the writer now gives:\n%s", out);
+  sp_manifest_free(&m);
+  free(out);
+  free(text);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -225,6 +248,7 @@ int main(void)
     cmocka_unit_test(fuzz_mutations),
     cmocka_unit_test(point_ids),
     cmocka_unit_test(sums),
+    cmocka_unit_test(writer_emits_the_sample),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
