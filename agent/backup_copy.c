@@ -1,6 +1,6 @@
 /* The copy step of a backup point: the job's NBD export brought within the
- * copier's reach, then `copier` run once per disk (DESIGN.md, "The copier
- * contract"). */
+ * copier's reach, then `copier` run once per disk (docs/design.md, "The
+ * copier contract"). */
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>

@@ -1,5 +1,5 @@
-/* stillpoint backup DOMAIN: one consistent backup point (DESIGN.md, "The
- * backup point protocol").  run_point() reads as the protocol:
+/* stillpoint backup DOMAIN: one consistent backup point (docs/design.md,
+ * "The backup point protocol").  run_point() reads as the protocol:
  *
  *   preflight -> plan -> prepare -> guardian -> freeze -> pause -> capture
  *   -> begin -> resume -> thaw -> save state -> copy -> end job -> finish

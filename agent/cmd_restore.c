@@ -1,8 +1,9 @@
 /* stillpoint restore POINT_DIR: a VM back from a point, with its TPM and
- * NVRAM (DESIGN.md, "Restore").  Everything is checked before anything is
- * written - the point (manifest, symlinks, each disk's chain, state
- * hashes) and the target (name, UUID, TPM directory, files in the way) -
- * and what was written is removed again when a later step fails. */
+ * NVRAM (docs/design.md, "Restore and verify").  Everything is checked
+ * before anything is written - the point (manifest, symlinks, each disk's
+ * chain, state hashes) and the target (name, UUID, TPM directory, files in
+ * the way) - and what was written is removed again when a later step
+ * fails. */
 #include <errno.h>
 #include <json-c/json.h>
 #include <libgen.h>

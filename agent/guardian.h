@@ -1,7 +1,7 @@
 /* The guardian: a separate process, started before the pause with its own
  * libvirt connection, that resumes (and thaws) the VM when the coordinator
  * dies - any signal, kill -9 included - or when the pause overruns
- * pause_max_ms (invariant 1 of DESIGN.md).
+ * pause_max_ms (invariant 1 of docs/design.md).
  *
  * It is this program again (`stillpoint __guardian`), spawned through
  * /proc/self/exe rather than forked: a fresh process image owes nothing to

@@ -1,5 +1,5 @@
 /* Errors that travel up to main(): a message a user can act on, and the
- * exit code class it belongs to (DESIGN.md, "Exit codes"). */
+ * exit code class it belongs to (docs/design.md, "Exit codes and output"). */
 #ifndef SP_ERR_H
 #define SP_ERR_H
 

@@ -1,4 +1,4 @@
-/* manifest.json of a backup point (DESIGN.md, "A backup point on disk"):
+/* manifest.json of a backup point (its format: stillpoint-point(5)):
  * the only thing restore and list read.  Parsing is strict because a
  * manifest comes from a backup directory, which is input like any other:
  * every path must stay inside its point, every id and hash must have its

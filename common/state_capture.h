@@ -54,8 +54,9 @@ int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tr
 int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e);
 /* As sp_blob_read, but a non-empty regular file is mapped (private,
  * read-only, populated) instead of copied: a 4 MiB NVRAM costs ~2 ms
- * instead of ~12 (fresh pages are expensive, FACTS.md).  The file must
- * not shrink while mapped: for a VM that is off, or paused. */
+ * instead of ~12 (fresh pages are expensive: docs/facts.md, "The
+ * machine").  The file must not shrink while mapped: for a VM that is
+ * off, or paused. */
 int sp_blob_map(const char *path, struct sp_blob *b, struct sp_err *e);
 int sp_blob_capture(const char *path, int max_reads, long budget_ms, struct sp_blob *b,
                     struct sp_capture_stats *st, struct sp_err *e);

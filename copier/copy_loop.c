@@ -32,7 +32,8 @@ struct slot {
 /* Slots form a ring used in order: head issues, wr dispatches writes,
  * tail retires.  Writes leave in disk order however the reads complete,
  * so qemu allocates the image's clusters in guest order (nbdcopy's
- * out-of-order writes fragment a qcow2 ~50x, FACTS.md). */
+ * out-of-order writes fragment a qcow2 ~50x: docs/facts.md, "qemu-nbd,
+ * qemu-img and qcow2"). */
 struct loop {
   const struct copy_job *job;
   struct sp_copy_stats *st;

@@ -1,5 +1,6 @@
 /* What stillpoint-copy is asked to do: the STILLPOINT_* environment of the
- * copier contract (DESIGN.md), overridden by command-line flags. */
+ * copier contract (docs/design.md, "The copier contract"), overridden by
+ * command-line flags. */
 #ifndef SP_COPY_OPTIONS_H
 #define SP_COPY_OPTIONS_H
 

@@ -14,7 +14,8 @@
 /* qemu-nbd allocates every request buffer with posix_memalign; with
  * glibc's defaults each one is a fresh mmap and munmap, and the page
  * faults on fresh pages made writing a qcow2 3-4x slower than qemu-img
- * convert on this kind of host (FACTS.md).  Both tunables are needed:
+ * convert on this kind of host (docs/facts.md, "qemu-nbd, qemu-img and
+ * qcow2").  Both tunables are needed:
  * either alone changes nothing. */
 #define QEMU_NBD_TUNABLES \
   "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"

@@ -1,5 +1,5 @@
 /* stillpoint-hook: what one call from libvirt carries, and the actions.
- * See stillpoint-hook(8) and DESIGN.md, "The hook". */
+ * See stillpoint-hook(8) and docs/design.md, "The hook". */
 #ifndef SP_HOOK_H
 #define SP_HOOK_H
 
@@ -10,7 +10,7 @@
 #include "log.h"
 
 /* Every action, stdin included, ends within this; past it the work is
- * abandoned with a log line and libvirt goes on (issue: hard rules). */
+ * abandoned with a log line and libvirt goes on (stillpoint-hook(8), RULES). */
 #define HOOK_BUDGET_MS 2000
 
 /* Status bytes the worker sends the supervisor.  BLOCK: the start must

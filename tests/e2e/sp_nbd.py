@@ -209,7 +209,8 @@ def dirty(uri, context):
 
 
 def copier_env(uri, disk, output, level="full", bitmap="", parent="", size=None):
-    """The environment the coordinator gives a copier (DESIGN.md)."""
+    """The environment the coordinator gives a copier (docs/design.md, "The
+    copier contract")."""
     point = os.path.dirname(os.path.dirname(output))
     return {
         "STILLPOINT_NBD_URI": uri,

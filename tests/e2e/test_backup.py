@@ -1,6 +1,6 @@
-"""`stillpoint backup` and `list` against a real VM (issue 4).
+"""`stillpoint backup` and `list` against a real VM.
 
-Invariants of DESIGN.md, each proven here:
+Invariants of docs/design.md, each proven here (the design names more tests):
 1. The VM never stays paused or frozen: test_copier_failure, test_begin_failure,
    test_signal_during_copy, test_kill_9_while_paused, test_window_overrun.
 2. What is captured is one instant: test_point_in_time, test_state_equals_host,

@@ -1,4 +1,5 @@
-"""`stillpoint check`: the preflight against a real VM (issue 2)."""
+"""`stillpoint check`: the preflight against a real VM: what a backup would
+capture, and every refusal with its fix (exit 3)."""
 import os
 import subprocess
 

@@ -1,4 +1,4 @@
-"""The consistency proof (issue 5; DESIGN.md invariant 2): a backup point is
+"""The consistency proof (docs/design.md, invariant 2): a backup point is
 one instant, for disks, TPM and NVRAM together, while the guest writes to
 all three as fast as it can.
 

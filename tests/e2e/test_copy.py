@@ -1,4 +1,4 @@
-"""stillpoint-copy (issue 3) against real NBD servers: qemu-nbd exporting a
+"""stillpoint-copy against real NBD servers: qemu-nbd exporting a
 local qcow2 with persistent bitmaps, libvirt pull-mode backup jobs of a
 running VM, and nbdkit where a server must misbehave on purpose (slow,
 failing). Every chain is checked with qemu-img compare and qemu-img check."""

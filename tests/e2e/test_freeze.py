@@ -1,4 +1,4 @@
-"""Guest file system freeze over the QEMU guest agent (issue 5), against the
+"""Guest file system freeze over the QEMU guest agent, against the
 tiny Linux guest (tests/guest) and a VM whose agent never comes.
 
 What is proven here, each by a test below:

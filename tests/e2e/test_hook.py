@@ -1,4 +1,4 @@
-"""stillpoint-hook against the real libvirtd, swtpm and OVMF (issue 7), and
+"""stillpoint-hook against the real libvirtd, swtpm and OVMF, and
 `stillpoint hook` / `stillpoint state`.
 
 The hook is installed for this module only (sp_hooktest.HookBed: a wrapper

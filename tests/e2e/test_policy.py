@@ -1,4 +1,6 @@
-"""Policies, locks, `backup --all`, and retention (issue 8)."""
+"""Policies, locks, `backup --all`, and retention: the policy's precedence,
+one run per VM, every enabled VM at once, and pruning that never breaks a
+chain."""
 import json
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Remote hypervisors over SSH (issue 9): a real sshd on loopback, this machine
+"""Remote hypervisors over SSH: a real sshd on loopback, this machine
 as its own remote host, libvirt reached as qemu+ssh://root@127.0.0.1:<port>/system,
 TPM and NVRAM read and written over SFTP, disks through an SSH tunnel."""
 import os

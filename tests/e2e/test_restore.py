@@ -1,5 +1,5 @@
-"""`stillpoint restore` and `stillpoint verify` against real libvirt and swtpm
-(issue 6). A VM gets a TPM NV index and an EFI variable with known values, then
+"""`stillpoint restore` and `stillpoint verify` against real libvirt and swtpm.
+A VM gets a TPM NV index and an EFI variable with known values, then
 a full and two incremental points; each point is restored as a new domain and
 in place, and what comes back is read with swtpm, the OVMF store parser and
 qemu-img compare."""

@@ -1,4 +1,4 @@
-"""transport = tcp (issue 9): the backup job's NBD server listens on a TCP port
+"""transport = tcp: the backup job's NBD server listens on a TCP port
 of the hypervisor with libvirt's NBD TLS, and the copier connects to it with a
 client certificate, without a tunnel.
 
