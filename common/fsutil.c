@@ -121,8 +121,12 @@ int sp_mkdir_p(const char *path, mode_t mode, struct sp_err *e)
     if (*p == '/' || *p == '\0') {
       char c = *p;
       *p = '\0';
-      if (mkdir(buf, mode) < 0 && errno != EEXIST)
+      if (mkdir(buf, mode) == 0) {
+        if (chmod(buf, mode) < 0)
+          return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot set the mode of %s", buf);
+      } else if (errno != EEXIST) {
         return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create directory %s", buf);
+      }
       *p = c;
       if (!c)
         break;
@@ -130,6 +134,26 @@ int sp_mkdir_p(const char *path, mode_t mode, struct sp_err *e)
   }
   if (!sp_is_dir(path))
     return sp_err_set(e, SP_EXIT_FAILED, "%s exists and is not a directory", path);
+  return 0;
+}
+
+int sp_dir_ensure(const char *path, mode_t mode, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  if (mkdir(path, mode) < 0 && errno != EEXIST)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create directory %s", path);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && (errno == ENOTDIR || errno == ELOOP))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s exists and is not a directory (a symlink or a "
+                      "file): remove it, stillpoint makes the directory itself", path);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open directory %s", path);
+  if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot give %s to %u:%u", path, (unsigned)uid,
+                      (unsigned)gid);
+  if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot set mode %04o on %s", (unsigned)mode,
+                      path);
   return 0;
 }
 

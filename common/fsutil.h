@@ -21,8 +21,17 @@ int sp_write_file_at(int dirfd, const char *name, const void *data, size_t len, 
                      struct sp_err *e);
 int sp_fsync_dir(const char *path, struct sp_err *e);
 
-/* mkdir -p with mode for every component it creates. */
+/* mkdir -p: every component it creates gets mode, set explicitly after
+ * mkdir so that umask does not decide it; components that exist are left
+ * as they are (they are not ours to change). */
 int sp_mkdir_p(const char *path, mode_t mode, struct sp_err *e);
+
+/* Makes path a directory of exactly this mode and owner: created when
+ * missing (its parent must exist), repaired when its mode or owner
+ * differ, so neither umask nor the order in which commands first ran
+ * decides them.  A symlink or anything but a directory in its place is
+ * refused. */
+int sp_dir_ensure(const char *path, mode_t mode, uid_t uid, gid_t gid, struct sp_err *e);
 
 /* True when rel is a relative path that stays inside its base: not empty,
  * not absolute, no "." or ".." component, no empty component. */

@@ -76,12 +76,58 @@ static void write_read_roundtrip(void **state)
   free(dir);
 }
 
+static mode_t mode_of(const char *p)
+{
+  struct stat st;
+  assert_int_equal(lstat(p, &st), 0);
+  return st.st_mode & 07777;
+}
+
+/* Whatever the umask and whoever made it first: the mode asked for. */
+static void dir_ensure_creates_and_repairs(void **state)
+{
+  char *t = unit_tmpdir();
+  char *d = NULL, *link = NULL, *file = NULL, *deep = NULL;
+  assert_true(asprintf(&d, "%s/own", t) > 0 && asprintf(&link, "%s/link", t) > 0 &&
+              asprintf(&file, "%s/file", t) > 0 && asprintf(&deep, "%s/a/b/c", t) > 0);
+  mode_t old = umask(077);
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_dir_ensure(d, 0711, getuid(), getgid(), &e), 0);
+  assert_int_equal(mode_of(d), 0711);
+  assert_int_equal(chmod(d, 0700), 0);
+  assert_int_equal(sp_dir_ensure(d, 0711, getuid(), getgid(), &e), 0);
+  assert_int_equal(mode_of(d), 0711);
+  /* a symlink or a file in its place is refused, never followed */
+  assert_int_equal(symlink(d, link), 0);
+  assert_int_equal(sp_dir_ensure(link, 0711, getuid(), getgid(), &e), -1);
+  assert_non_null(strstr(e.msg, "is not a directory"));
+  free(unit_write(t, "file", "x", 1));
+  assert_int_equal(sp_dir_ensure(file, 0711, getuid(), getgid(), &e), -1);
+  /* the parent must exist */
+  assert_int_equal(sp_dir_ensure(deep, 0711, getuid(), getgid(), &e), -1);
+  /* mkdir -p: the mode of what it makes is set, not left to the umask */
+  assert_int_equal(sp_mkdir_p(deep, 0711, &e), 0);
+  char *a = NULL;
+  assert_true(asprintf(&a, "%s/a", t) > 0);
+  assert_int_equal(mode_of(a), 0711);
+  assert_int_equal(mode_of(deep), 0711);
+  umask(old);
+  assert_int_equal(sp_rm_rf(t, &e), 0);
+  free(a);
+  free(d);
+  free(link);
+  free(file);
+  free(deep);
+  free(t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(relpaths),
     cmocka_unit_test(open_beneath_refuses_escapes),
     cmocka_unit_test(write_read_roundtrip),
+    cmocka_unit_test(dir_ensure_creates_and_repairs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
