@@ -13,6 +13,8 @@
 #include "backup_run.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "host.h"
+#include "own_dirs.h"
 
 /* The directories holding this program and, in a build tree, the copier:
  * the default copier is found there before $PATH. */
@@ -52,8 +54,8 @@ int backup_open_transport(struct run *r, struct sp_err *e)
   if (!r->hv.host.remote || r->job.tcp)
     return 0;
   char tag[128];
-  snprintf(tag, sizeof tag, "/run/stillpoint/%.36s-%s.local", r->pf.dom.uuid, r->id);
-  if (sp_mkdir_p("/run/stillpoint", 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
+  snprintf(tag, sizeof tag, "%s/%.36s-%s.local", SP_RUN_DIR, r->pf.dom.uuid, r->id);
+  if (sp_dirs_prepare_local(SP_RUN_DIR, 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
     return -1;
   if (mkdir(r->local_rundir, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", r->local_rundir);

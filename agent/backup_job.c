@@ -13,27 +13,9 @@
 #include "child.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "own_dirs.h"
 #include "virt.h"
 
-#define RUN_ROOT "/run/stillpoint"
-
-/* Each missing component of path, 0711 root: QEMU's user must pass. */
-static int parents(struct sp_host *h, const char *path, struct sp_err *e)
-{
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p)
-      continue;
-    char c = *p;
-    *p = '\0';
-    if (!h->ops->exists(h, buf) && h->ops->mkdir_owned(h, buf, 0711, 0, 0, e) < 0)
-      return -1;
-    if (!(*p = c))
-      break;
-  }
-  return 0;
-}
 
 static char *xml_escape(const char *s)
 {
@@ -162,10 +144,12 @@ int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct 
   j->host = host;
   if (host->ops->ids(host, qc->user, qc->group, &uid, &gid, e) < 0)
     return -1;
-  /* Parents must be searchable by QEMU's user; the job's own dirs are not. */
-  if (parents(host, RUN_ROOT, e) < 0 || parents(host, scratch_root, e) < 0)
+  /* Parents must be searchable by QEMU's user (preflight has checked an
+   * administrator's scratch_dir); the job's own dirs are not. */
+  if (sp_dirs_prepare(host, SP_RUN_DIR, 0711, e) < 0 ||
+      sp_dirs_prepare(host, scratch_root, 0711, e) < 0)
     return -1;
-  if (asprintf(&j->rundir, "%s/%s", RUN_ROOT, tag) < 0 ||
+  if (asprintf(&j->rundir, "%s/%s", SP_RUN_DIR, tag) < 0 ||
       asprintf(&j->socket, "%s/nbd.sock", j->rundir) < 0 ||
       asprintf(&j->scratchdir, "%s/%s", scratch_root, tag) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup job");

@@ -304,6 +304,28 @@ static int r_mkdir_owned(struct sp_host *h, const char *path, mode_t mode, uid_t
   return 0;
 }
 
+/* The remote side of sp_dir_ensure: sftp_lstat never follows a symlink,
+ * and the mode is set after the mkdir, whatever the server's umask. */
+static int r_ensure_dir(struct sp_host *h, const char *path, mode_t mode, uid_t uid, gid_t gid,
+                        struct sp_err *e)
+{
+  if (sftp_mkdir(R(h)->sftp, path, mode) < 0 &&
+      sftp_get_error(R(h)->sftp) != SSH_FX_FILE_ALREADY_EXISTS &&
+      sftp_get_error(R(h)->sftp) != SSH_FX_FAILURE)
+    return sftp_fail(h, e, "cannot create", path);
+  __attribute__((cleanup(attrsp))) sftp_attributes a = sftp_lstat(R(h)->sftp, path);
+  if (!a)
+    return sftp_fail(h, e, "cannot create", path);
+  if (a->type != SSH_FILEXFER_TYPE_DIRECTORY)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: %s exists and is not a directory (a symlink or a "
+                      "file): remove it, stillpoint makes the directory itself", h->name, path);
+  if ((a->uid != uid || a->gid != gid) && sftp_chown(R(h)->sftp, path, uid, gid) < 0)
+    return sftp_fail(h, e, "cannot set the owner of", path);
+  if ((a->permissions & 07777) != mode && sftp_chmod(R(h)->sftp, path, mode) < 0)
+    return sftp_fail(h, e, "cannot set the mode of", path);
+  return 0;
+}
+
 static int r_rm_rf(struct sp_host *h, const char *path, struct sp_err *e)
 {
   __attribute__((cleanup(attrsp))) sftp_attributes a = sftp_lstat(R(h)->sftp, path);
@@ -430,6 +452,7 @@ static const struct sp_host_ops ssh_ops = {
   .read_text = r_read_text,
   .ids = r_ids,
   .mkdir_owned = r_mkdir_owned,
+  .ensure_dir = r_ensure_dir,
   .rm_rf = r_rm_rf,
   .write_file = r_write_file,
   .upload = r_upload,

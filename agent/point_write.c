@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "own_dirs.h"
 #include "sha256.h"
 
 int point_create(struct point_dir *pd, const char *domain_dir, const char *id, struct sp_err *e)
@@ -20,7 +21,7 @@ int point_create(struct point_dir *pd, const char *domain_dir, const char *id, s
       asprintf(&pd->partial, "%s/%s%s", domain_dir, id, SP_PARTIAL_SUFFIX) < 0 ||
       asprintf(&pd->final, "%s/%s", domain_dir, id) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
-  if (sp_mkdir_p(domain_dir, 0700, e) < 0)
+  if (sp_dirs_prepare_local(domain_dir, 0700, e) < 0)
     return -1;
   if (sp_exists(pd->final) || sp_exists(pd->partial))
     return sp_err_set(e, SP_EXIT_FAILED, "point %s exists already", pd->final);

@@ -16,7 +16,7 @@ int lock_file_try(const char *file, int *fd_out, bool *taken, struct sp_err *e)
 {
   *fd_out = -1;
   *taken = false;
-  if (sp_mkdir_p(SP_LOCK_DIR, 0700, e) < 0) {
+  if (sp_dirs_prepare_local(SP_LOCK_DIR, 0700, e) < 0) {
     sp_err_prefix(e, "cannot take a lock in %s (run as root)", SP_LOCK_DIR);
     e->code = SP_EXIT_PREFLIGHT;
     return -1;

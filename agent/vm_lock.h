@@ -7,8 +7,8 @@
 #include <stdbool.h>
 
 #include "err.h"
+#include "own_dirs.h"
 
-#define SP_LOCK_DIR "/run/stillpoint/locks"
 
 struct vm_lock {
   int fd;

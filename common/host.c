@@ -107,6 +107,13 @@ static int local_mkdir_owned(struct sp_host *h, const char *path, mode_t mode, u
   return 0;
 }
 
+static int local_ensure_dir(struct sp_host *h, const char *path, mode_t mode, uid_t uid,
+                            gid_t gid, struct sp_err *e)
+{
+  (void)h;
+  return sp_dir_ensure(path, mode, uid, gid, e);
+}
+
 static int local_rm_rf(struct sp_host *h, const char *path, struct sp_err *e)
 {
   (void)h;
@@ -160,6 +167,7 @@ static const struct sp_host_ops local_ops = {
   .read_text = local_read_text,
   .ids = local_ids,
   .mkdir_owned = local_mkdir_owned,
+  .ensure_dir = local_ensure_dir,
   .rm_rf = local_rm_rf,
   .write_file = local_write_file,
   .upload = local_upload,

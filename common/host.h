@@ -34,6 +34,9 @@ struct sp_host_ops {
   /* mkdir (the parent must exist) then chown and chmod. */
   int (*mkdir_owned)(struct sp_host *h, const char *path, mode_t mode, uid_t uid, gid_t gid,
                      struct sp_err *e);
+  /* As sp_dir_ensure (fsutil.h): create or repair to this mode and owner. */
+  int (*ensure_dir)(struct sp_host *h, const char *path, mode_t mode, uid_t uid, gid_t gid,
+                    struct sp_err *e);
   int (*rm_rf)(struct sp_host *h, const char *path, struct sp_err *e);
   /* Writes path through a temporary sibling and a rename, owned and moded. */
   int (*write_file)(struct sp_host *h, const char *path, const void *data, size_t len,

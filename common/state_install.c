@@ -145,9 +145,12 @@ int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gi
   char tmp[NAME_MAX + 1];
   if (!sp_name_ok(name) || snprintf(tmp, sizeof tmp, ".%s.stillpoint-new", name) >= (int)sizeof tmp)
     return sp_err_set(e, SP_EXIT_FAILED, "'%s' cannot be a TPM state directory", state_dir);
-  /* libvirt makes the per-VM directory 0711 root so swtpm can reach its own. */
-  if (sp_mkdir_p(parent, 0711, e) < 0)
-    return -1;
+  /* libvirt makes the per-VM directory 0711 root so swtpm can reach its
+   * own; made or repaired to that, whatever the umask of whoever ran
+   * first (a 0700 one keeps swtpm out and the VM from starting). */
+  _cleanup_free_ char *gcopy = strdup(parent);
+  if (!gcopy || sp_mkdir_p(dirname(gcopy), 0711, e) < 0 || sp_dir_ensure(parent, 0711, 0, 0, e) < 0)
+    return gcopy ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
   _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (pfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", parent);

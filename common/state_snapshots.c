@@ -15,6 +15,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "own_dirs.h"
 #include "snapshot_meta.h"
 #include "uuid.h"
 
@@ -60,6 +61,14 @@ bool sp_snap_id_ok(const char *id)
     return true;
   size_t digits = strspn(rest + 1, "0123456789");
   return rest[0] == '-' && digits >= 1 && digits <= 4 && !rest[1 + digits];
+}
+
+/* <state_dir>/<uuid> and what leads to it: the hook's first snapshot is
+ * often the first thing stillpoint ever writes on a host, and must not
+ * leave /var/lib/stillpoint closed to QEMU's scratch files (own_dirs.h). */
+static int snap_dir_prepare(const char *vdir, struct sp_err *e)
+{
+  return sp_dirs_prepare_local(vdir, 0700, e);
 }
 
 /* <state_dir>/<uuid>, refusing anything but a UUID as the component. */
@@ -271,7 +280,7 @@ static int write_content(int pfd, const struct sp_snapshot *s, struct sp_err *e)
 int sp_snap_write(const char *state_dir, struct sp_snapshot *s, struct sp_err *e)
 {
   _cleanup_free_ char *vdir = vm_dir(state_dir, s->uuid, e);
-  if (!vdir || sp_mkdir_p(vdir, 0700, e) < 0)
+  if (!vdir || snap_dir_prepare(vdir, e) < 0)
     return -1;
   _cleanup_close_ int vfd = open(vdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (vfd < 0)
@@ -551,7 +560,7 @@ int sp_snap_lock(const char *state_dir, const char *uuid, bool create, int *fd,
     return -1;
   if (!create && !sp_is_dir(vdir))
     return 0;
-  if (create && sp_mkdir_p(vdir, 0700, e) < 0)
+  if (create && snap_dir_prepare(vdir, e) < 0)
     return -1;
   _cleanup_free_ char *lock = sp_path_join(vdir, ".lock");
   if (!lock)
