@@ -285,7 +285,8 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
       goto out;
     }
   }
-  if (!dry_run)
+  /* No point at all (the domain directory may not exist yet): nothing to sync. */
+  if (!dry_run && n > 0)
     rc = sp_fsync_dir(domain_dir, e);
 out:
   for (size_t i = 0; i < pr.n; i++)
