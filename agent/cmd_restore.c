@@ -23,6 +23,7 @@
 #include "hypervisor.h"
 #include "manifest.h"
 #include "point_chain.h"
+#include "qemu_access.h"
 #include "qemu_conf.h"
 #include "restore_disks.h"
 #include "restore_xml.h"
@@ -266,6 +267,21 @@ static int check_secret(struct restore *r, struct sp_err *e)
                     " and run restore again", s);
 }
 
+/* The restored VM's QEMU opens its disks in --disks-to: a directory it
+ * cannot pass would define a VM that cannot start. */
+static int check_disks_reach(struct restore *r, struct sp_err *e)
+{
+  if (!r->o.disks_to || !(r->o.define || r->o.start))
+    return 0;
+  struct qemu_creds c;
+  char why[1536];
+  if (qemu_creds_of_conf(&r->hv.host, &r->qc, &c, e) < 0)
+    return -1;
+  if (!qemu_can_reach(&r->hv.host, &c, "--disks-to", r->o.disks_to, false, why, sizeof why))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s", why);
+  return 0;
+}
+
 static bool replacing_uuid(const struct restore *r)
 {
   char u[VIR_UUID_STRING_BUFLEN];
@@ -373,7 +389,7 @@ static int remote_tpm_install(struct restore *r, uid_t uid, gid_t gid, struct sp
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
   *slash = '\0';
   if (h->ops->rm_rf(h, r->tpm_dir, e) < 0 ||
-      (!h->ops->exists(h, parent) && h->ops->mkdir_owned(h, parent, 0711, 0, 0, e) < 0) ||
+      h->ops->ensure_dir(h, parent, 0711, 0, 0, e) < 0 ||
       h->ops->mkdir_owned(h, r->tpm_dir, 0700, uid, gid, e) < 0)
     return -1;
   for (size_t i = 0; i < r->tpm.n; i++) {
@@ -534,7 +550,7 @@ static int run_restore(struct restore *r, const char *point, struct sp_err *e)
   if (load_point(r, point, e) < 0 || load_state(r, e) < 0 || open_host(r, e) < 0 ||
       plan_disks(r, e) < 0 || pick_identity(r, e) < 0 ||
       sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
-      check_libvirt(r, e) < 0 ||
+      check_libvirt(r, e) < 0 || check_disks_reach(r, e) < 0 ||
       check_secret(r, e) < 0 || plan_state(r, e) < 0 || make_xml(r, e) < 0)
     return -1;
   if (write_disks(r, e) < 0 || write_state(r, e) < 0 || (r->o.define && define(r, e) < 0)) {

@@ -12,6 +12,7 @@
 #include "fsutil.h"
 #include "host.h"
 #include "nbd_tcp.h"
+#include "own_dirs.h"
 #include "virt.h"
 
 static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
@@ -220,6 +221,53 @@ static void check_writable_dir(struct preflight *pf, const char *key, const char
            "writable directory)", key, path, buf, key);
 }
 
+/* QEMU creates the job's socket and scratch files itself, inside the
+ * pause: its user must pass every directory on the way, and its security
+ * driver must allow the paths (qemu_access.h). */
+static void check_qemu_access(struct sp_host *h, const struct sp_config *cfg,
+                              struct preflight *pf, struct sp_err *e)
+{
+  if (qemu_creds_get(h, &pf->dom, &pf->qc, &pf->qemu, e) < 0) {
+    refuse(pf, "cannot tell who QEMU runs as on %s: %s", h->name, e->msg);
+    sp_err_clear(e);
+    return;
+  }
+  /* Run as root here (or as whoever the SSH login is there), stillpoint
+   * repairs its own directories before it uses them. */
+  bool can_repair = h->remote || geteuid() == 0;
+  const char *scratch = sp_config_str(cfg, SP_KEY_SCRATCH_DIR);
+  char why[1536];
+  if (!qemu_can_reach(h, &pf->qemu, "the job directory in", SP_RUN_DIR, can_repair, why,
+                      sizeof why))
+    refuse(pf, "%s", why);
+  if (!qemu_can_reach(h, &pf->qemu, "scratch_dir", scratch, can_repair, why, sizeof why))
+    refuse(pf, "%s", why);
+  if (pf->dom.confined_apparmor) {
+    _cleanup_free_ char *local = NULL;
+    size_t len;
+    struct sp_err ignored = { 0 };
+    pf->apparmor_rule = h->ops->exists(h, SP_APPARMOR_RULE) &&
+                        h->ops->read_text(h, SP_APPARMOR_LOCAL, 1 << 20, &local, &len,
+                                          &ignored) == 0 &&
+                        qemu_apparmor_rule_included(local);
+    if (!pf->apparmor_rule)
+      warn(pf, "AppArmor confines the QEMU of %s and stillpoint's rule is not in its profile: "
+           "the backup job's socket in %s and its scratch files will be denied; install "
+           "the stillpoint package (it adds `include <abstractions/stillpoint-qemu>` to %s), "
+           "then reload the VM's profile or restart the VM (docs/install.md, \"AppArmor\")",
+           pf->dom.name, SP_RUN_DIR, SP_APPARMOR_LOCAL);
+    else if (strncmp(scratch, SP_SCRATCH_DEFAULT "/", sizeof SP_SCRATCH_DEFAULT) != 0 &&
+             strcmp(scratch, SP_SCRATCH_DEFAULT) != 0)
+      warn(pf, "AppArmor confines the QEMU of %s and stillpoint's rule allows scratch files "
+           "only below %s: add `%s/** rwk,` for scratch_dir = %s to %s", pf->dom.name,
+           SP_SCRATCH_DEFAULT, scratch, scratch, SP_APPARMOR_RULE);
+  }
+  if (pf->dom.confined_selinux)
+    warn(pf, "SELinux confines the QEMU of %s: libvirt labels the scratch files, but QEMU "
+         "creates the job's socket in a directory below %s, which must carry a type QEMU may "
+         "create sockets in (docs/install.md, \"SELinux\")", pf->dom.name, SP_RUN_DIR);
+}
+
 static void check_job(virDomainPtr dom, struct preflight *pf)
 {
   virDomainJobInfo ji;
@@ -352,6 +400,7 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
   if (pf->state != VIR_DOMAIN_SHUTOFF)
     check_job(dom, pf);
   check_transport(h, cfg, pf);
+  check_qemu_access(h, cfg, pf, e);
   check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
   /* Scratch files live on the hypervisor: a remote one says so when the
    * job's directories are made. */

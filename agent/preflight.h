@@ -12,6 +12,7 @@
 #include "domain_xml.h"
 #include "err.h"
 #include "host.h"
+#include "qemu_access.h"
 #include "qemu_conf.h"
 #include "state_locator.h"
 
@@ -46,6 +47,8 @@ struct preflight {
   bool tls_ready;             /* transport = tcp could run: the hypervisor's NBD TLS
                                  certificates and this machine's client certificate */
   enum pf_agent agent;
+  struct qemu_creds qemu;     /* who QEMU is, for the directories it must reach */
+  bool apparmor_rule;         /* stillpoint's AppArmor rule is included (confined VMs) */
   char **refusals;            /* each a line that says what to do */
   size_t nrefusals;
   char **warnings;

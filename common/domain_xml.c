@@ -176,6 +176,10 @@ int sp_domain_parse(const char *xml, size_t len, struct sp_domain *d, struct sp_
   char connected[sizeof agent + 40];
   snprintf(connected, sizeof connected, "boolean(%s[@state='connected'])", agent);
   d->agent_connected = xbool(ctx, root, connected);
+  d->confined_apparmor =
+    xbool(ctx, root, "boolean(/domain/seclabel[@model='apparmor' and not(@type='none')])");
+  d->confined_selinux =
+    xbool(ctx, root, "boolean(/domain/seclabel[@model='selinux' and not(@type='none')])");
   return 0;
 }
 

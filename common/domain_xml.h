@@ -65,6 +65,10 @@ struct sp_domain {
   struct sp_tpm tpm;
   bool agent_configured;
   bool agent_connected; /* live XML: target state='connected' */
+  /* The live XML's <seclabel model=...> other than type='none': which
+   * security driver confines this VM's QEMU. */
+  bool confined_apparmor;
+  bool confined_selinux;
 };
 
 int sp_domain_parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err *e);

@@ -11,8 +11,10 @@ Invariants of docs/design.md, each proven here (the design names more tests):
    test_unredefinable_checkpoint_gives_full, test_another_job_refused.
 """
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -249,23 +251,41 @@ def test_copier_failure(bins, vm, tmp_path):
 
 
 def test_begin_failure(bins, vm, tmp_path):
-    """Scratch files where QEMU cannot reach them: backupBegin fails inside the
-    pause; the VM must come back at once."""
+    """backupBegin fails inside the pause (QEMU runs an NBD server of its own,
+    started outside libvirt: "NBD server already running"); the VM must come
+    back at once, with no new checkpoint."""
+    sock = tempfile.mkdtemp(prefix="sptest-nbd-", dir="/var/tmp")
+    os.chown(sock, *sp_vm.qemu_ids())
+    sp_vm.virsh("qemu-monitor-command", vm.name, "--hmp", f"nbd_server_start unix:{sock}/s")
+    try:
+        before = sp_vm.checkpoints(vm.dom)
+        r = backup(bins, vm, tmp_path / "points")
+        assert r.rc == 1, r
+        assert "could not start the backup job" in r.err
+        assert_running_no_new_checkpoint(vm, before)
+    finally:
+        sp_vm.virsh("qemu-monitor-command", vm.name, "--hmp", "nbd_server_stop")
+        shutil.rmtree(sock, ignore_errors=True)
+
+
+def test_unreachable_scratch_dir_refused_before_the_pause(bins, vm, tmp_path, events):
+    """Scratch files where QEMU cannot reach them would fail backupBegin inside
+    the pause: refused before, naming the directory."""
     hidden = tmp_path / "hidden"
     hidden.mkdir(mode=0o700)
     os.chmod(tmp_path, 0o700)  # QEMU's user cannot search it
     before = sp_vm.checkpoints(vm.dom)
+    events.clear()
     r = backup(bins, vm, tmp_path / "points", "--set", f"scratch_dir={hidden}/scratch")
-    assert r.rc == 1, r
-    assert "could not start the backup job" in r.err
+    assert r.rc == 3, r
+    assert f"cannot reach scratch_dir {hidden}/scratch" in r.err, r
+    assert events.SUSPENDED not in events.kinds()
     assert_running_no_new_checkpoint(vm, before)
 
 
 def test_another_job_refused(bins, vm, tmp_path, events):
     """A job already running would block backupBegin for ~30 s inside the pause:
     refused before the VM is touched."""
-    import shutil
-    import tempfile
     sock_dir = tempfile.mkdtemp(prefix="sptest-job-", dir="/var/tmp")
     os.chown(sock_dir, *sp_vm.qemu_ids())
     xml = tmp_path / "b.xml"
