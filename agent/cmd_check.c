@@ -9,6 +9,7 @@
 #include "hypervisor.h"
 #include "commands.h"
 #include "nbd_tcp.h"
+#include "own_dirs.h"
 #include "preflight.h"
 #include "virt.h"
 
@@ -30,8 +31,60 @@ static void human_size(unsigned long long n, char *buf, size_t size)
   snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
+/* stillpoint's own directories on the hypervisor, as they are now: made at
+ * first use, and repaired by any run as root (own_dirs.h). */
+static const char *own_dir_state(struct sp_host *h, const struct sp_own_dir *d,
+                                 struct sp_file_info *fi, char *buf, size_t size)
+{
+  struct sp_err ignored = { 0 };
+  if (h->ops->file_info(h, d->path, fi, &ignored) < 0 || !fi->exists)
+    return "missing: made at first use";
+  if (!fi->owner[0])
+    return "cannot be examined by this user";
+  if (fi->mode == d->mode && fi->uid == 0 && fi->gid == 0)
+    return "ok";
+  snprintf(buf, size, "WRONG (%s:%s %04o): repaired by the next run as root", fi->owner,
+           fi->group, (unsigned)fi->mode);
+  return buf;
+}
+
+static void print_dirs(struct sp_host *h)
+{
+  size_t n;
+  const struct sp_own_dir *d = sp_own_dirs(&n);
+  for (size_t i = 0; i < n; i++) {
+    struct sp_file_info fi = { 0 };
+    char buf[256];
+    printf("%s %-28s %04o root:root  %s\n", i ? "        " : "dirs    ", d[i].path,
+           (unsigned)d[i].mode, own_dir_state(h, &d[i], &fi, buf, sizeof buf));
+    sp_file_info_free(&fi);
+  }
+}
+
+static json_object *dirs_json(struct sp_host *h)
+{
+  size_t n;
+  const struct sp_own_dir *d = sp_own_dirs(&n);
+  json_object *a = json_object_new_array();
+  for (size_t i = 0; i < n; i++) {
+    struct sp_file_info fi = { 0 };
+    char buf[256];
+    const char *state = own_dir_state(h, &d[i], &fi, buf, sizeof buf);
+    json_object *o = json_object_new_object();
+    char mode[8];
+    snprintf(mode, sizeof mode, "%04o", (unsigned)d[i].mode);
+    json_object_object_add(o, "path", json_object_new_string(d[i].path));
+    json_object_object_add(o, "mode", json_object_new_string(mode));
+    json_object_object_add(o, "what", json_object_new_string(d[i].what));
+    json_object_object_add(o, "state", json_object_new_string(state));
+    json_object_array_add(a, o);
+    sp_file_info_free(&fi);
+  }
+  return a;
+}
+
 static void print_human(const struct preflight *pf, const struct sp_config *cfg,
-                        const struct sp_host *host)
+                        struct sp_host *host)
 {
   printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
          virt_state_name(pf->state));
@@ -82,6 +135,12 @@ static void print_human(const struct preflight *pf, const struct sp_config *cfg,
                         : "the job's unix socket on this machine",
            pf->tls_ready ? "ready" : "not ready", pf->qc.backup_tls_dir,
            sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR));
+  printf("qemu     runs as %s; confined by %s\n", pf->qemu.who,
+         pf->dom.confined_apparmor ? (pf->apparmor_rule ? "AppArmor (stillpoint's rule included)"
+                                                        : "AppArmor (stillpoint's rule MISSING)")
+         : pf->dom.confined_selinux ? "SELinux"
+                                    : "no AppArmor or SELinux label");
+  print_dirs(host);
   printf("agent    %s\n", !pf->dom.agent_configured  ? "not configured"
                           : pf->dom.agent_connected ? "configured, connected"
                                                     : "configured, not connected");
@@ -118,7 +177,7 @@ static json_object *strings_json(char **s, size_t n)
 }
 
 static void print_json(const struct preflight *pf, const struct sp_config *cfg,
-                       const struct sp_host *host)
+                       struct sp_host *host)
 {
   json_object *o = json_object_new_object();
   json_object_object_add(o, "domain", jstr(pf->dom.name));
@@ -173,6 +232,17 @@ static void print_json(const struct preflight *pf, const struct sp_config *cfg,
   json_object_object_add(n, "tls_client_dir", jstr(sp_config_str(cfg, SP_KEY_TLS_CLIENT_DIR)));
   json_object_object_add(n, "tls_ready", json_object_new_boolean(pf->tls_ready));
   json_object_object_add(o, "hypervisor", n);
+  json_object *q = json_object_new_object();
+  json_object_object_add(q, "runs_as", jstr(pf->qemu.who));
+  json_object_object_add(q, "uid", json_object_new_int64(pf->qemu.uid));
+  json_object_object_add(q, "gid", json_object_new_int64(pf->qemu.gid));
+  json_object_object_add(q, "confinement", jstr(pf->dom.confined_apparmor  ? "apparmor"
+                                                : pf->dom.confined_selinux ? "selinux"
+                                                                           : "none"));
+  if (pf->dom.confined_apparmor)
+    json_object_object_add(q, "apparmor_rule", json_object_new_boolean(pf->apparmor_rule));
+  json_object_object_add(o, "qemu", q);
+  json_object_object_add(o, "directories", dirs_json(host));
   json_object_object_add(o, "warnings", strings_json(pf->warnings, pf->nwarnings));
   json_object_object_add(o, "refusals", strings_json(pf->refusals, pf->nrefusals));
   json_object_object_add(o, "ok", json_object_new_boolean(pf->nrefusals == 0));
