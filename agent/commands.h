@@ -12,5 +12,6 @@ int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
 int cmd_state(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static const char usage[] =
   "  prune DOMAIN|--all  keep the newest `keep` points without breaking a chain\n"
   "  restore POINT     bring a VM back from a point, with its TPM and NVRAM\n"
   "  verify POINT      check a point: checksums, manifest, images and chains, TPM state\n"
+  "  inspect POINT     what a point's NVRAM and TPM hold; --against another point\n"
+  "                    or --domain a VM's current state: what differs\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
   "  config show [DOMAIN]  the effective policy and where each value comes from\n"
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
@@ -39,6 +41,7 @@ static const struct {
   { "verify", cmd_verify },
   { "hook", cmd_hook },
   { "state", cmd_state },
+  { "inspect", cmd_inspect },
 };
 
 int main(int argc, char **argv)
