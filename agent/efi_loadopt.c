@@ -17,6 +17,32 @@ enum { DP_PAD = 4096 };
 
 enum { DP_END_TYPE = 0x7F, DP_END_ENTIRE = 0xFF };
 
+/* Nodes whose formatter in libefivar 37 (Debian 12) computes a length from
+ * the node's own and would read (or memcpy) "negative" sizes from a
+ * shorter one; the fuzzer found the first (a 6-byte hardware vendor node).
+ * Each must be at least this long. */
+static const struct {
+  uint8_t type, subtype;
+  uint16_t min;
+} dp_min[] = {
+  { 1, 4, 20 },  /* HW vendor: header + vendor GUID */
+  { 2, 2, 19 },  /* ACPI HID_EX: HID, UID, CID and three NUL-terminated strings */
+  { 3, 10, 20 }, /* messaging vendor */
+  { 3, 16, 12 }, /* USB WWID: serial number of at least one UCS-2 character */
+  { 3, 19, 18 }, /* iSCSI */
+  { 3, 31, 5 },  /* DNS */
+  { 4, 3, 20 },  /* media vendor */
+  { 4, 4, 6 },   /* file path: at least its NUL */
+};
+
+static bool node_long_enough(const uint8_t *node, size_t nlen)
+{
+  for (size_t i = 0; i < sizeof dp_min / sizeof dp_min[0]; i++)
+    if (node[0] == dp_min[i].type && node[1] == dp_min[i].subtype)
+      return nlen >= dp_min[i].min;
+  return true;
+}
+
 /* The nodes must tile the list exactly and end with End Entire. */
 static int check_nodes(const uint8_t *dp, size_t len, struct sp_err *e)
 {
@@ -25,9 +51,9 @@ static int check_nodes(const uint8_t *dp, size_t len, struct sp_err *e)
     if (len - off < 4)
       return sp_err_set(e, SP_EXIT_FAILED, "device path: truncated node at %zu", off);
     size_t nlen = (size_t)dp[off + 2] | (size_t)dp[off + 3] << 8;
-    if (nlen < 4 || nlen > len - off)
-      return sp_err_set(e, SP_EXIT_FAILED, "device path: node at %zu has length %zu", off,
-                        nlen);
+    if (nlen < 4 || nlen > len - off || !node_long_enough(dp + off, nlen))
+      return sp_err_set(e, SP_EXIT_FAILED, "device path: node at %zu (type %u/%u) has length "
+                        "%zu", off, dp[off], dp[off + 1], nlen);
     if (dp[off] == DP_END_TYPE && dp[off + 1] == DP_END_ENTIRE)
       return 0;
     off += nlen;

@@ -329,6 +329,11 @@ static void load_options(void **state)
   opt[16] = 0x7F;
   opt[4] = 200; /* path longer than the option */
   assert_int_equal(efi_loadopt_parse(opt, sizeof opt, &o, &e), -1);
+  /* A hardware vendor node too short for its GUID: libefivar 37 would
+   * format a "negative" number of vendor bytes (found by the fuzzer). */
+  const uint8_t short_vendor[] = { 1, 0, 0, 0, 10, 0, 0, 0, 1, 4, 6, 0, 2, 3, 0x7F, 0xFF, 4, 0 };
+  assert_int_equal(efi_loadopt_parse(short_vendor, sizeof short_vendor, &o, &e), -1);
+  assert_non_null(strstr(e.msg, "type 1/4"));
   const uint8_t unterminated[] = { 1, 0, 0, 0, 0, 0, 'A', 0, 'B' };
   assert_int_equal(efi_loadopt_parse(unterminated, sizeof unterminated, &o, &e), -1);
   assert_int_equal(efi_loadopt_parse(opt, 5, &o, &e), -1);
