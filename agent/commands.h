@@ -13,5 +13,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
 int cmd_state(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const char usage[] =
   "  verify POINT      check a point: checksums, manifest, images and chains, TPM state\n"
   "  inspect POINT     what a point's NVRAM and TPM hold; --against another point\n"
   "                    or --domain a VM's current state: what differs\n"
+  "  mount POINT DIR   a point's disk read-only, its file systems under DIR\n"
+  "  umount DIR        take down what mount set up on DIR\n"
   "  check DOMAIN      show what a backup point would capture; exit 3 if it could not run\n"
   "  config show [DOMAIN]  the effective policy and where each value comes from\n"
   "  hook install|uninstall|status   manage the libvirt hook (stillpoint-hook(8))\n"
@@ -42,6 +44,8 @@ static const struct {
   { "hook", cmd_hook },
   { "state", cmd_state },
   { "inspect", cmd_inspect },
+  { "mount", cmd_mount },
+  { "umount", cmd_umount },
 };
 
 int main(int argc, char **argv)

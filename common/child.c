@@ -50,7 +50,7 @@ static char **merged_env(char *const extra[])
 }
 
 static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
-                   const int *fds, size_t nfds, struct sp_err *e)
+                   const int *fds, size_t nfds, bool session, struct sp_err *e)
 {
   _cleanup_free_ char **env = merged_env(env_extra);
   if (!env)
@@ -73,7 +73,8 @@ static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int 
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                      (session ? POSIX_SPAWN_SETSID : 0));
   pid_t pid;
   int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, env);
   posix_spawn_file_actions_destroy(&fa);
@@ -86,13 +87,19 @@ static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int 
 pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
                struct sp_err *e)
 {
-  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, e);
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, false, e);
+}
+
+pid_t sp_spawn_session(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+                       struct sp_err *e)
+{
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, true, e);
 }
 
 pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
                    struct sp_err *e)
 {
-  return spawn(argv, env_extra, -1, -1, fds, nfds, e);
+  return spawn(argv, env_extra, -1, -1, fds, nfds, false, e);
 }
 
 static int append(char **buf, size_t *len, const char *data, size_t n)

@@ -32,6 +32,10 @@ void sp_run_result_free(struct sp_run_result *r);
  * given (-1 = inherit).  Returns the pid, or -1 with e set. */
 pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
                struct sp_err *e);
+/* As sp_spawn, in a session of its own (setsid): for a daemon that must
+ * outlive us and not get the terminal's signals. */
+pid_t sp_spawn_session(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+                       struct sp_err *e);
 /* Starts argv with fds[i] as its descriptor 3 + i (dup2 clears
  * close-on-exec there); stdin /dev/null, stdout and stderr inherited. */
 pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
