@@ -228,10 +228,11 @@ static int load_domain(struct source *s, const struct cli *c, const char *name,
 static int load(struct source *s, const struct cli *c, const char *point, const char *domain,
                 struct sp_err *e)
 {
-  int rc = point ? load_point(s, point, e) : load_domain(s, c, domain, e);
-  if (rc < 0)
-    sp_err_prefix(e, "%s %s", point ? "point" : "domain", point ? point : domain);
-  return rc;
+  if (point)
+    return load_point(s, point, e);
+  if (load_domain(s, c, domain, e) < 0)
+    return sp_err_prefix(e, "domain %s", domain);
+  return 0;
 }
 
 /* ---- output ------------------------------------------------------------ */

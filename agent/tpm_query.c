@@ -16,6 +16,12 @@
 
 enum { CONNECT_MS = 10000, HANDLES_MAX = 4096 };
 
+/* Handle ranges (Part 2, 7.2); tss2's TPM2_HR_* shift a signed int into its
+ * sign bit. */
+#define HR_NV_INDEX 0x01000000u
+#define HR_PERSISTENT 0x81000000u
+#define HR_RANGE_MASK 0xFF000000u
+
 struct query {
   struct swtpm_copy swtpm;
   TSS2_TCTI_CONTEXT *tcti;
@@ -139,8 +145,8 @@ static int banks(struct query *q, struct tpm_info *ti, struct sp_err *e)
   return 0;
 }
 
-/* Every handle of one type (TPM2_HR_NV_INDEX, TPM2_HR_PERSISTENT). */
-static int handles(struct query *q, TPM2_HC first, uint32_t **out, size_t *n, struct sp_err *e)
+/* Every handle of one range (HR_NV_INDEX, HR_PERSISTENT). */
+static int handles(struct query *q, uint32_t first, uint32_t **out, size_t *n, struct sp_err *e)
 {
   *out = NULL;
   *n = 0;
@@ -160,9 +166,9 @@ static int handles(struct query *q, TPM2_HC first, uint32_t **out, size_t *n, st
     }
     *out = nv;
     for (UINT32 i = 0; i < h->count; i++)
-      if ((h->handle[i] & TPM2_HR_RANGE_MASK) == first)
+      if ((h->handle[i] & HR_RANGE_MASK) == first)
         (*out)[(*n)++] = h->handle[i];
-    if (!h->count || (h->handle[h->count - 1] & TPM2_HR_RANGE_MASK) != first)
+    if (!h->count || (h->handle[h->count - 1] & HR_RANGE_MASK) != first)
       more = TPM2_NO;
     else
       next = h->handle[h->count - 1] + 1;
@@ -221,7 +227,7 @@ static int nv_indexes(struct query *q, struct tpm_info *ti, struct sp_err *e)
 {
   _cleanup_free_ uint32_t *hs = NULL;
   size_t n;
-  if (handles(q, TPM2_HR_NV_INDEX, &hs, &n, e) < 0)
+  if (handles(q, HR_NV_INDEX, &hs, &n, e) < 0)
     return -1;
   if (!(ti->nv = calloc(n ? n : 1, sizeof *ti->nv)))
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "NV indexes");
@@ -263,7 +269,7 @@ static int persistent(struct query *q, struct tpm_info *ti, struct sp_err *e)
 {
   _cleanup_free_ uint32_t *hs = NULL;
   size_t n;
-  if (handles(q, TPM2_HR_PERSISTENT, &hs, &n, e) < 0)
+  if (handles(q, HR_PERSISTENT, &hs, &n, e) < 0)
     return -1;
   if (!(ti->objects = calloc(n ? n : 1, sizeof *ti->objects)))
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "persistent objects");
