@@ -492,7 +492,7 @@ static int mount_disk(struct mount_state *st, const char *run, const struct sp_l
 int disk_mount(struct mount_state *st, const char *run, const struct sp_disk_chain *c,
                const struct sp_log *log, struct sp_err *e)
 {
-  if (sp_mkdir_p(SP_MOUNT_RUN_ROOT, 0700, e) < 0)
+  if (sp_dirs_prepare_local(SP_MOUNT_RUN_ROOT, 0700, e) < 0)
     return -1;
   if (mkdir(run, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", run);

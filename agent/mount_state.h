@@ -15,8 +15,9 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "own_dirs.h"
 
-#define SP_MOUNT_RUN_ROOT "/run/stillpoint/mounts"
+#define SP_MOUNT_RUN_ROOT SP_MOUNT_DIR
 #define SP_MOUNT_STATE_FORMAT 1
 
 struct proc_ref {

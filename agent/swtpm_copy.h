@@ -1,4 +1,4 @@
-/* swtpm running on a private copy of a TPM state tree (FACTS.md "swtpm"):
+/* swtpm running on a private copy of a TPM state tree (docs/facts.md, "swtpm"):
  * a 0700 temporary directory holds the copy (without .lock), the data and
  * control sockets and swtpm's log.  swtpm initializes itself and sends
  * TPM2_Startup(CLEAR) (--flags not-need-init,startup-clear).  Not

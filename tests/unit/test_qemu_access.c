@@ -103,6 +103,7 @@ static void own_dirs_table(void **state)
   assert_int_equal(sp_own_dir_find(SP_LIB_DIR)->mode, 0711);
   assert_int_equal(sp_own_dir_find(SP_SCRATCH_DEFAULT)->mode, 0711);
   assert_int_equal(sp_own_dir_find(SP_LOCK_DIR)->mode, 0700);
+  assert_int_equal(sp_own_dir_find(SP_MOUNT_DIR)->mode, 0700);
   assert_int_equal(sp_own_dir_find(SP_STATE_DEFAULT)->mode, 0700);
   assert_null(sp_own_dir_find("/run"));
   assert_null(sp_own_dir_find("/var/lib/stillpoint/"));
