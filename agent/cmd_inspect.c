@@ -188,8 +188,11 @@ static int load_domain(struct source *s, const struct cli *c, const char *name,
     s->nvram_file = strdup(d.nvram.path);
   } else if (d.firmware_efi && !d.running) {
     /* libvirt 9.0 names the NVRAM of a shut-off auto-selected firmware
-     * only in the live XML; its place is fixed. */
-    s->has_nvram = asprintf(&s->nvram_file, "/var/lib/libvirt/qemu/nvram/%s_VARS.fd", name) > 0;
+     * only in the live XML; its place is fixed (and it is made at the
+     * first start). */
+    if (asprintf(&s->nvram_file, "/var/lib/libvirt/qemu/nvram/%s_VARS.fd", name) < 0)
+      s->nvram_file = NULL;
+    s->has_nvram = s->nvram_file && sp_exists(s->nvram_file);
   }
   if (s->has_nvram) {
     struct sp_blob b;

@@ -176,9 +176,11 @@ static int mark_live(struct efi_varstore *s, struct sp_err *e)
         transition = cand[j];
       j++;
     }
-    struct efi_var *live = added ? added : transition;
-    live->live = true;
-    s->nlive++;
+    struct efi_var *live = added ? added : transition; /* one of them: both states qualify */
+    if (live) {
+      live->live = true;
+      s->nlive++;
+    }
     i = j;
   }
   free(cand);
