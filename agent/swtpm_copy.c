@@ -45,8 +45,14 @@ int swtpm_copy_start(struct swtpm_copy *s, const struct sp_tree *tree, const cha
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", state);
   if (sp_tree_write_at(st, tree, false, e) < 0)
     return -1;
-  char *argv[16];
+  char *argv[20];
   int n = 0;
+  /* swtpm ends with us, even when we are killed or crash: setpriv
+   * (util-linux) sets its parent-death signal and becomes swtpm. */
+  argv[n++] = "setpriv";
+  argv[n++] = "--pdeathsig";
+  argv[n++] = "TERM";
+  argv[n++] = "--";
   argv[n++] = "swtpm";
   argv[n++] = "socket";
   if (strcmp(version, "2.0") == 0)

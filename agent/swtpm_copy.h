@@ -3,7 +3,9 @@
  * control sockets and swtpm's log.  swtpm initializes itself and sends
  * TPM2_Startup(CLEAR) (--flags not-need-init,startup-clear).  Not
  * --terminate: libtss2's swtpm TCTI opens a new data connection for every
- * command, and swtpm would end after the first. */
+ * command, and swtpm would end after the first; instead swtpm gets SIGTERM
+ * when its parent dies (a crash or kill -9 of ours leaves no swtpm, only
+ * the directory). */
 #ifndef SP_SWTPM_COPY_H
 #define SP_SWTPM_COPY_H
 
