@@ -46,14 +46,19 @@ def unique_name(tag="vm"):
     return f"{PREFIX}{tag}-{secrets.token_hex(3)}"
 
 
-def domain_xml(name, disks, tpm=True, efi=True, memory_mib=256, extra_devices=""):
-    """disks: list of (target, path, format, extra_xml)."""
+def domain_xml(name, disks, tpm=True, efi=True, memory_mib=256, extra_devices="",
+               enrolled_keys=False):
+    """disks: list of (target, path, format, extra_xml). enrolled_keys: the
+    Secure Boot firmware whose NVRAM template has Microsoft's keys enrolled."""
+    keys = ("<feature enabled='yes' name='secure-boot'/>"
+            "<feature enabled='yes' name='enrolled-keys'/>" if enrolled_keys
+            else "<feature enabled='no' name='enrolled-keys'/>")
     disk_xml = "".join(
         f"""<disk type='file' device='disk'{extra}><driver name='qemu' type='{fmt}'/>
         <source file='{path}'/><target dev='{target}' bus='virtio'/></disk>\n"""
         for target, path, fmt, extra in disks)
-    os_xml = ("""<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type>
-                 <firmware><feature enabled='no' name='enrolled-keys'/></firmware></os>
+    os_xml = (f"""<os firmware='efi'><type arch='x86_64' machine='q35'>hvm</type>
+                 <firmware>{keys}</firmware></os>
                  <features><acpi/><smm state='on'/></features>""" if efi else
               "<os><type arch='x86_64' machine='q35'>hvm</type></os>")
     tpm_xml = ("<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
@@ -81,7 +86,7 @@ class TestVM:
                      ("vdc", "raw", 16 * MiB))
 
     def __init__(self, conn, tag="vm", disks=DEFAULT_DISKS, tpm=True, efi=True,
-                 workdir=None, extra_devices="", disk_extra=None):
+                 workdir=None, extra_devices="", disk_extra=None, enrolled_keys=False):
         self.conn = conn
         self.name = unique_name(tag)
         # libvirt-qemu must reach the images: 0711 on the directory.
@@ -98,7 +103,8 @@ class TestVM:
         self.formats = {t: f for t, f, _ in disks}
         self.sizes = {t: s for t, _, s in disks}
         self.dom = conn.defineXML(domain_xml(self.name, spec, tpm=tpm, efi=efi,
-                                             extra_devices=extra_devices))
+                                             extra_devices=extra_devices,
+                                             enrolled_keys=enrolled_keys))
         self.uuid = self.dom.UUIDString()
 
     # -- lifecycle ---------------------------------------------------------

@@ -132,3 +132,23 @@ def test_refuses_bad_usage(bins, tmp_path):
     assert r.rc == 2
     r = run([bins.stillpoint, "inspect", str(tmp_path)])
     assert r.rc != 0 and "manifest" in r.err, r
+
+
+def test_secure_boot_of_an_enrolled_template(bins, make_vm, tmp_path):
+    """A VM whose firmware libvirt picks with Microsoft's keys enrolled,
+    backed up paused (its NVRAM is then the template's copy): Secure Boot is
+    on at its next boot, with the template's keys."""
+    vm = make_vm(tag="sbkeys", disks=(("vda", "qcow2", 16 << 20),), enrolled_keys=True,
+                 paused=True)
+    r = run([bins.stillpoint, "backup", vm.name, "--target", str(tmp_path), "--json"])
+    assert r.rc == 0, r
+    point = r.json()["path"]
+    rep = inspect(bins, point, "--json").json()["subject"]
+    sb = rep["nvram"]["secure_boot"]
+    assert sb["secure_boot"] is True and sb["setup_mode"] is False, sb
+    assert sb["PK"]["certificates"] == 1 and sb["KEK"]["certificates"] >= 1, sb
+    subjects = [e["subject"] for e in sb["db"]["entries"] if e["type"] == "x509"]
+    assert any("CN=Microsoft Windows Production PCA 2011" in s for s in subjects), subjects
+    assert sb["dbx"]["present"], sb["dbx"]
+    text = inspect(bins, point).out
+    assert "Secure Boot   on at next boot: user mode (PK enrolled" in text, text
