@@ -31,6 +31,14 @@ enum {
 
 static const unsigned long MOUNT_FLAGS = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
+/* mkdir with the mode set after it, whatever the umask. */
+static int private_dir(const char *path)
+{
+  if (mkdir(path, 0700) < 0)
+    return -1;
+  return chmod(path, 0700);
+}
+
 static void sleep_ms(long ms)
 {
   nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 }, NULL);
@@ -187,7 +195,7 @@ static int start_nbdfuse(struct mount_state *st, const char *run, struct sp_err 
   snprintf(sock, sizeof sock, "%s/nbd.sock", run);
   snprintf(pidf, sizeof pidf, "%s/nbdfuse.pid", run);
   snprintf(logf, sizeof logf, "%s/nbdfuse.log", run);
-  if (mkdir(fuse, 0700) < 0 && errno != EEXIST)
+  if (private_dir(fuse) < 0 && errno != EEXIST)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", fuse);
   _cleanup_close_ int log = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (log < 0)
@@ -273,7 +281,8 @@ static int device_node(const char *name, dev_t d, const char *run, char node[PAT
   char dir[PATH_MAX / 2];
   snprintf(dir, sizeof dir, "%s/dev", run);
   snprintf(node, PATH_MAX, "%s/%s", dir, name);
-  if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || mknod(node, S_IFBLK | 0600, d) < 0)
+  if ((private_dir(dir) < 0 && errno != EEXIST) || mknod(node, S_IFBLK | 0600, d) < 0 ||
+      chmod(node, 0600) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "no device node for %s appeared, and "
                       "making %s failed", name, node);
   return 0;
@@ -409,7 +418,7 @@ static int mount_one(struct mount_state *st, const char *run, const char *node, 
                            .partition = num };
   if (num) {
     snprintf(target, sizeof target, "%s/%d", st->dir, num);
-    if (mkdir(target, 0700) < 0)
+    if (private_dir(target) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", target);
     m.created = true;
   } else {
@@ -494,7 +503,7 @@ int disk_mount(struct mount_state *st, const char *run, const struct sp_disk_cha
 {
   if (sp_dirs_prepare_local(SP_MOUNT_RUN_ROOT, 0700, e) < 0)
     return -1;
-  if (mkdir(run, 0700) < 0)
+  if (private_dir(run) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", run);
   int rc = mount_state_save(st, run, e);
   if (rc == 0)
