@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -198,7 +199,18 @@ int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
   if (virDomainAbortJob(dom) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot end the backup job of %s: %s (end it with "
                       "`virsh domjobabort %s`)", name, virt_errmsg(), name);
-  return 0;
+  /* The abort returns before libvirt has torn the job down (QEMU cancels
+   * the block jobs asynchronously): a backup started right after would be
+   * refused as "another job", so wait until the job is gone. */
+  virDomainJobInfo ji;
+  for (int i = 0; i < 1500; i++) {
+    if (virDomainGetJobInfo(dom, &ji) < 0 || ji.type == VIR_DOMAIN_JOB_NONE)
+      return 0;
+    struct timespec t = { 0, 20 * 1000 * 1000 };
+    nanosleep(&t, NULL);
+  }
+  return sp_err_set(e, SP_EXIT_FAILED, "the backup job of %s did not end within 30 s of its "
+                    "abort (end it with `virsh domjobabort %s`)", name, name);
 }
 
 void backup_job_free(struct backup_job *j)

@@ -157,6 +157,7 @@ def test_retention_keep_4_full_every_3(bins, conn, conf, tmp_path):
             name = sp_vm.unique_name("retr")
             dest = os.path.join(work, name)
             os.mkdir(dest)
+            os.chmod(dest, 0o711)  # QEMU opens the disks here (run-all's umask is 077)
             r = run([bins.stillpoint, "restore", point, "--name", name, "--disks-to", dest,
                      "--define"])
             try:
