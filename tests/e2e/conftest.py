@@ -11,8 +11,9 @@ import pytest
 
 import sp_vm
 
-# The tiny Linux guest's fixtures (tests/guest, sp_guest.py).
-pytest_plugins = ["fixtures_guest"]
+# The tiny Linux guest (tests/guest, sp_guest.py) and the Ceph cluster
+# (sp_ceph.py) as session fixtures.
+pytest_plugins = ["fixtures_guest", "fixtures_ceph"]
 
 # Lifecycle events need libvirt's event loop registered before any
 # connection is opened (EventWatcher in sp_vm).
