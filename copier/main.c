@@ -21,6 +21,8 @@
 #include "progress.h"
 #include "qcow2_sink.h"
 #include "qemu_img.h"
+#include "rbd_copy.h"
+#include "rbd_spec.h"
 #include "tools.h"
 
 struct run {
@@ -198,7 +200,9 @@ int main(int argc, char *argv[])
     .o = &o, .prefix = prefix, .t0 = t0, .intr = INTERRUPT_INIT, .part = PART_FILE_INIT,
     .sink = SINK_INIT,
   };
-  if (copy_disk(&r, &e) < 0) {
+  /* rbd:POOL/IMAGE@SNAP: a point in Ceph (docs/design.md, "Points in Ceph"). */
+  const bool rbd = sp_rbd_spec_is(o.output);
+  if ((rbd ? rbd_copy_disk(&o, prefix, t0, &e) : copy_disk(&r, &e)) < 0) {
     sp_error(&log, "%s", e.msg);
     /* Only a usage error is 2: the contract knows 0, 1 and 2. */
     return e.code == SP_EXIT_USAGE ? SP_EXIT_USAGE : SP_EXIT_FAILED;

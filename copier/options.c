@@ -13,7 +13,7 @@
 enum {
   OPT_URI = 256, OPT_DISK, OPT_SIZE, OPT_LEVEL, OPT_BITMAP, OPT_OUTPUT, OPT_PARENT,
   OPT_COMPRESS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_INTERVAL, OPT_REQSIZE, OPT_REQUESTS,
-  OPT_CONNS,
+  OPT_CONNS, OPT_CEPH_CONF, OPT_CEPH_USER, OPT_CEPH_KEYRING, OPT_CEPH_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -31,6 +31,10 @@ static const struct option long_opts[] = {
   { "request-size", required_argument, NULL, OPT_REQSIZE },
   { "requests", required_argument, NULL, OPT_REQUESTS },
   { "connections", required_argument, NULL, OPT_CONNS },
+  { "ceph-conf", required_argument, NULL, OPT_CEPH_CONF },
+  { "ceph-user", required_argument, NULL, OPT_CEPH_USER },
+  { "ceph-keyring", required_argument, NULL, OPT_CEPH_KEYRING },
+  { "ceph-timeout", required_argument, NULL, OPT_CEPH_TIMEOUT },
   { "help", no_argument, NULL, 'h' },
   { "version", no_argument, NULL, 'V' },
   { NULL, 0, NULL, 0 },
@@ -51,7 +55,9 @@ void copy_usage(FILE *out)
         "  --bitmap CONTEXT     meta context of the changes STILLPOINT_BITMAP\n"
         "                       (a bare NAME means qemu:dirty-bitmap:NAME)\n"
         "  --output FILE        qcow2 image to create       STILLPOINT_OUTPUT\n"
+        "           rbd:POOL[/NAMESPACE]/IMAGE@SNAPSHOT   or an RBD snapshot to create\n"
         "  --parent FILE        previous image (inc, diff)  STILLPOINT_PARENT_OUTPUT\n"
+        "                       (for RBD: the same image @ the parent's snapshot)\n"
         "  --compress           write compressed (zstd) clusters\n"
         "  --progress[=MODE]    auto (default), live, lines or off\n"
         "  --no-progress        the same as --progress=off\n"
@@ -59,6 +65,10 @@ void copy_usage(FILE *out)
         "  --request-size BYTES size of read requests (default 1M; K, M suffixes)\n"
         "  --requests N         requests in flight (default 32)\n"
         "  --connections N      source connections if multi-conn (default 2)\n"
+        "  --ceph-conf FILE     Ceph configuration          STILLPOINT_CEPH_CONF\n"
+        "  --ceph-user NAME     Ceph client name (admin)    STILLPOINT_CEPH_USER\n"
+        "  --ceph-keyring FILE  its keyring                 STILLPOINT_CEPH_KEYRING\n"
+        "  --ceph-timeout S     Ceph op timeout (60)        STILLPOINT_CEPH_TIMEOUT\n"
         "  -h, --help           show this help\n"
         "  -V, --version        show the version\n"
         "\n"
@@ -144,11 +154,18 @@ static int from_env(sp_getenv_fn *env, struct copy_opts *o, struct sp_err *e)
       set_str(&o->disk, env("STILLPOINT_DISK")) < 0 ||
       set_str(&o->bitmap, env("STILLPOINT_BITMAP")) < 0 ||
       set_str(&o->output, env("STILLPOINT_OUTPUT")) < 0 ||
-      set_str(&o->parent, env("STILLPOINT_PARENT_OUTPUT")) < 0)
+      set_str(&o->parent, env("STILLPOINT_PARENT_OUTPUT")) < 0 ||
+      set_str(&o->ceph_conf, env("STILLPOINT_CEPH_CONF")) < 0 ||
+      set_str(&o->ceph_user, env("STILLPOINT_CEPH_USER")) < 0 ||
+      set_str(&o->ceph_keyring, env("STILLPOINT_CEPH_KEYRING")) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the environment");
   const char *v = env("STILLPOINT_LEVEL");
   if (v && *v && parse_level(v, &o->level) < 0)
     return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_LEVEL=%s: expected full, inc or diff", v);
+  v = env("STILLPOINT_CEPH_TIMEOUT");
+  if (v && *v && parse_uint(v, 5, 3600, &o->ceph_timeout) < 0)
+    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_CEPH_TIMEOUT=%s: expected 5 to 3600 seconds",
+                      v);
   v = env("STILLPOINT_DISK_SIZE");
   if (v && *v && (copy_parse_size(v, &o->size) < 0 || o->size == 0))
     return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_DISK_SIZE=%s: expected a size in bytes", v);
@@ -212,6 +229,14 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
       if (parse_uint(optarg, 1, SP_COPY_MAX_CONNECTIONS, &o->connections) < 0)
         return sp_err_set(e, SP_EXIT_USAGE, "--connections %s: expected 1 to %d", optarg,
                           SP_COPY_MAX_CONNECTIONS);
+      break;
+    case OPT_CEPH_CONF: rc = set_str(&o->ceph_conf, optarg); break;
+    case OPT_CEPH_USER: rc = set_str(&o->ceph_user, optarg); break;
+    case OPT_CEPH_KEYRING: rc = set_str(&o->ceph_keyring, optarg); break;
+    case OPT_CEPH_TIMEOUT:
+      if (parse_uint(optarg, 5, 3600, &o->ceph_timeout) < 0)
+        return sp_err_set(e, SP_EXIT_USAGE, "--ceph-timeout %s: expected 5 to 3600 seconds",
+                          optarg);
       break;
     case 'h': o->help = true; break;
     case 'V': o->version = true; break;
@@ -289,5 +314,8 @@ void copy_opts_free(struct copy_opts *o)
   free(o->output);
   free(o->parent);
   free(o->bitmap);
+  free(o->ceph_conf);
+  free(o->ceph_user);
+  free(o->ceph_keyring);
   *o = (struct copy_opts){ 0 };
 }

@@ -34,6 +34,10 @@ struct copy_opts {
   uint64_t request_size;    /* bytes per read request */
   unsigned requests;        /* requests in flight (each holds one buffer) */
   unsigned connections;     /* source connections when the server allows multi-conn */
+  /* An rbd: output (copier/rbd_copy.h): the Ceph client's configuration,
+   * user, keyring and op timeout in seconds (NULL, 0: the defaults). */
+  char *ceph_conf, *ceph_user, *ceph_keyring;
+  unsigned ceph_timeout;
   bool help, version;
 };
 

@@ -104,6 +104,52 @@ static void empty_variables_are_unset(void **state)
   copy_opts_free(&o);
 }
 
+/* An rbd: output's Ceph client: the contract's STILLPOINT_CEPH_*, and
+ * the flags over them; a timeout out of 5..3600 is a usage error. */
+static void ceph_client_environment(void **state)
+{
+  const char *env[] = {
+    "STILLPOINT_NBD_URI=nbd://x", "STILLPOINT_OUTPUT=rbd:pool/ns/img@p1",
+    "STILLPOINT_CEPH_CONF=/etc/ceph/site.conf", "STILLPOINT_CEPH_USER=stillpoint",
+    "STILLPOINT_CEPH_KEYRING=/etc/ceph/k", "STILLPOINT_CEPH_TIMEOUT=30", NULL,
+  };
+  struct copy_opts o;
+  struct sp_err e;
+  assert_int_equal(parse(env, NULL, &o, &e), 0);
+  assert_string_equal(o.output, "rbd:pool/ns/img@p1");
+  assert_string_equal(o.ceph_conf, "/etc/ceph/site.conf");
+  assert_string_equal(o.ceph_user, "stillpoint");
+  assert_string_equal(o.ceph_keyring, "/etc/ceph/k");
+  assert_int_equal(o.ceph_timeout, 30);
+  copy_opts_free(&o);
+  const char *args[] = { "--ceph-user", "other", "--ceph-timeout", "3600", NULL };
+  assert_int_equal(parse(env, args, &o, &e), 0);
+  assert_string_equal(o.ceph_user, "other");
+  assert_int_equal(o.ceph_timeout, 3600);
+  copy_opts_free(&o);
+  const char *unset[] = { "STILLPOINT_NBD_URI=nbd://x", "STILLPOINT_OUTPUT=rbd:p/i@s", NULL };
+  assert_int_equal(parse(unset, NULL, &o, &e), 0);
+  assert_null(o.ceph_conf);
+  assert_null(o.ceph_user);
+  assert_int_equal(o.ceph_timeout, 0);
+  copy_opts_free(&o);
+  const char *const *bad[] = {
+    (const char *[]){ "--ceph-timeout", "4", NULL },
+    (const char *[]){ "--ceph-timeout", "3601", NULL },
+    (const char *[]){ "--ceph-timeout", "1m", NULL },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(parse(unset, bad[i], &o, &e), -1);
+    assert_int_equal(e.code, SP_EXIT_USAGE);
+    copy_opts_free(&o);
+  }
+  const char *bad_env[] = { "STILLPOINT_NBD_URI=nbd://x", "STILLPOINT_OUTPUT=rbd:p/i@s",
+                            "STILLPOINT_CEPH_TIMEOUT=0", NULL };
+  assert_int_equal(parse(bad_env, NULL, &o, &e), -1);
+  assert_non_null(strstr(e.msg, "STILLPOINT_CEPH_TIMEOUT"));
+  copy_opts_free(&o);
+}
+
 static void usage_errors(void **state)
 {
   const char *base[] = { "STILLPOINT_NBD_URI=nbd://x", "STILLPOINT_OUTPUT=/o.qcow2", NULL };
@@ -179,6 +225,7 @@ int main(void)
     cmocka_unit_test(flags_override_environment),
     cmocka_unit_test(empty_variables_are_unset),
     cmocka_unit_test(usage_errors),
+    cmocka_unit_test(ceph_client_environment),
     cmocka_unit_test(help_needs_nothing_else),
     cmocka_unit_test(sizes),
   };

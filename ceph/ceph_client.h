@@ -1,0 +1,30 @@
+/* A Ceph client handle as stillpoint makes one: the site's configuration
+ * and identity (policy or the copier contract's STILLPOINT_CEPH_*), and
+ * op timeouts always set, because by default a dead OSD blocks a client
+ * forever (docs/facts.md, "Ceph"). */
+#ifndef SP_CEPH_CLIENT_H
+#define SP_CEPH_CLIENT_H
+
+#include <rados/librados.h>
+
+#include "err.h"
+
+#define SP_CEPH_TIMEOUT_DEFAULT 60
+#define SP_CEPH_TIMEOUT_MIN 5
+#define SP_CEPH_TIMEOUT_MAX 3600
+
+struct sp_ceph_opts {
+  const char *conf;    /* configuration file; NULL: librados's search ($CEPH_CONF, /etc/ceph/ceph.conf) */
+  const char *user;    /* client name without "client."; NULL: admin */
+  const char *keyring; /* NULL: the configuration's, or /etc/ceph/ceph.client.USER.keyring */
+  unsigned timeout_s;  /* op and mount timeouts; 0: SP_CEPH_TIMEOUT_DEFAULT */
+};
+
+/* Connects; on failure the message names the cluster, user and what to
+ * check.  The handle is the caller's (rados_shutdown). */
+int sp_ceph_connect(const struct sp_ceph_opts *o, rados_t *out, struct sp_err *e);
+/* An I/O context on pool, in namespace ns (NULL: the default one). */
+int sp_ceph_ioctx(rados_t cluster, const char *pool, const char *ns, rados_ioctx_t *out,
+                  struct sp_err *e);
+
+#endif
