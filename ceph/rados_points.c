@@ -1,0 +1,510 @@
+#include "rados_points.h"
+
+#include <errno.h>
+#include <rbd/librbd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cleanup.h"
+#include "point_layout.h"
+#include "sha256.h"
+
+#define MAX_ITEMS 8192 /* intents per operation: far more than a point has files */
+
+static void release_write_op(rados_write_op_t *op)
+{
+  if (*op)
+    rados_release_write_op(*op);
+}
+
+static void release_read_op(rados_read_op_t *op)
+{
+  if (*op)
+    rados_release_read_op(*op);
+}
+
+#define _cleanup_wop_ _cleanup_(release_write_op)
+#define _cleanup_rop_ _cleanup_(release_read_op)
+
+static void free_strv(char ***v)
+{
+  for (char **p = *v; p && *p; p++)
+    free(*p);
+  free(*v);
+}
+
+int sp_rados_store_open(rados_t cluster, const char *pool, const char *ns, const char *uuid,
+                        struct sp_rados_store *s, struct sp_err *e)
+{
+  *s = (struct sp_rados_store){ 0 };
+  if (!(s->vm_obj = sp_rados_vm_object(uuid)))
+    return sp_err_set(e, SP_EXIT_USAGE, "'%s' is not a domain UUID", uuid);
+  strcpy(s->uuid, uuid);
+  int rc = rados_ioctx_create(cluster, pool, &s->io);
+  if (rc < 0) {
+    s->io = NULL;
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc,
+                      "Ceph pool %s (does it exist, and may this client use it?)", pool);
+  }
+  rados_ioctx_set_namespace(s->io, ns);
+  return 0;
+}
+
+void sp_rados_store_close(struct sp_rados_store *s)
+{
+  struct sp_err ignored = { 0 };
+  if (s->locked)
+    sp_rados_unlock(s, &ignored);
+  if (s->io)
+    rados_ioctx_destroy(s->io);
+  free(s->vm_obj);
+  *s = (struct sp_rados_store){ 0 };
+}
+
+/* -- the lock ------------------------------------------------------------- */
+
+/* "holder (client.N at ADDR)" of the lock, or why it is unknown. */
+static void describe_holder(struct sp_rados_store *s, char *out, size_t n)
+{
+  char tag[256], clients[512], cookies[1024], addrs[512];
+  size_t tl = sizeof tag, cl = sizeof clients, kl = sizeof cookies, al = sizeof addrs;
+  int excl = 0;
+  ssize_t count = rados_list_lockers(s->io, s->vm_obj, SP_RADOS_LOCK, &excl, tag, &tl, clients,
+                                     &cl, cookies, &kl, addrs, &al);
+  if (count <= 0)
+    snprintf(out, n, "someone (the lock was released meanwhile: try again)");
+  else
+    snprintf(out, n, "%.300s (client %.100s at %.100s)", cookies, clients, addrs);
+}
+
+static int lock_op(struct sp_rados_store *s, const char *cookie, uint8_t flags)
+{
+  struct timeval lease = { .tv_sec = SP_RADOS_LEASE_S };
+  return rados_lock_exclusive(s->io, s->vm_obj, SP_RADOS_LOCK, cookie, "stillpoint VM lock",
+                              &lease, flags);
+}
+
+int sp_rados_lock(struct sp_rados_store *s, const char *holder, struct sp_err *e)
+{
+  if (!holder || !*holder || strlen(holder) > SP_RADOS_HOLDER_MAX)
+    return sp_err_set(e, SP_EXIT_USAGE, "lock holder: 1 to %d bytes", SP_RADOS_HOLDER_MAX);
+  int rc = lock_op(s, holder, 0);
+  if (rc == -EBUSY || rc == -EEXIST) {
+    char who[2048];
+    describe_holder(s, who, sizeof who);
+    return sp_err_set(e, SP_EXIT_FAILED,
+                      "domain %s is busy: its lock in Ceph is held by %s; it expires %d s after "
+                      "its holder stops renewing it",
+                      s->uuid, who, SP_RADOS_LEASE_S);
+  }
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "locking %s", s->vm_obj);
+  strcpy(s->holder, holder);
+  s->locked = true;
+  /* The fencing token: a run whose lease expired and was taken over can
+   * no longer commit, since the commit compares this xattr. */
+  rc = rados_setxattr(s->io, s->vm_obj, SP_RADOS_HOLDER_XATTR, holder, strlen(holder));
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "marking the holder of %s", s->vm_obj);
+  return 0;
+}
+
+int sp_rados_lock_renew(struct sp_rados_store *s, struct sp_err *e)
+{
+  int rc = s->locked ? lock_op(s, s->holder, LIBRADOS_LOCK_FLAG_MUST_RENEW) : -ENOLCK;
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc,
+                      "renewing the lock of domain %s (lost: someone took it after it expired)",
+                      s->uuid);
+  return 0;
+}
+
+int sp_rados_unlock(struct sp_rados_store *s, struct sp_err *e)
+{
+  if (!s->locked)
+    return 0;
+  s->locked = false;
+  int rc = rados_unlock(s->io, s->vm_obj, SP_RADOS_LOCK, s->holder);
+  if (rc < 0 && rc != -ENOENT)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "unlocking %s", s->vm_obj);
+  return 0;
+}
+
+/* -- writing -------------------------------------------------------------- */
+
+/* Pending keys of items into a new array (NULL-terminated). */
+static int pending_keys(const char *id, const char *const *items, size_t n, char ***out,
+                        struct sp_err *e)
+{
+  if (n > MAX_ITEMS)
+    return sp_err_set(e, SP_EXIT_FAILED, "%zu items in one point: too many", n);
+  char **keys = calloc(n + 1, sizeof *keys);
+  *out = keys;
+  if (!keys)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  for (size_t i = 0; i < n; i++)
+    if (!(keys[i] = sp_rados_pending_key(id, items[i])))
+      return sp_err_set(e, SP_EXIT_FAILED, "point %s: bad item '%s'", id, items[i]);
+  return 0;
+}
+
+static void set_keys(rados_write_op_t op, char **keys, size_t n, const char *val)
+{
+  _cleanup_free_ const char **vals = calloc(n ? n : 1, sizeof *vals);
+  _cleanup_free_ size_t *klen = calloc(n ? n : 1, sizeof *klen);
+  _cleanup_free_ size_t *vlen = calloc(n ? n : 1, sizeof *vlen);
+  if (!vals || !klen || !vlen)
+    return; /* the caller's operation then lacks them: checked by n_set */
+  for (size_t i = 0; i < n; i++) {
+    vals[i] = val;
+    klen[i] = strlen(keys[i]);
+    vlen[i] = strlen(val);
+  }
+  rados_write_op_omap_set2(op, (const char *const *)keys, vals, klen, vlen, n);
+}
+
+int sp_rados_intend(struct sp_rados_store *s, const char *id, const char *const *items,
+                    size_t n, struct sp_err *e)
+{
+  _cleanup_(free_strv) char **keys = NULL;
+  if (pending_keys(id, items, n, &keys, e) < 0)
+    return -1;
+  _cleanup_wop_ rados_write_op_t op = rados_create_write_op();
+  if (!op)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  set_keys(op, keys, n, "");
+  int rc = rados_write_op_operate2(op, s->io, s->vm_obj, NULL, 0);
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "recording what point %s writes", id);
+  return 0;
+}
+
+int sp_rados_put(struct sp_rados_store *s, const char *id, const char *path, const void *data,
+                 size_t len, struct sp_err *e)
+{
+  _cleanup_free_ char *oid = sp_rados_point_object(s->uuid, id, path);
+  if (!oid)
+    return sp_err_set(e, SP_EXIT_FAILED, "point %s: bad file name '%s'", id, path);
+  const char *items[] = { path };
+  if (sp_rados_intend(s, id, items, 1, e) < 0)
+    return -1;
+  int rc = rados_write_full(s->io, oid, data, len);
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "writing %s", oid);
+  return 0;
+}
+
+/* The range of pending.ID.* keys: [pending.ID., pending.ID/) ('/' follows '.'). */
+static void pending_range(const char *id, char *lo, char *hi, size_t n)
+{
+  snprintf(lo, n, SP_RADOS_KEY_PENDING "%s.", id);
+  snprintf(hi, n, SP_RADOS_KEY_PENDING "%s/", id);
+}
+
+static int guarded(struct sp_rados_store *s, rados_write_op_t op, const char *what,
+                   const char *id, struct sp_err *e)
+{
+  if (!s->locked)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s point %s without the domain's lock", what, id);
+  rados_write_op_cmpxattr(op, SP_RADOS_HOLDER_XATTR, LIBRADOS_CMPXATTR_OP_EQ, s->holder,
+                          strlen(s->holder));
+  int rc = rados_write_op_operate2(op, s->io, s->vm_obj, NULL, 0);
+  if (rc == -ECANCELED || rc == -ENODATA)
+    return sp_err_set(e, SP_EXIT_FAILED,
+                      "%s point %s: the domain's lock was taken over (our lease expired); "
+                      "nothing was changed",
+                      what, id);
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "%s point %s", what, id);
+  return 0;
+}
+
+int sp_rados_commit(struct sp_rados_store *s, const char *id,
+                    const struct sp_commit_record *rec, struct sp_err *e)
+{
+  _cleanup_free_ char *key = sp_rados_point_key(id);
+  char val[SP_RADOS_RECORD_MAX], lo[64], hi[64];
+  if (!key || sp_commit_record_format(rec, val, sizeof val) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "committing point %s: bad id or record", id);
+  pending_range(id, lo, hi, sizeof lo);
+  _cleanup_wop_ rados_write_op_t op = rados_create_write_op();
+  if (!op)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "commit");
+  const char *keys[] = { key }, *vals[] = { val };
+  const size_t kl[] = { strlen(key) }, vl[] = { strlen(val) };
+  rados_write_op_omap_set2(op, keys, vals, kl, vl, 1);
+  rados_write_op_omap_rm_range2(op, lo, strlen(lo), hi, strlen(hi));
+  return guarded(s, op, "committing", id, e);
+}
+
+int sp_rados_register(struct sp_rados_store *s, const char *domain, struct sp_err *e)
+{
+  _cleanup_wop_ rados_write_op_t op = rados_create_write_op();
+  if (!op)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "register");
+  const char *keys[] = { s->uuid }, *vals[] = { domain };
+  const size_t kl[] = { strlen(s->uuid) }, vl[] = { strlen(domain) };
+  rados_write_op_omap_set2(op, keys, vals, kl, vl, 1);
+  int rc = rados_write_op_operate2(op, s->io, SP_RADOS_VMS, NULL, 0);
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "recording domain %s in " SP_RADOS_VMS, domain);
+  return 0;
+}
+
+/* -- reading -------------------------------------------------------------- */
+
+typedef int omap_fn(void *ud, const char *key, const char *val, size_t vlen,
+                    struct sp_err *e);
+
+/* Every key of the VM's index, in order, in pages; a missing index is empty. */
+static int omap_walk(struct sp_rados_store *s, omap_fn *fn, void *ud, struct sp_err *e)
+{
+  char after[512] = "";
+  for (;;) {
+    _cleanup_rop_ rados_read_op_t op = rados_create_read_op();
+    if (!op)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "index");
+    rados_omap_iter_t it = NULL;
+    unsigned char more = 0;
+    int prval = 0;
+    rados_read_op_omap_get_vals2(op, after, "", 512, &it, &more, &prval);
+    int rc = rados_read_op_operate(op, s->io, s->vm_obj, 0);
+    if (rc == -ENOENT)
+      return 0;
+    if (rc < 0 || prval < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, rc < 0 ? -rc : -prval, "reading %s", s->vm_obj);
+    char *k, *v;
+    size_t kl, vl;
+    int out = 0;
+    bool any = false;
+    while (out == 0 && rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
+      any = true;
+      if (kl >= sizeof after) /* not one of ours: skipped, but paging goes on */
+        continue;
+      memcpy(after, k, kl);
+      after[kl] = '\0';
+      if (strlen(after) == kl)
+        out = fn(ud, after, v, vl, e);
+    }
+    rados_omap_get_end(it);
+    if (out < 0)
+      return -1;
+    if (!more || !any)
+      return 0;
+  }
+}
+
+static int list_one(void *ud, const char *key, const char *val, size_t vlen, struct sp_err *e)
+{
+  struct sp_rados_listing *l = ud;
+  struct sp_rados_key k;
+  if (!sp_rados_key_parse(key, &k))
+    return 0; /* not a key of ours: ignored, as unknown names in a directory */
+  if (k.kind == 'p') {
+    struct sp_rados_point *v = reallocarray(l->points, l->n + 1, sizeof *v);
+    if (!v)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing");
+    l->points = v;
+    struct sp_rados_point *p = &v[l->n];
+    strcpy(p->id, k.id);
+    if (sp_commit_record_parse(val, vlen, &p->rec, e) < 0)
+      return sp_err_prefix(e, "point %s", k.id);
+    l->n++;
+    return 0;
+  }
+  if (l->npending && !strcmp(l->pending[l->npending - 1], k.id))
+    return 0; /* keys are sorted: one entry per id */
+  char(*v)[32] = reallocarray(l->pending, l->npending + 1, sizeof *v);
+  if (!v)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing");
+  l->pending = v;
+  strcpy(v[l->npending++], k.id);
+  return 0;
+}
+
+int sp_rados_list(struct sp_rados_store *s, struct sp_rados_listing *out, struct sp_err *e)
+{
+  *out = (struct sp_rados_listing){ 0 };
+  if (omap_walk(s, list_one, out, e) < 0) {
+    sp_rados_listing_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+void sp_rados_listing_free(struct sp_rados_listing *l)
+{
+  free(l->points);
+  free(l->pending);
+  *l = (struct sp_rados_listing){ 0 };
+}
+
+int sp_rados_get(struct sp_rados_store *s, const char *id, const char *path, char **data,
+                 size_t *len, struct sp_err *e)
+{
+  *data = NULL;
+  *len = 0;
+  _cleanup_free_ char *oid = sp_rados_point_object(s->uuid, id, path);
+  if (!oid)
+    return sp_err_set(e, SP_EXIT_FAILED, "point %s: bad file name '%s'", id, path);
+  uint64_t size = 0;
+  time_t mtime;
+  int rc = rados_stat(s->io, oid, &size, &mtime);
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "%s", oid);
+  if (size > SP_RADOS_OBJECT_MAX)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: %llu bytes, more than a point file may have", oid,
+                      (unsigned long long)size);
+  _cleanup_free_ char *buf = malloc(size ? size : 1);
+  if (!buf)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", oid);
+  size_t got = 0;
+  while (got < size) {
+    rc = rados_read(s->io, oid, buf + got, size - got, got);
+    if (rc < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, -rc, "reading %s", oid);
+    if (rc == 0)
+      return sp_err_set(e, SP_EXIT_FAILED, "%s shrank while read", oid);
+    got += (size_t)rc;
+  }
+  *data = steal_pointer(&buf);
+  *len = size;
+  return 0;
+}
+
+int sp_rados_get_manifest(struct sp_rados_store *s, const struct sp_rados_point *p, char **data,
+                          size_t *len, struct sp_err *e)
+{
+  if (sp_rados_get(s, p->id, "manifest.json", data, len, e) < 0)
+    return -1;
+  char hex[SP_SHA256_HEX_LEN + 1];
+  if (*len != p->rec.size || sp_sha256_hex(*data, *len, hex) < 0 || strcmp(hex, p->rec.sha256)) {
+    free(*data);
+    *data = NULL;
+    return sp_err_set(e, SP_EXIT_FAILED,
+                      "point %s: manifest.json is not the one committed (size or SHA-256 "
+                      "differs): the point was changed after it was taken",
+                      p->id);
+  }
+  return 0;
+}
+
+/* -- removing ------------------------------------------------------------- */
+
+int sp_rados_uncommit(struct sp_rados_store *s, const char *id, const char *const *items,
+                      size_t n, struct sp_err *e)
+{
+  _cleanup_free_ char *key = sp_rados_point_key(id);
+  _cleanup_(free_strv) char **keys = NULL;
+  if (!key)
+    return sp_err_set(e, SP_EXIT_FAILED, "'%s' is not a point id", id);
+  if (pending_keys(id, items, n, &keys, e) < 0)
+    return -1;
+  _cleanup_wop_ rados_write_op_t op = rados_create_write_op();
+  if (!op)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "uncommit");
+  const char *rm[] = { key };
+  const size_t rml[] = { strlen(key) };
+  rados_write_op_omap_rm_keys2(op, rm, rml, 1);
+  set_keys(op, keys, n, "");
+  return guarded(s, op, "removing", id, e);
+}
+
+struct pending_list {
+  char **keys;
+  size_t n;
+};
+
+static int collect_pending(void *ud, const char *key, const char *val, size_t vlen,
+                           struct sp_err *e)
+{
+  struct pending_list *l = ud;
+  struct sp_rados_key k;
+  if (!sp_rados_key_parse(key, &k) || k.kind != 'i')
+    return 0;
+  char **v = reallocarray(l->keys, l->n + 2, sizeof *v);
+  if (!v)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "cleanup");
+  l->keys = v;
+  if (!(v[l->n] = strdup(key)))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "cleanup");
+  v[++l->n] = NULL;
+  return 0;
+}
+
+/* Removes what one intent names; what is already gone is fine. */
+static int remove_item(struct sp_rados_store *s, const struct sp_rados_key *k, struct sp_err *e)
+{
+  if (k->item[0] != '@') {
+    _cleanup_free_ char *oid = sp_rados_point_object(s->uuid, k->id, k->item);
+    int rc = oid ? rados_remove(s->io, oid) : -EINVAL;
+    if (rc < 0 && rc != -ENOENT)
+      return sp_err_sys(e, SP_EXIT_FAILED, -rc, "removing %s", oid ? oid : k->item);
+    return 0;
+  }
+  const char *image = k->item + 1;
+  const char *at = strchr(image, '@');
+  _cleanup_free_ char *name = strndup(image, at ? (size_t)(at - image) : strlen(image));
+  if (!name)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "cleanup");
+  if (at) {
+    rbd_image_t img;
+    int rc = rbd_open(s->io, name, &img, NULL);
+    if (rc == -ENOENT)
+      return 0;
+    if (rc < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, -rc, "opening RBD image %s", name);
+    rc = rbd_snap_remove(img, at + 1);
+    rbd_close(img);
+    if (rc < 0 && rc != -ENOENT)
+      return sp_err_sys(e, SP_EXIT_FAILED, -rc, "removing snapshot %s@%s", name, at + 1);
+    return 0;
+  }
+  int rc = rbd_remove(s->io, name);
+  /* An image that still has snapshots (other points) or clones stays. */
+  if (rc < 0 && rc != -ENOENT && rc != -ENOTEMPTY && rc != -EBUSY)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "removing RBD image %s", name);
+  return 0;
+}
+
+int sp_rados_cleanup(struct sp_rados_store *s, size_t *removed, struct sp_err *e)
+{
+  *removed = 0;
+  if (!s->locked)
+    return sp_err_set(e, SP_EXIT_FAILED, "cleaning up domain %s without its lock", s->uuid);
+  _cleanup_(free_strv) char **keys = NULL;
+  struct pending_list l = { 0 };
+  int rc = omap_walk(s, collect_pending, &l, e);
+  keys = l.keys;
+  if (rc < 0)
+    return -1;
+  /* Snapshots before images (an image with snapshots cannot go), objects
+   * in any order: three passes over the sorted keys. */
+  for (int pass = 0; pass < 3; pass++)
+    for (size_t i = 0; i < l.n; i++) {
+      struct sp_rados_key k;
+      if (!sp_rados_key_parse(keys[i], &k))
+        continue;
+      bool image = k.item[0] == '@', snap = image && strchr(k.item + 1, '@');
+      if ((pass == 0) != snap || (pass == 1) != (image && !snap) ||
+          (pass == 2) != !image)
+        continue;
+      if (remove_item(s, &k, e) < 0)
+        return -1;
+      (*removed)++;
+    }
+  if (!l.n)
+    return 0;
+  _cleanup_wop_ rados_write_op_t op = rados_create_write_op();
+  if (!op)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "cleanup");
+  _cleanup_free_ size_t *kl = calloc(l.n, sizeof *kl);
+  if (!kl)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "cleanup");
+  for (size_t i = 0; i < l.n; i++)
+    kl[i] = strlen(keys[i]);
+  rados_write_op_omap_rm_keys2(op, (const char *const *)keys, kl, l.n);
+  return guarded(s, op, "cleaning up after", "(pending)", e);
+}
