@@ -60,8 +60,8 @@ struct rloop {
 
 static void rloop_free(struct rloop *lp)
 {
-  /* Only after every write completed (rbd_copy_run waits for them) or
-   * when the image is about to close, which waits for them itself. */
+  /* Safe with writes still in flight after a failure: librbd copied
+   * their data when they were submitted (rbd_sink.c, copy_writes). */
   if (lp->mem)
     munmap(lp->mem, lp->memlen);
   free(lp->slots);
@@ -228,6 +228,8 @@ static int reap(struct rloop *lp, struct sp_err *e)
       sl->pending--;
       if (rc < 0 && !sl->err)
         sl->err = (int)-rc;
+      if (rc < 0)
+        rbd_sink_failed(lp->dst, (int)-rc);
       if (sl->err && !sl->pending)
         return sp_err_sys(e, SP_EXIT_FAILED, sl->err,
                           "writing the RBD image at offset %" PRIu64 "%s", sl->seg.off,
@@ -303,21 +305,6 @@ static int rloop_init(struct rloop *lp, const struct rbd_job *job, struct sp_cop
   return 0;
 }
 
-/* Waits (bounded by the client's op timeout) until no librbd write still
- * names a buffer, so a failed copy can free them. */
-static void drain(struct rloop *lp)
-{
-  for (unsigned i = 0; i < lp->nslots; i++)
-    while (lp->slots[i].state == SLOT_WRITING && lp->slots[i].pending) {
-      struct pollfd p = { .fd = lp->dst->evfd, .events = POLLIN };
-      if (poll(&p, 1, 1000) < 0 && errno != EINTR)
-        return;
-      struct sp_err ignored = { 0 };
-      if (reap(lp, &ignored) < 0)
-        continue;
-    }
-}
-
 static int rbd_copy_run(const struct rbd_job *job, struct sp_copy_stats *st, struct sp_err *e)
 {
   __attribute__((cleanup(rloop_free))) struct rloop lp = { 0 };
@@ -333,8 +320,6 @@ static int rbd_copy_run(const struct rbd_job *job, struct sp_copy_stats *st, str
     progress_tick(job->prog, progress_now());
     rc = wait_io(&lp, e);
   }
-  if (rc < 0 && lp.slots)
-    drain(&lp);
   return rc;
 }
 

@@ -95,6 +95,16 @@ static int open_image(struct rbd_sink *s, const char *output, const char *parent
   return parent ? check_image(s, &par, size, output, e) : 0;
 }
 
+/* librbd may keep a pointer to a write's buffer until the write
+ * completes unless it copies it; a failed copy frees its buffers at once. */
+static int copy_writes(struct rbd_sink *s, struct sp_err *e)
+{
+  int rc = rados_conf_set(s->cluster, "rbd_disable_zero_copy_writes", "true");
+  if (rc < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, -rc, "librbd configuration");
+  return 0;
+}
+
 int rbd_sink_open(struct rbd_sink *s, const struct sp_ceph_opts *ceph, const char *output,
                   const char *parent, uint64_t size, struct sp_err *e)
 {
@@ -104,6 +114,7 @@ int rbd_sink_open(struct rbd_sink *s, const struct sp_ceph_opts *ceph, const cha
     return sp_err_set(e, SP_EXIT_USAGE, "%s: name the snapshot to create (IMAGE@POINT-ID)",
                       output);
   if (sp_ceph_connect(ceph, &s->cluster, e) < 0 ||
+      copy_writes(s, e) < 0 ||
       sp_ceph_ioctx(s->cluster, s->out.pool, s->out.ns, &s->io, e) < 0 ||
       open_image(s, output, parent, size, e) < 0)
     return -1;
@@ -118,21 +129,39 @@ int rbd_sink_open(struct rbd_sink *s, const struct sp_ceph_opts *ceph, const cha
   return 0;
 }
 
+void rbd_sink_failed(struct rbd_sink *s, int err)
+{
+  if (err == ETIMEDOUT)
+    s->broken = true;
+}
+
 int rbd_sink_commit(struct rbd_sink *s, struct sp_err *e)
 {
   int rc = rbd_flush(s->image);
-  if (rc < 0)
+  if (rc < 0) {
+    rbd_sink_failed(s, -rc);
     return sp_err_sys(e, SP_EXIT_FAILED, -rc, "flushing the RBD image");
+  }
   /* No quiesce: nothing maps this image (rbd-nbd would be asked to). */
   rc = rbd_snap_create2(s->image, s->out.snap, RBD_SNAP_CREATE_SKIP_QUIESCE, NULL, NULL);
-  if (rc < 0)
+  if (rc < 0) {
+    rbd_sink_failed(s, -rc);
     return sp_err_sys(e, SP_EXIT_FAILED, -rc, "creating the snapshot %s", s->out.snap);
+  }
   s->committed = true;
   return 0;
 }
 
 void rbd_sink_close(struct rbd_sink *s)
 {
+  if (s->broken) {
+    /* Deliberately not closed (see rbd_sink.h); the eventfd is ours. */
+    if (s->evfd >= 0)
+      close(s->evfd);
+    sp_rbd_spec_free(&s->out);
+    *s = (struct rbd_sink)RBD_SINK_INIT;
+    return;
+  }
   if (s->image)
     rbd_close(s->image);
   if (s->created && !s->committed && s->io)

@@ -22,6 +22,7 @@ struct rbd_sink {
   int evfd;        /* eventfd librbd signals when a write completes; -1 before open */
   bool created;    /* we created the image: a failed copy removes it */
   bool committed;  /* the snapshot exists: the image stays */
+  bool broken;     /* an operation timed out: the cluster is not answering */
   struct sp_rbd_spec out;
 };
 
@@ -37,7 +38,12 @@ int rbd_sink_open(struct rbd_sink *s, const struct sp_ceph_opts *ceph, const cha
                   const char *parent, uint64_t size, struct sp_err *e);
 /* Makes the writes durable and creates the snapshot. */
 int rbd_sink_commit(struct rbd_sink *s, struct sp_err *e);
-/* Closes; removes the image when we created it and did not commit. */
+/* Records that an operation failed with err; ETIMEDOUT marks the sink broken. */
+void rbd_sink_failed(struct rbd_sink *s, int err);
+/* Closes; removes the image when we created it and did not commit.  A
+ * broken sink is left as it is: every further call would wait out the op
+ * timeout again (closing and removing take several), and the process is
+ * about to exit; the coordinator's intents find the image later. */
 void rbd_sink_close(struct rbd_sink *s);
 
 #endif

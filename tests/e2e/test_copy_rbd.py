@@ -305,3 +305,44 @@ def src_small(tmp_path):
     s.add_bitmap("b0")
     s.io("write -P 0x43 3M 64K")
     return s, lambda: s.export(bitmap="b0")
+
+
+@pytest.mark.slow  # ~30 s; what it proves does not depend on the build
+def test_osd_killed_during_copy_fails_in_bounded_time(bins, ceph, tmp_path):
+    """The OSD dies midway through a copy: by default librbd would wait for it
+    forever; with the copier's op timeout the copy fails within a bound, with
+    one line saying why. The OSD comes back and the next copy succeeds."""
+    timeout_s = 10
+    with rbd_image(ceph, "copy-osd-killed") as image:
+        with slow_source(tmp_path, "64M") as uri:
+            env = {**os.environ, **rbd_env(ceph, uri, "vda", image, "p0")}
+            env["STILLPOINT_CEPH_TIMEOUT"] = str(timeout_s)
+            p = subprocess.Popen([bins.copy, *SLOW], env=env, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.time() + 30
+                while not image_exists(ceph, image) and time.time() < deadline:
+                    time.sleep(0.2)
+                time.sleep(1)
+                assert p.poll() is None, "the copy ended before the OSD was killed"
+                killed = time.monotonic()
+                ceph.kill_osd()
+                err = p.communicate(timeout=TIMEOUT)[1]
+                took = time.monotonic() - killed
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                ceph.start_osd()
+        assert p.returncode == 1, err
+        # Progress lines (every 10 s), then the one error line.
+        lines = err.strip().splitlines()
+        assert "error:" in lines[-1] and "did not answer in time" in lines[-1], err
+        assert sum("error" in ln for ln in lines) == 1, err
+        # A write times out after timeout_s; removing the new image does too.
+        assert took < 6 * timeout_s, took
+        print(f"copy failed {took:.1f} s after the OSD was killed")
+    # The cluster serves again: a new full copy succeeds.
+    (tmp_path / "again").mkdir()
+    with rbd_image(ceph, "copy-after-osd") as image, \
+            slow_source(tmp_path / "again", "2M") as uri:
+        done(copy(bins, rbd_env(ceph, uri, "vda", image, "p0")), "vda")
