@@ -203,6 +203,8 @@ static void pending_range(const char *id, char *lo, char *hi, size_t n)
   snprintf(hi, n, SP_RADOS_KEY_PENDING "%s/", id);
 }
 
+/* Runs op on the VM's index if we still hold its lock (the holder xattr
+ * is ours); what and id word the errors ("committing point ID"). */
 static int guarded(struct sp_rados_store *s, rados_write_op_t op, const char *what,
                    const char *id, struct sp_err *e)
 {
@@ -258,10 +260,14 @@ int sp_rados_register(struct sp_rados_store *s, const char *domain, struct sp_er
 typedef int omap_fn(void *ud, const char *key, const char *val, size_t vlen,
                     struct sp_err *e);
 
-/* Every key of the VM's index, in order, in pages; a missing index is empty. */
+/* Every key of the VM's index, in order, in pages; a missing index is
+ * empty.  Keys that are not text (a NUL inside) are skipped, but paging
+ * still goes on after them. */
 static int omap_walk(struct sp_rados_store *s, omap_fn *fn, void *ud, struct sp_err *e)
 {
-  char after[512] = "";
+  _cleanup_free_ char *after = strdup("");
+  if (!after)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "index");
   for (;;) {
     _cleanup_rop_ rados_read_op_t op = rados_create_read_op();
     if (!op)
@@ -281,12 +287,15 @@ static int omap_walk(struct sp_rados_store *s, omap_fn *fn, void *ud, struct sp_
     bool any = false;
     while (out == 0 && rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
       any = true;
-      if (kl >= sizeof after) /* not one of ours: skipped, but paging goes on */
-        continue;
-      memcpy(after, k, kl);
-      after[kl] = '\0';
-      if (strlen(after) == kl)
-        out = fn(ud, after, v, vl, e);
+      char *key = strndup(k, kl);
+      if (!key) {
+        out = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "index");
+        break;
+      }
+      free(after);
+      after = key;
+      if (strlen(key) == kl)
+        out = fn(ud, key, v, vl, e);
     }
     rados_omap_get_end(it);
     if (out < 0)
@@ -487,9 +496,9 @@ int sp_rados_cleanup(struct sp_rados_store *s, size_t *removed, struct sp_err *e
       struct sp_rados_key k;
       if (!sp_rados_key_parse(keys[i], &k))
         continue;
-      bool image = k.item[0] == '@', snap = image && strchr(k.item + 1, '@');
-      if ((pass == 0) != snap || (pass == 1) != (image && !snap) ||
-          (pass == 2) != !image)
+      const bool image = k.item[0] == '@';
+      const int kind = !image ? 2 : strchr(k.item + 1, '@') ? 0 : 1;
+      if (kind != pass)
         continue;
       if (remove_item(s, &k, e) < 0)
         return -1;
@@ -506,5 +515,5 @@ int sp_rados_cleanup(struct sp_rados_store *s, size_t *removed, struct sp_err *e
   for (size_t i = 0; i < l.n; i++)
     kl[i] = strlen(keys[i]);
   rados_write_op_omap_rm_keys2(op, (const char *const *)keys, kl, l.n);
-  return guarded(s, op, "cleaning up after", "(pending)", e);
+  return guarded(s, op, "cleaning up", "leftovers of failed runs", e);
 }
