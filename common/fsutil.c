@@ -2,9 +2,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <linux/openat2.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,60 @@ int sp_read_file(const char *path, size_t max, char **buf, size_t *len, struct s
   return 0;
 }
 
+int sp_open_regular_at(int dirfd, const char *rel, struct stat *st, struct sp_err *e)
+{
+  _cleanup_close_ int fd = sp_open_beneath(dirfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, e);
+  if (fd < 0)
+    return -1;
+  if (fstat(fd, st) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot examine %s", rel);
+  if (!S_ISREG(st->st_mode))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s is %s, not a regular file: refusing it", rel,
+                      S_ISFIFO(st->st_mode)  ? "a FIFO"
+                      : S_ISDIR(st->st_mode) ? "a directory"
+                      : S_ISSOCK(st->st_mode) ? "a socket"
+                                              : "a device");
+  if (st->st_nlink != 1)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s has %ju links: a hard link may be a file outside "
+                      "the point; refusing it", rel, (uintmax_t)st->st_nlink);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", rel);
+  return steal_fd(&fd);
+}
+
+int sp_read_file_at(int dirfd, const char *rel, size_t max, char **buf, size_t *len,
+                    struct sp_err *e)
+{
+  struct stat st;
+  _cleanup_close_ int fd = sp_open_regular_at(dirfd, rel, &st, e);
+  if (fd < 0)
+    return -1;
+  if ((uintmax_t)st.st_size > max)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is larger than %zu bytes: refusing it", rel, max);
+  size_t cap = (size_t)st.st_size + 1;
+  _cleanup_free_ char *b = malloc(cap + 1);
+  if (!b)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", rel);
+  size_t n = 0;
+  for (;;) {
+    ssize_t r = read(fd, b + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot read %s", rel);
+    if (r == 0)
+      break;
+    n += (size_t)r;
+    if (n == cap) /* it grew while read: more than it said */
+      return sp_err_set(e, SP_EXIT_FAILED, "%s changed while it was read", rel);
+  }
+  b[n] = '\0';
+  *len = n;
+  *buf = steal_pointer(&b);
+  return 0;
+}
+
 static int write_all(int fd, const void *data, size_t len)
 {
   const char *p = data;
@@ -102,6 +157,45 @@ int sp_write_file_at(int dirfd, const char *name, const void *data, size_t len, 
     return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot rename %s to %s", tmp, name);
   }
   return 0;
+}
+
+int sp_create_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                      uid_t uid, gid_t gid, struct stat *created, struct sp_err *e)
+{
+  char tmp[NAME_MAX + 1];
+  if (!sp_name_ok(name) || snprintf(tmp, sizeof tmp, ".%s.stillpoint-new", name) >= (int)sizeof tmp)
+    return sp_err_set(e, SP_EXIT_FAILED, "refusing to create a file named '%s'", name);
+  unlinkat(dirfd, tmp, 0);
+  _cleanup_close_ int fd =
+    openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", tmp);
+  struct stat st;
+  if (fchmod(fd, mode) < 0 || (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0) ||
+      write_all(fd, data, len) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0) {
+    int err = errno;
+    unlinkat(dirfd, tmp, 0);
+    return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot write %s", name);
+  }
+  if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0) {
+    int err = errno;
+    unlinkat(dirfd, tmp, 0);
+    errno = err;
+    return err == EEXIST ? sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists: not replacing it", name)
+                         : sp_err_sys(e, SP_EXIT_FAILED, err, "cannot create %s", name);
+  }
+  if (created)
+    *created = st;
+  return 0;
+}
+
+int sp_unlink_if_same(int dirfd, const char *name, const struct stat *was)
+{
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != was->st_dev ||
+      st.st_ino != was->st_ino)
+    return -1;
+  return unlinkat(dirfd, name, 0);
 }
 
 int sp_fsync_dir(const char *path, struct sp_err *e)
@@ -203,19 +297,87 @@ int sp_open_beneath(int basefd, const char *rel, int flags, mode_t mode, struct 
   return (int)fd;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* One entry below dirfd; dev is the file system the removal started on. */
+static int rm_at(int at, const char *name, dev_t dev, int depth, struct sp_err *e)
 {
-  (void)st;
-  (void)ftw;
-  return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+  struct stat st;
+  if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot examine %s", name);
+  if (!S_ISDIR(st.st_mode))
+    return unlinkat(at, name, 0) < 0 && errno != ENOENT
+             ? sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot remove %s", name)
+             : 0;
+  if (st.st_dev != dev)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is a mount point: not removing what is mounted "
+                      "there", name);
+  if (depth > 64)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: nested too deep to remove", name);
+  int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat now;
+  if (fd < 0 || fstat(fd, &now) < 0) {
+    int err = errno;
+    if (fd >= 0)
+      close(fd);
+    /* Replaced by a symlink or a file since the fstatat: remove that. */
+    if (err == ELOOP || err == ENOTDIR)
+      return rm_at(at, name, dev, depth + 1, e);
+    return err == ENOENT ? 0 : sp_err_sys(e, SP_EXIT_FAILED, err, "cannot open %s", name);
+  }
+  _cleanup_closedir_ DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", name);
+  }
+  if (now.st_dev != dev)
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is a mount point: not removing what is mounted "
+                      "there", name);
+  struct dirent *de;
+  while ((errno = 0, de = readdir(d))) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if (rm_at(dirfd(d), de->d_name, dev, depth + 1, e) < 0)
+      return sp_err_prefix(e, "%s", name);
+  }
+  if (errno)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", name);
+  if (unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot remove %s", name);
+  return 0;
+}
+
+int sp_rm_rf_at(int dirfd, const char *name, struct sp_err *e)
+{
+  struct stat st;
+  if (!sp_name_ok(name))
+    return sp_err_set(e, SP_EXIT_FAILED, "refusing to remove '%s'", name);
+  if (fstat(dirfd, &st) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot examine the directory of %s", name);
+  struct stat target;
+  if (fstatat(dirfd, name, &target, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot examine %s", name);
+  return rm_at(dirfd, name, target.st_dev, 0, e);
 }
 
 int sp_rm_rf(const char *path, struct sp_err *e)
 {
   if (!sp_exists(path))
     return 0;
-  if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot remove %s", path);
+  _cleanup_free_ char *copy = strdup(path);
+  if (!copy)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  size_t n = strlen(copy);
+  while (n > 1 && copy[n - 1] == '/')
+    copy[--n] = '\0';
+  char *slash = strrchr(copy, '/');
+  const char *name = slash ? slash + 1 : copy;
+  const char *parent = !slash ? "." : slash == copy ? "/" : copy;
+  if (slash && slash != copy)
+    *slash = '\0';
+  _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", parent);
+  if (sp_rm_rf_at(pfd, name, e) < 0)
+    return sp_err_prefix(e, "cannot remove %s", path);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "err.h"
@@ -15,11 +16,36 @@
  * buffer.  On failure errno tells why (ENOENT is common and expected). */
 int sp_read_file(const char *path, size_t max, char **buf, size_t *len, struct sp_err *e);
 
+/* The same for a file of untrusted provenance (a point's), below dirfd:
+ * opened with sp_open_beneath and O_NONBLOCK, so a FIFO or device in its
+ * place is refused instead of hanging the reader, and a file larger than
+ * max is refused before anything is read or allocated. */
+int sp_read_file_at(int dirfd, const char *rel, size_t max, char **buf, size_t *len,
+                    struct sp_err *e);
+
+/* Opens rel below dirfd as sp_open_beneath does, read-only and
+ * non-blocking, and refuses anything but a regular file with exactly one
+ * link (a hard link could be a file outside the point); *st gets its
+ * stat.  O_NONBLOCK is cleared again on the returned descriptor. */
+int sp_open_regular_at(int dirfd, const char *rel, struct stat *st, struct sp_err *e);
+
 /* Writes data to dirfd/name through name.tmp + fsync + rename; the file
  * gets the given mode.  The directory is not fsynced (call sp_fsync_dir). */
 int sp_write_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                      struct sp_err *e);
 int sp_fsync_dir(const char *path, struct sp_err *e);
+
+/* Creates dirfd/name with data, never replacing anything: written as a
+ * hidden temporary, fsynced, given uid:gid (when uid is not (uid_t)-1)
+ * and mode, then renamed with RENAME_NOREPLACE, so an existing file,
+ * symlink or directory of that name stays as it is and the call fails
+ * (EEXIST).  *created (may be NULL) gets the new file's stat, so that an
+ * undo removes exactly this file (sp_unlink_if_same). */
+int sp_create_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                      uid_t uid, gid_t gid, struct stat *created, struct sp_err *e);
+/* Removes dirfd/name only when it is still the file *was (device and
+ * inode): an undo never removes what someone else put there since. */
+int sp_unlink_if_same(int dirfd, const char *name, const struct stat *was);
 
 /* mkdir -p: every component it creates gets mode, set explicitly after
  * mkdir so that umask does not decide it; components that exist are left
@@ -43,8 +69,13 @@ bool sp_name_ok(const char *name);
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). */
 int sp_open_beneath(int basefd, const char *rel, int flags, mode_t mode, struct sp_err *e);
 
-/* Removes a tree without following symlinks; missing is fine. */
+/* Removes a tree without following symlinks; missing is fine.  The walk
+ * holds each directory open and works below it (openat, unlinkat): a
+ * symlink swapped in for a directory while it runs is removed as a link,
+ * never followed; it stays on the file system it started on. */
 int sp_rm_rf(const char *path, struct sp_err *e);
+/* The same for dirfd/name (name a plain file name). */
+int sp_rm_rf_at(int dirfd, const char *name, struct sp_err *e);
 
 /* Whether path is a directory / exists at all (lstat: symlinks are not
  * followed). */

@@ -48,6 +48,10 @@ static int read_fd(int fd, const char *what, struct sp_blob *b, struct sp_err *e
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot stat %s", what);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     return sp_err_set(e, SP_EXIT_FAILED, "%s is not a regular file or block device", what);
+  /* Refused before anything is allocated: a sparse 1 TiB file costs its
+   * creator nothing. */
+  if (S_ISREG(st.st_mode) && st.st_size > (off_t)(256u << 20))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s is larger than 256 MiB: not a state file", what);
   size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 1 << 20;
   _cleanup_free_ unsigned char *buf = malloc(cap);
   if (!buf)
@@ -81,10 +85,24 @@ static int read_fd(int fd, const char *what, struct sp_blob *b, struct sp_err *e
   return 0;
 }
 
+int sp_blob_read_fd(int fd, const char *name, struct sp_blob *b, struct sp_err *e)
+{
+  memset(b, 0, sizeof *b);
+  if (!(b->name = strdup(name)))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", name);
+  if (read_fd(fd, name, b, e) < 0) {
+    sp_blob_free(b);
+    return -1;
+  }
+  return 0;
+}
+
 int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e)
 {
   memset(b, 0, sizeof *b);
-  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  /* O_NONBLOCK: a FIFO in the place of the file is refused by read_fd,
+   * not waited on; reads of files and block devices ignore the flag. */
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", path);
   const char *slash = strrchr(path, '/');
@@ -180,7 +198,8 @@ int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct 
     t->files = nf;
     struct sp_blob *b = &t->files[t->n];
     memset(b, 0, sizeof *b);
-    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    _cleanup_close_ int fd =
+      openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT)
       continue; /* renamed away under us: the next read sees the new one */
     if (fd < 0) {

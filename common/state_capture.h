@@ -50,8 +50,12 @@ void sp_tree_finish(struct sp_tree *t);
 int sp_tree_capture(const char *dir, int max_reads, long budget_ms, struct sp_tree *t,
                     struct sp_capture_stats *st, struct sp_err *e);
 
-/* The same for one file (NVRAM: a file or a block device). */
+/* The same for one file (NVRAM: a file or a block device).  Anything
+ * larger than 256 MiB is refused before it is read. */
 int sp_blob_read(const char *path, struct sp_blob *b, struct sp_err *e);
+/* Reads an open file (a regular one or a block device) as sp_blob_read
+ * does, named name. */
+int sp_blob_read_fd(int fd, const char *name, struct sp_blob *b, struct sp_err *e);
 /* As sp_blob_read, but a non-empty regular file is mapped (private,
  * read-only, populated) instead of copied: a 4 MiB NVRAM costs ~2 ms
  * instead of ~12 (fresh pages are expensive: docs/facts.md, "The

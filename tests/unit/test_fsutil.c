@@ -121,6 +121,113 @@ static void dir_ensure_creates_and_repairs(void **state)
   free(t);
 }
 
+/* A point's files: a FIFO or device in a file's place is refused without
+ * waiting for a writer, an oversize file before it is read, a hard link
+ * because it may be a file outside the point. */
+static void read_at_refuses_fifos_links_and_oversize(void **state)
+{
+  char *t = unit_tmpdir();
+  int dfd = open(t, O_RDONLY | O_DIRECTORY);
+  assert_true(dfd >= 0);
+  free(unit_write(t, "ok", "hello", 5));
+  assert_int_equal(mkfifoat(dfd, "fifo", 0600), 0);
+  assert_int_equal(linkat(dfd, "ok", dfd, "twin", 0), 0);
+  struct sp_err e = { 0 };
+  char *buf = NULL;
+  size_t len;
+  /* two links: neither name is read */
+  assert_int_equal(sp_read_file_at(dfd, "ok", 100, &buf, &len, &e), -1);
+  assert_non_null(strstr(e.msg, "2 links"));
+  assert_int_equal(unlinkat(dfd, "twin", 0), 0);
+  assert_int_equal(sp_read_file_at(dfd, "ok", 100, &buf, &len, &e), 0);
+  assert_int_equal(len, 5);
+  free(buf);
+  assert_int_equal(sp_read_file_at(dfd, "ok", 4, &buf, &len, &e), -1);
+  assert_non_null(strstr(e.msg, "larger than 4 bytes"));
+  assert_int_equal(sp_read_file_at(dfd, "fifo", 100, &buf, &len, &e), -1);
+  assert_non_null(strstr(e.msg, "fifo is a FIFO"));
+  assert_int_equal(e.code, SP_EXIT_PREFLIGHT);
+  /* a sparse file far larger than the cap costs nothing to refuse */
+  int big = openat(dfd, "big", O_WRONLY | O_CREAT, 0600);
+  assert_int_equal(ftruncate(big, (off_t)1 << 40), 0);
+  close(big);
+  assert_int_equal(sp_read_file_at(dfd, "big", 1 << 20, &buf, &len, &e), -1);
+  assert_non_null(strstr(e.msg, "larger than"));
+  assert_int_equal(sp_read_file_at(dfd, "../x", 100, &buf, &len, &e), -1);
+  close(dfd);
+  assert_int_equal(sp_rm_rf(t, &e), 0);
+  free(t);
+}
+
+/* Created, never replacing; an undo removes only the file it made. */
+static void create_never_replaces(void **state)
+{
+  char *t = unit_tmpdir();
+  int dfd = open(t, O_RDONLY | O_DIRECTORY);
+  struct sp_err e = { 0 };
+  struct stat made;
+  assert_int_equal(sp_create_file_at(dfd, "new", "abc", 3, 0600, (uid_t)-1, (gid_t)-1, &made,
+                                     &e), 0);
+  assert_int_equal(sp_create_file_at(dfd, "new", "xyz", 3, 0600, (uid_t)-1, (gid_t)-1, NULL,
+                                     &e), -1);
+  assert_non_null(strstr(e.msg, "new exists"));
+  assert_int_equal(symlinkat("/etc/passwd", dfd, "link"), 0);
+  assert_int_equal(sp_create_file_at(dfd, "link", "xyz", 3, 0600, (uid_t)-1, (gid_t)-1, NULL,
+                                     &e), -1);
+  char *buf = NULL;
+  size_t len;
+  assert_int_equal(sp_read_file_at(dfd, "new", 10, &buf, &len, &e), 0);
+  assert_string_equal(buf, "abc");
+  free(buf);
+  struct stat st;
+  assert_int_equal(fstatat(dfd, "new", &st, 0), 0);
+  assert_int_equal(st.st_mode & 07777, 0600);
+  /* replaced by another file since: the undo leaves it (the old one
+   * kept under another name, so its inode number is not reused) */
+  assert_int_equal(renameat(dfd, "new", dfd, "old"), 0);
+  free(unit_write(t, "new", "other", 5));
+  assert_int_equal(sp_unlink_if_same(dfd, "new", &made), -1);
+  assert_int_equal(fstatat(dfd, "new", &st, 0), 0);
+  assert_int_equal(fstatat(dfd, "new", &made, 0), 0);
+  assert_int_equal(sp_unlink_if_same(dfd, "new", &made), 0);
+  assert_int_equal(fstatat(dfd, "new", &st, 0), -1);
+  close(dfd);
+  assert_int_equal(sp_rm_rf(t, &e), 0);
+  free(t);
+}
+
+/* rm -rf through directory descriptors: nested trees, links removed as
+ * links, a file outside untouched, a missing name fine. */
+static void rm_rf_at_stays_inside(void **state)
+{
+  char *t = unit_tmpdir();
+  char *outside = unit_write(t, "outside", "keep", 4);
+  char *p = NULL;
+  assert_true(asprintf(&p, "%s/tree/a/b/c", t) > 0);
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_mkdir_p(p, 0700, &e), 0);
+  free(p);
+  assert_true(asprintf(&p, "%s/tree/a", t) > 0);
+  free(unit_write(p, "f", "x", 1));
+  free(p);
+  assert_true(asprintf(&p, "%s/tree/a/b/evil", t) > 0);
+  assert_int_equal(symlink(t, p), 0);
+  free(p);
+  assert_true(asprintf(&p, "%s/tree/a/b/c/out", t) > 0);
+  assert_int_equal(symlink(outside, p), 0);
+  free(p);
+  int dfd = open(t, O_RDONLY | O_DIRECTORY);
+  assert_int_equal(sp_rm_rf_at(dfd, "tree", &e), 0);
+  assert_int_equal(sp_rm_rf_at(dfd, "tree", &e), 0);
+  assert_int_equal(sp_rm_rf_at(dfd, "..", &e), -1);
+  assert_true(sp_exists(outside));
+  close(dfd);
+  assert_int_equal(sp_rm_rf(t, &e), 0);
+  assert_false(sp_exists(t));
+  free(outside);
+  free(t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -128,6 +235,9 @@ int main(void)
     cmocka_unit_test(open_beneath_refuses_escapes),
     cmocka_unit_test(write_read_roundtrip),
     cmocka_unit_test(dir_ensure_creates_and_repairs),
+    cmocka_unit_test(read_at_refuses_fifos_links_and_oversize),
+    cmocka_unit_test(create_never_replaces),
+    cmocka_unit_test(rm_rf_at_stays_inside),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,6 +107,26 @@ static void blob_capture(void **state)
   sp_blob_free(&b);
   assert_int_equal(sp_blob_read("/nonexistent/x", &b, &e), -1);
   assert_non_null(strstr(e.msg, "/nonexistent/x"));
+  /* A FIFO is refused without waiting for a writer; a sparse file past
+   * the 256 MiB cap before anything is allocated, in a tree too. */
+  char *fifo = NULL, *big = NULL;
+  assert_true(asprintf(&fifo, "%s/fifo", dir) > 0 && asprintf(&big, "%s/big", dir) > 0);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_int_equal(sp_blob_read(fifo, &b, &e), -1);
+  assert_non_null(strstr(e.msg, "not a regular file"));
+  struct sp_tree t;
+  bool temp;
+  assert_int_equal(sp_tree_read(dir, &t, &temp, &e), -1);
+  unlink(fifo);
+  FILE *f = fopen(big, "w");
+  assert_int_equal(ftruncate(fileno(f), (off_t)300 << 20), 0);
+  fclose(f);
+  assert_int_equal(sp_blob_read(big, &b, &e), -1);
+  assert_non_null(strstr(e.msg, "larger than 256 MiB"));
+  assert_int_equal(sp_tree_read(dir, &t, &temp, &e), -1);
+  assert_non_null(strstr(e.msg, "larger than 256 MiB"));
+  free(fifo);
+  free(big);
   sp_rm_rf(dir, &e);
   free(p);
   free(dir);
