@@ -114,8 +114,8 @@ static int append(char **buf, size_t *len, const char *data, size_t n)
   return 0;
 }
 
-int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run_result *r,
-           struct sp_err *e)
+static int run(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
+               int flags, struct sp_run_result *r, struct sp_err *e)
 {
   memset(r, 0, sizeof *r);
   int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
@@ -130,7 +130,7 @@ int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run
     }
     return sp_err_sys(e, SP_EXIT_FAILED, err, "pipe");
   }
-  pid_t pid = sp_spawn(argv, env_extra, outp[1], errp[1], e);
+  pid_t pid = spawn(argv, env_extra, outp[1], errp[1], fds, nfds, false, e);
   if (outp[1] >= 0)
     close(outp[1]);
   if (errp[1] >= 0)
@@ -174,6 +174,35 @@ int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run
     append(&r->out, &r->out_len, "", 0);
   if ((flags & SP_RUN_CAPTURE_ERR) && !r->err)
     append(&r->err, &r->err_len, "", 0);
+  return rc;
+}
+
+int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run_result *r,
+           struct sp_err *e)
+{
+  return run(argv, env_extra, NULL, 0, flags, r, e);
+}
+
+int sp_run_fds(char *const argv[], const int *fds, size_t nfds, int flags,
+               struct sp_run_result *r, struct sp_err *e)
+{
+  memset(r, 0, sizeof *r);
+  /* Copies above 3 + nfds first, so that no dup2 to 3 + i overwrites a
+   * descriptor still to be passed. */
+  _cleanup_free_ int *high = calloc(nfds ? nfds : 1, sizeof *high);
+  if (!high)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "starting %s", argv[0]);
+  size_t made = 0;
+  int rc = 0;
+  for (; made < nfds; made++)
+    if ((high[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, 3 + (int)nfds)) < 0) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "starting %s", argv[0]);
+      break;
+    }
+  if (rc == 0)
+    rc = run(argv, NULL, high, nfds, flags, r, e);
+  for (size_t i = 0; i < made; i++)
+    close(high[i]);
   return rc;
 }
 

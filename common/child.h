@@ -26,6 +26,11 @@ enum {
  * when it could not be started; its exit status is in r->status. */
 int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run_result *r,
            struct sp_err *e);
+/* As sp_run, with fds[i] as the child's descriptor 3 + i: a program
+ * given /proc/self/fd/<3 + i> opens exactly the file we opened and
+ * checked, whatever has since been renamed into its place. */
+int sp_run_fds(char *const argv[], const int *fds, size_t nfds, int flags,
+               struct sp_run_result *r, struct sp_err *e);
 void sp_run_result_free(struct sp_run_result *r);
 
 /* Starts argv with env_extra; stdin from /dev/null, stdout/stderr as
