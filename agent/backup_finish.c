@@ -11,7 +11,7 @@
 #include "backup_run.h"
 #include "cleanup.h"
 #include "fsutil.h"
-#include "point_chain.h"
+#include "image_check.h"
 #include "virt.h"
 
 int backup_save_state(struct run *r, struct sp_err *e)
@@ -100,6 +100,7 @@ static int build_manifest(struct run *r, struct sp_err *e)
     d->level = strdup(dp->level);
     d->parent_file = dupn(dp->parent_file);
     d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
+    d->image_format = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT));
     d->size = dp->pf->capacity;
     d->seconds = t->seconds;
     if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
@@ -163,24 +164,27 @@ static int build_manifest(struct run *r, struct sp_err *e)
   return 0;
 }
 
-/* What a copier wrote must be what the chain will take for it: an overlay
- * of exactly the parent for an incremental, no backing file for a full.
- * A full-only copier (nbdcopy) given an incremental would otherwise leave
- * a point no restore could use. */
-static int check_image(const struct disk_plan *dp, const char *path, struct sp_err *e)
+/* What a copier wrote must be what the chain will take for it, read the
+ * way every later reader reads it (image_check.h): the format the policy
+ * says (never probed: a raw image holds the guest's bytes, which may
+ * look like a qcow2 header naming any host file), an overlay of exactly
+ * the parent for an incremental, nothing but itself for a full.  A
+ * full-only copier (nbdcopy) given an incremental would otherwise leave a
+ * point no restore could use. */
+static int check_image(const struct run *r, const struct disk_plan *dp, int fd,
+                       const char *rel, struct sp_err *e)
 {
-  _cleanup_free_ char *format = NULL, *backing = NULL;
-  if (sp_image_header(path, &format, &backing, e) < 0)
-    return -1;
-  bool full = !dp->parent_file;
-  if (full ? backing != NULL
-           : strcmp(format, "qcow2") != 0 || !backing || strcmp(backing, dp->parent_file) != 0)
-    return sp_err_set(e, SP_EXIT_FAILED, "the copier wrote %s as %s%s%s, but this %s point needs "
-                      "%s%s: a full-only copier (like nbdcopy) needs level = full",
-                      path, format, backing ? " over " : "", backing ? backing : "",
-                      full ? "full" : "incremental", full ? "an image of its own" :
-                      "a qcow2 overlay of ", full ? "" : dp->parent_file);
-  return 0;
+  const char *format = sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT);
+  if (sp_image_check_fd(fd, rel, format, dp->parent_file, NULL, e) == 0)
+    return 0;
+  e->code = SP_EXIT_FAILED;
+  return sp_err_prefix(e, "the copier's output is not what this %s point needs (%s, "
+                       "copier_format = %s)%s", dp->parent_file ? "incremental" : "full",
+                       dp->parent_file ? "a qcow2 overlay of the parent" : "an image of its own",
+                       format,
+                       dp->parent_file ? "; a full-only copier (like nbdcopy) needs level = full"
+                                       : "; a copier that writes raw (like nbdcopy) needs "
+                                         "copier_format = raw");
 }
 
 int backup_finish(struct run *r, struct sp_err *e)
@@ -188,8 +192,10 @@ int backup_finish(struct run *r, struct sp_err *e)
   for (size_t i = 0; i < r->ntasks; i++) {
     char rel[300];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
-    _cleanup_free_ char *path = point_path(&r->pd, rel);
-    if (!path || check_image(&r->plan.disks[i], path, e) < 0 || point_add_file(&r->pd, rel, e) < 0)
+    struct stat st;
+    _cleanup_close_ int fd = sp_open_regular_at(r->pd.fd, rel, &st, e);
+    if (fd < 0 || check_image(r, &r->plan.disks[i], fd, rel, e) < 0 ||
+        point_add_fd(&r->pd, rel, fd, e) < 0)
       return -1;
   }
   _cleanup_free_ char *json = NULL;

@@ -1,15 +1,19 @@
 #include "chain.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "image_check.h"
 #include "point_layout.h"
 #include "virt.h"
 
@@ -208,6 +212,13 @@ static const char *pick_level(const struct sp_config *cfg, const char *req,
 {
   if (strcmp(req, "full") == 0)
     return "full";
+  /* A raw copier writes whole disks: it cannot make an overlay. */
+  if (strcmp(sp_config_str(cfg, SP_KEY_COPIER_FORMAT), "raw") == 0) {
+    if (strcmp(req, "auto") != 0 &&
+        asprintf(why, "copier_format = raw: the copier writes whole disks, never overlays") < 0)
+      *why = NULL;
+    return "full";
+  }
   if (!last) {
     if (strcmp(req, "auto") != 0 && asprintf(why, "no previous point of this domain") < 0)
       *why = NULL;
@@ -219,6 +230,18 @@ static const char *pick_level(const struct sp_config *cfg, const char *req,
   if (every > 0 && incs_since_full(h, last) >= every)
     return "full"; /* the policy's normal rhythm, not a warning */
   return "inc";
+}
+
+static int parent_image_ok(const char *domain_dir, const struct sp_manifest *base,
+                           const struct sp_manifest_disk *md, struct sp_err *e)
+{
+  _cleanup_close_ int dfd = open(domain_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  _cleanup_free_ char *rel = sp_path_join(base->id, md->file);
+  if (dfd < 0 || !rel)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno ? errno : ENOMEM, "%s", domain_dir);
+  struct stat st;
+  _cleanup_close_ int fd = sp_open_regular_at(dfd, rel, &st, e);
+  return fd < 0 ? -1 : sp_image_check_fd(fd, rel, md->image_format, md->parent_file, NULL, e);
 }
 
 /* Fills the per-disk plan against base (NULL for a full point); returns
@@ -250,12 +273,25 @@ static int plan_disks(const char *domain_dir, const struct preflight *pf,
     }
     if (!md->format || !d->disk->format || strcmp(md->format, d->disk->format) != 0)
       continue;
+    /* A raw image (a full-only copier's) cannot be a qcow2 backing file. */
+    if (strcmp(md->image_format, "qcow2") != 0)
+      continue;
     _cleanup_free_ char *pdir = sp_path_join(domain_dir, base->id);
     char *img = pdir ? sp_path_join(pdir, md->file) : NULL;
     if (!img)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
     if (!sp_exists(img)) {
       if (asprintf(why, "image %s of point %s is missing", img, base->id) < 0)
+        *why = NULL;
+      free(img);
+      return 1;
+    }
+    /* The copier will build on it: it must be what the chain says, read
+     * as a restore would read it. */
+    struct sp_err ce = { 0 };
+    if (parent_image_ok(domain_dir, base, md, &ce) < 0) {
+      if (asprintf(why, "image %s of point %s does not pass its check: %s", img, base->id,
+                   ce.msg) < 0)
         *why = NULL;
       free(img);
       return 1;

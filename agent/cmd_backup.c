@@ -323,7 +323,7 @@ int cmd_backup(int argc, char **argv)
   struct cli c;
   struct backup_opts o = { 0 };
   struct sp_err e = { 0 };
-  struct run r = { .sigfd = -1, .pd = { .fd = -1 }, .lock = { -1 }, .tunnel = { .pid = -1 },
+  struct run r = { .sigfd = -1, .pd = { .fd = -1, .domain_fd = -1 }, .lock = { -1 }, .tunnel = { .pid = -1 },
                   .tcp = { .lock_fd = -1 } };
   int rc;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &o, usage, &e) < 0 ||

@@ -12,23 +12,31 @@
 #include "fsutil.h"
 #include "own_dirs.h"
 #include "sha256.h"
+#include "trust.h"
 
 int point_create(struct point_dir *pd, const char *domain_dir, const char *id, struct sp_err *e)
 {
   memset(pd, 0, sizeof *pd);
-  pd->fd = -1;
-  if (!(pd->domain_dir = strdup(domain_dir)) ||
+  pd->fd = pd->domain_fd = -1;
+  if (!(pd->domain_dir = strdup(domain_dir)) || !(pd->id = strdup(id)) ||
+      asprintf(&pd->partial_name, "%s%s", id, SP_PARTIAL_SUFFIX) < 0 ||
       asprintf(&pd->partial, "%s/%s%s", domain_dir, id, SP_PARTIAL_SUFFIX) < 0 ||
       asprintf(&pd->final, "%s/%s", domain_dir, id) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
   if (sp_dirs_prepare_local(domain_dir, 0700, e) < 0)
     return -1;
-  if (sp_exists(pd->final) || sp_exists(pd->partial))
+  /* Held from here on: the point is made and renamed below this
+   * descriptor, whatever happens to the path (trust.h). */
+  if ((pd->domain_fd = sp_trusted_dir_open("target", domain_dir, e)) < 0)
+    return -1;
+  struct stat st;
+  if (fstatat(pd->domain_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+      fstatat(pd->domain_fd, pd->partial_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
     return sp_err_set(e, SP_EXIT_FAILED, "point %s exists already", pd->final);
-  if (mkdir(pd->partial, 0700) < 0)
+  if (mkdirat(pd->domain_fd, pd->partial_name, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", pd->partial);
-  pd->fd = open(pd->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (pd->fd < 0)
+  pd->fd = openat(pd->domain_fd, pd->partial_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (pd->fd < 0 || fchmod(pd->fd, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", pd->partial);
   return point_mkdir(pd, "disks", e);
 }
@@ -45,6 +53,10 @@ int point_mkdir(struct point_dir *pd, const char *rel, struct sp_err *e)
       *p = '\0';
       if (mkdirat(pd->fd, buf, 0700) < 0 && errno != EEXIST)
         return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s/%s", pd->partial, buf);
+      /* 0700 whatever the umask (mkdirat's mode is filtered by it). */
+      _cleanup_close_ int dfd = sp_open_beneath(pd->fd, buf, O_RDONLY | O_DIRECTORY, 0, e);
+      if (dfd < 0 || fchmod(dfd, 0700) < 0)
+        return dfd < 0 ? -1 : sp_err_sys(e, SP_EXIT_FAILED, errno, "%s/%s", pd->partial, buf);
       *p = c;
       if (!c)
         break;
@@ -108,11 +120,8 @@ int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tre
   return 0;
 }
 
-int point_add_file(struct point_dir *pd, const char *rel, struct sp_err *e)
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, struct sp_err *e)
 {
-  _cleanup_close_ int fd = sp_open_beneath(pd->fd, rel, O_RDONLY, 0, e);
-  if (fd < 0)
-    return -1;
   char sha[SP_SHA256_HEX_LEN + 1];
   if (fsync(fd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", rel);
@@ -142,22 +151,29 @@ int point_finish(struct point_dir *pd, struct sp_err *e)
 {
   if (sp_sums_write(pd->fd, &pd->sums, e) < 0 || fsync_dirs(pd, e) < 0)
     return -1;
-  if (rename(pd->partial, pd->final) < 0)
+  /* Below the held directory, never over anything already named so. */
+  if (renameat2(pd->domain_fd, pd->partial_name, pd->domain_fd, pd->id, RENAME_NOREPLACE) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", pd->partial,
                       pd->final);
-  return sp_fsync_dir(pd->domain_dir, e);
+  if (fsync(pd->domain_fd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync directory %s", pd->domain_dir);
+  return 0;
 }
 
 void point_dir_free(struct point_dir *pd)
 {
   if (pd->fd >= 0)
     close(pd->fd);
+  if (pd->domain_fd >= 0)
+    close(pd->domain_fd);
   sp_sums_free(&pd->sums);
   free(pd->domain_dir);
+  free(pd->id);
+  free(pd->partial_name);
   free(pd->partial);
   free(pd->final);
   memset(pd, 0, sizeof *pd);
-  pd->fd = -1;
+  pd->fd = pd->domain_fd = -1;
 }
 
 char *point_path(const struct point_dir *pd, const char *rel)

@@ -13,13 +13,17 @@
 
 struct point_dir {
   char *domain_dir;
+  char *id;
+  char *partial_name; /* <id>.partial */
   char *partial;   /* <domain_dir>/<id>.partial */
   char *final;     /* <domain_dir>/<id> */
+  int domain_fd;   /* of domain_dir, checked as trusted (trust.h) */
   int fd;          /* of partial */
   struct sp_sums sums;
 };
 
-/* Creates <target>/<domain>/<id>.partial/ with disks/ (0700 all). */
+/* Creates <target>/<domain>/<id>.partial/ with disks/ (0700 all), below
+ * the domain directory held open once it passed the trust check. */
 int point_create(struct point_dir *pd, const char *domain_dir, const char *id,
                  struct sp_err *e);
 /* A subdirectory, e.g. "nvram" or "tpm/tpm2". */
@@ -30,8 +34,9 @@ int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blo
                    struct sp_err *e);
 int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tree *t,
                    struct sp_err *e);
-/* Hashes a file the copier wrote (and fsyncs it: a copier might not). */
-int point_add_file(struct point_dir *pd, const char *rel, struct sp_err *e);
+/* Hashes a file the copier wrote, open as fd (and fsyncs it: a copier
+ * might not). */
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, struct sp_err *e);
 int point_finish(struct point_dir *pd, struct sp_err *e);
 void point_dir_free(struct point_dir *pd);
 

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "nbd_tcp.h"
 #include "own_dirs.h"
+#include "trust.h"
 #include "virt.h"
 
 static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
@@ -221,6 +222,16 @@ static void check_writable_dir(struct preflight *pf, const char *key, const char
            "writable directory)", key, path, buf, key);
 }
 
+/* Points are written, later read back by restore and removed by prune, as
+ * root: nobody else may be able to swap anything on the way (trust.h). */
+static void check_trusted_target(struct preflight *pf, const char *target)
+{
+  _cleanup_free_ char *dir = sp_path_join(target, pf->dom.name);
+  struct sp_err te = { 0 };
+  if (dir && sp_trusted_path_check("target", dir, &te) < 0 && te.code == SP_EXIT_PREFLIGHT)
+    refuse(pf, "%s", te.msg);
+}
+
 /* QEMU creates the job's socket and scratch files itself, inside the
  * pause: its user must pass every directory on the way, and its security
  * driver must allow the paths (qemu_access.h). */
@@ -402,6 +413,7 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
   check_transport(h, cfg, pf);
   check_qemu_access(h, cfg, pf, e);
   check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
+  check_trusted_target(pf, sp_config_str(cfg, SP_KEY_TARGET));
   /* Scratch files live on the hypervisor: a remote one says so when the
    * job's directories are made. */
   if (!h->remote)

@@ -17,6 +17,7 @@ static const char *const need_choices[] = { "required", "optional", "skip", NULL
 static const char *const level_choices[] = { "auto", "full", "inc", "diff", NULL };
 static const char *const recover_choices[] = { "off", "auto", NULL };
 static const char *const transport_choices[] = { "unix", "tcp", NULL };
+static const char *const image_format_choices[] = { "qcow2", "raw", NULL };
 
 /* The one table of keys: config/stillpoint.conf documents each of them. */
 static const struct sp_key_def keys[SP_KEY__COUNT] = {
@@ -34,6 +35,8 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_FULL_EVERY] = { "full_every", "defaults", SP_T_INT, "7", NULL, 0, 100000 },
   [SP_KEY_KEEP] = { "keep", "defaults", SP_T_INT, "0", NULL, 0, 100000 },
   [SP_KEY_COPIER] = { "copier", "defaults", SP_T_STRING, "stillpoint-copy" },
+  [SP_KEY_COPIER_FORMAT] = { "copier_format", "defaults", SP_T_ENUM, "qcow2",
+                             image_format_choices },
   [SP_KEY_PARALLEL] = { "parallel", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_MAX_PARALLEL_VMS] = { "max_parallel_vms", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_SCRATCH_DIR] = { "scratch_dir", "defaults", SP_T_PATH, "/var/lib/stillpoint/scratch" },

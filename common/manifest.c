@@ -25,6 +25,17 @@ bool sp_hex64_valid(const char *s)
   return true;
 }
 
+bool sp_target_valid(const char *s)
+{
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 32)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+      return false;
+  return true;
+}
+
 /* ---- writing ------------------------------------------------------- */
 
 static json_object *jstr(const char *s) { return s ? json_object_new_string(s) : NULL; }
@@ -126,6 +137,7 @@ int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *
     json_object_object_add(j, "file", jstr(d->file));
     json_object_object_add(j, "parent_file", jstr(d->parent_file));
     json_object_object_add(j, "copier", jstr(d->copier));
+    json_object_object_add(j, "image_format", jstr(d->image_format));
     json_object_object_add(j, "bytes_written", json_object_new_int64((int64_t)d->bytes_written));
     json_object_object_add(j, "seconds", jdouble(d->seconds));
     json_object_array_add(disks, j);
@@ -281,9 +293,27 @@ static bool parent_file_ok(const char *p)
   return idc && sp_point_id_valid(idc) && rel_under(slash + 1, "disks");
 }
 
+/* Points written before disks[].image_format: an overlay is qcow2, and
+ * so is a full image from stillpoint-copy; any other copier's full image
+ * is taken as raw (the documented full-only copier, nbdcopy, writes raw).
+ * Never probed: the bytes may be the guest's. */
+static const char *inferred_image_format(const struct sp_manifest_disk *d)
+{
+  if (strcmp(d->level, "full") != 0 || !d->copier)
+    return "qcow2";
+  const char *cmd = d->copier + strspn(d->copier, " \t");
+  size_t word = strcspn(cmd, " \t");
+  const char *base = memrchr(cmd, '/', word);
+  base = base ? base + 1 : cmd;
+  size_t bl = word - (size_t)(base - cmd);
+  return bl == strlen("stillpoint-copy") && strncmp(base, "stillpoint-copy", bl) == 0 ? "qcow2"
+                                                                                     : "raw";
+}
+
 static int parse_disk(struct ctx *c, json_object *j, struct sp_manifest_disk *d)
 {
   static const char *const levels[] = { "full", "inc", "diff", NULL };
+  static const char *const image_formats[] = { "qcow2", "raw", NULL };
   long long size, bw;
   if (get_str(c, j, "target", true, &d->target) < 0 ||
       get_str(c, j, "source", false, &d->source) < 0 ||
@@ -292,14 +322,15 @@ static int parse_disk(struct ctx *c, json_object *j, struct sp_manifest_disk *d)
       get_str(c, j, "file", true, &d->file) < 0 ||
       get_str(c, j, "parent_file", false, &d->parent_file) < 0 ||
       get_str(c, j, "copier", false, &d->copier) < 0 ||
+      get_str(c, j, "image_format", false, &d->image_format) < 0 ||
       get_int(c, j, "size", 0, INT64_MAX, &size) < 0 ||
       get_int(c, j, "bytes_written", 0, INT64_MAX, &bw) < 0 ||
       get_num(c, j, "seconds", &d->seconds) < 0)
     return -1;
   d->size = (unsigned long long)size;
   d->bytes_written = (unsigned long long)bw;
-  if (!sp_name_ok(d->target))
-    return bad(c, "target", "not a plain disk name");
+  if (!sp_target_valid(d->target))
+    return bad(c, "target", "not a disk target name (letters, digits, '_' and '-')");
   if (!one_of(d->level, levels))
     return bad(c, "level", "not full, inc or diff");
   if (!rel_under(d->file, "disks"))
@@ -308,6 +339,12 @@ static int parse_disk(struct ctx *c, json_object *j, struct sp_manifest_disk *d)
                                     : !d->parent_file || !parent_file_ok(d->parent_file))
     return bad(c, "parent_file", "must be null for a full disk and ../../<point-id>/disks/<file> "
                "otherwise");
+  if (d->image_format && !one_of(d->image_format, image_formats))
+    return bad(c, "image_format", "not qcow2 or raw");
+  if (d->image_format && d->parent_file && strcmp(d->image_format, "qcow2") != 0)
+    return bad(c, "image_format", "an overlay must be qcow2");
+  if (!d->image_format && !(d->image_format = strdup(inferred_image_format(d))))
+    return sp_err_sys(c->e, SP_EXIT_FAILED, ENOMEM, "manifest");
   return 0;
 }
 
@@ -561,6 +598,7 @@ void sp_manifest_free(struct sp_manifest *m)
     free(d->file);
     free(d->parent_file);
     free(d->copier);
+    free(d->image_format);
   }
   free(m->disks);
   for (size_t i = 0; i < m->nskipped; i++) {

@@ -22,6 +22,11 @@ struct sp_manifest_disk {
   char *file;         /* disks/vda.qcow2 */
   char *parent_file;  /* backing file as written in the overlay, NULL for full */
   char *copier;
+  /* The format of `file` as the copier wrote it (qcow2 | raw), recorded
+   * from copier_format; every reader opens the image as this, never as
+   * its first bytes claim.  Inferred for points written before it was
+   * recorded (sp_manifest_parse). */
+  char *image_format;
   unsigned long long size;
   unsigned long long bytes_written;
   double seconds;
@@ -96,5 +101,8 @@ int sp_manifest_warn(struct sp_manifest *m, const char *text);
 
 /* Form checks shared with restore and verify. */
 bool sp_hex64_valid(const char *s);
+/* A disk target name: 1 to 32 letters, digits, '_' or '-' (vda, sdb,
+ * nvme0n1): safe as a file name and inside an XPath literal. */
+bool sp_target_valid(const char *s);
 
 #endif

@@ -192,11 +192,16 @@ def test_state_equals_host(bins, vm, tmp_path):
 
 
 def test_nbdcopy_as_copier(bins, vm, tmp_path):
-    """The copier contract is not tied to our copier: nbdcopy works for a full."""
+    """The copier contract is not tied to our copier: nbdcopy works for a full,
+    said to write raw; the point records it, and verify reads it as raw."""
     r = backup(bins, vm, tmp_path, "--set",
-               'copier=nbdcopy "$STILLPOINT_NBD_URI" "$STILLPOINT_OUTPUT"', level="full")
+               'copier=nbdcopy "$STILLPOINT_NBD_URI" "$STILLPOINT_OUTPUT"', "--set",
+               "copier_format=raw", level="full")
     assert r.rc == 0, r
     point = r.json()["path"]
+    assert [d["image_format"] for d in spp.manifest(point)["disks"]] == ["raw", "raw", "raw"]
+    v = run([bins.stillpoint, "verify", point])
+    assert v.rc == 0, v
     vm.dom.suspend()
     try:
         for t in ("vda", "vdb"):
@@ -221,6 +226,7 @@ def test_full_only_copier_refused_for_incremental(bins, vm, tmp_path):
                'copier=nbdcopy "$STILLPOINT_NBD_URI" "$STILLPOINT_OUTPUT"', level="inc")
     assert r.rc == 1, r
     assert "a full-only copier (like nbdcopy) needs level = full" in r.err
+    assert "not a qcow2 image" in r.err
     assert_running_no_new_checkpoint(vm, before)
     done, partial = spp.points(tmp_path / vm.name)
     assert len(done) == 1 and len(partial) == 1

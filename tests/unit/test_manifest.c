@@ -98,6 +98,10 @@ static void refuses_escapes_and_bad_forms(void **state)
              "disks[0].parent_file");
   expect_bad("disks.0.parent_file", NULL, "disks[0].parent_file");
   expect_bad("disks.0.target", S("a/b"), "disks[0].target");
+  expect_bad("disks.0.target", S("v'a"), "disks[0].target");
+  expect_bad("disks.0.target", S(".bashrc"), "disks[0].target");
+  expect_bad("disks.0.image_format", S("vmdk"), "disks[0].image_format");
+  expect_bad("disks.0.image_format", S("raw"), "an overlay must be qcow2");
   expect_bad("disks.0.level", S("weekly"), "disks[0].level");
   expect_bad("disks.0.size", S("big"), "disks[0].size");
   expect_bad("disks.0.size", json_object_new_int(-1), "disks[0].size");
@@ -221,6 +225,43 @@ static void sums(void **state)
  * manifest's fields from the sample and checks stillpoint-point(5) against
  * them, so a field added to the writer fails here until the sample shows
  * it, and there until the page describes it. */
+/* Points written before disks[].image_format: an overlay and a full from
+ * stillpoint-copy are qcow2, another copier's full is raw; never probed. */
+static void image_format_inferred_without_probing(void **state)
+{
+  static const struct { const char *level, *copier, *want; } cases[] = {
+    { "inc", "nbdcopy x y", "qcow2" },
+    { "full", NULL, "qcow2" },
+    { "full", "stillpoint-copy", "qcow2" },
+    { "full", "/usr/bin/stillpoint-copy --compress", "qcow2" },
+    { "full", "nbdcopy \"$STILLPOINT_NBD_URI\" \"$STILLPOINT_OUTPUT\"", "raw" },
+    { "full", "stillpoint-copy-wrapper", "raw" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t len;
+    char *text = sample(&len);
+    json_object *root = json_tokener_parse(text);
+    json_object *d = json_object_array_get_idx(json_object_object_get(root, "disks"), 0);
+    json_object_object_del(d, "image_format");
+    json_object_object_add(d, "copier", cases[i].copier ? S(cases[i].copier) : NULL);
+    if (strcmp(cases[i].level, "full") == 0) {
+      json_object_object_add(d, "level", S("full"));
+      json_object_object_add(d, "parent_file", NULL);
+      json_object_object_add(root, "level", S("full"));
+      json_object_object_add(root, "parent", NULL);
+    }
+    const char *mod = json_object_to_json_string(root);
+    struct sp_manifest m;
+    struct sp_err e = { 0 };
+    if (sp_manifest_parse(mod, strlen(mod), &m, &e) < 0)
+      fail_msg("%s", e.msg);
+    assert_string_equal(m.disks[0].image_format, cases[i].want);
+    sp_manifest_free(&m);
+    json_object_put(root);
+    free(text);
+  }
+}
+
 static void writer_emits_the_sample(void **state)
 {
   size_t len;
@@ -248,6 +289,7 @@ int main(void)
     cmocka_unit_test(fuzz_mutations),
     cmocka_unit_test(point_ids),
     cmocka_unit_test(sums),
+    cmocka_unit_test(image_format_inferred_without_probing),
     cmocka_unit_test(writer_emits_the_sample),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
