@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "cli.h"
@@ -121,38 +123,42 @@ static void load_tpm(struct source *s, const struct sp_tree *t, const char *vers
   }
 }
 
+/* A point is untrusted input (docs/design.md, "Threat model"): opened
+ * below a trusted directory, its state files read through descriptors. */
 static int load_point(struct source *s, const char *arg, struct sp_err *e)
 {
-  char real[PATH_MAX];
   snprintf(s->kind, sizeof s->kind, "point");
-  if (!realpath(arg, real))
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "point %s", arg);
-  struct sp_manifest m;
-  if (sp_point_scan(real, e) < 0 || sp_manifest_load(real, &m, e) < 0)
+  struct sp_point pt;
+  struct sp_manifest m = { 0 };
+  int rc = 0;
+  if (sp_point_open(arg, &pt, e) < 0 || sp_point_scan(pt.fd, pt.path, e) < 0 ||
+      sp_manifest_load_at(pt.fd, pt.path, &m, e) < 0) {
+    sp_point_close(&pt);
     return -1;
-  s->path = strdup(real);
+  }
+  s->path = strdup(pt.path);
   s->id = strdup(m.id);
   s->domain = strdup(m.domain);
   s->created = m.created ? strdup(m.created) : NULL;
-  int rc = 0;
   if ((s->has_nvram = m.nvram.present)) {
-    s->nvram_file = sp_path_join(real, m.nvram.path);
+    s->nvram_file = sp_path_join(pt.path, m.nvram.path);
     struct sp_blob b;
+    struct stat st;
     struct sp_err le = { 0 };
-    if (!s->nvram_file || sp_blob_read(s->nvram_file, &b, &le) < 0)
+    _cleanup_close_ int fd = sp_open_regular_at(pt.fd, m.nvram.path, &st, &le);
+    if (!s->nvram_file || fd < 0 || sp_blob_read_fd(fd, m.nvram.files[0].name, &b, &le) < 0)
       s->nvram_error = strdup(le.msg);
     else
       load_nvram(s, &b, m.nvram.nfiles ? m.nvram.files[0].sha256 : NULL);
   }
   if ((s->has_tpm = m.tpm.present)) {
-    s->tpm_dir = sp_path_join(real, m.tpm.path);
+    s->tpm_dir = sp_path_join(pt.path, m.tpm.path);
     struct sp_tree t;
-    bool temp;
     struct sp_err le = { 0 };
     if (m.tpm.secret_uuid)
       s->tpm_error = strdup("the TPM state is encrypted (libvirt secret): swtpm cannot read "
                             "it without the secret");
-    else if (!s->tpm_dir || sp_tree_read(s->tpm_dir, &t, &temp, &le) < 0)
+    else if (!s->tpm_dir || sp_tree_read_at(pt.fd, m.tpm.path, &t, &le) < 0)
       s->tpm_error = strdup(le.msg);
     else {
       load_tpm(s, &t, m.tpm.version ? m.tpm.version : "2.0");
@@ -162,6 +168,7 @@ static int load_point(struct source *s, const char *arg, struct sp_err *e)
   if (!s->path || !s->id || !s->domain)
     rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "inspect");
   sp_manifest_free(&m);
+  sp_point_close(&pt);
   return rc;
 }
 

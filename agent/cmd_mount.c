@@ -154,8 +154,10 @@ int cmd_mount(int argc, char **argv)
   struct sp_manifest m = { 0 };
   bool have_m = false;
   struct sp_disk_chain chain = { 0 };
+  struct sp_point pt = { .fd = -1, .domain_fd = -1 };
+  struct sp_sums sums = { 0 };
   struct mount_state st = { .format = SP_MOUNT_STATE_FORMAT };
-  char point[PATH_MAX], dir[PATH_MAX], run[PATH_MAX];
+  char dir[PATH_MAX], run[PATH_MAX];
   const char *target = NULL;
   int rc = SP_EXIT_OK;
   if (cli_parse(&c, argc, argv, (const struct option[]){
@@ -167,15 +169,18 @@ int cmd_mount(int argc, char **argv)
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (!realpath(c.args[0], point) || !realpath(c.args[1], dir) || !sp_is_dir(dir)) {
-    sp_err_sys(&e, SP_EXIT_PREFLIGHT, errno ? errno : ENOTDIR, "%s",
-               realpath(c.args[0], point) ? c.args[1] : c.args[0]);
+  if (!realpath(c.args[1], dir) || !sp_is_dir(dir)) {
+    sp_err_sys(&e, SP_EXIT_PREFLIGHT, errno ? errno : ENOTDIR, "%s", c.args[1]);
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (sp_point_scan(point, &e) < 0 || sp_manifest_load(point, &m, &e) < 0 ||
-      !(have_m = true) || pick_disk(&m, want, &target, &e) < 0 ||
-      sp_disk_chain_resolve(point, &m, target, &chain, &e) < 0 ||
+  /* A point is untrusted input (docs/design.md, "Threat model"): its chain
+   * is opened below a trusted directory, every header checked, and
+   * qemu-nbd gets only those descriptors. */
+  if (sp_point_open(c.args[0], &pt, &e) < 0 || sp_point_scan(pt.fd, pt.path, &e) < 0 ||
+      sp_manifest_load_at(pt.fd, pt.path, &m, &e) < 0 || !(have_m = true) ||
+      sp_sums_load_at(pt.fd, &sums, &e) < 0 || pick_disk(&m, want, &target, &e) < 0 ||
+      sp_disk_chain_resolve(pt.domain_fd, pt.fd, &m, &sums, target, &chain, &e) < 0 ||
       mount_run_dir(dir, run, &e) < 0 || clear_stale(dir, run, &c.log, &e) < 0 ||
       dir_empty(dir, &e) < 0) {
     if (e.code == SP_EXIT_FAILED && !chain.n && have_m)
@@ -183,7 +188,7 @@ int cmd_mount(int argc, char **argv)
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (!(st.dir = strdup(dir)) || !(st.point = strdup(point)) || !(st.disk = strdup(target))) {
+  if (!(st.dir = strdup(dir)) || !(st.point = strdup(pt.path)) || !(st.disk = strdup(target))) {
     sp_err_sys(&e, SP_EXIT_FAILED, ENOMEM, "mount");
     rc = cli_fail(&c, &e);
     goto out;
@@ -196,6 +201,8 @@ int cmd_mount(int argc, char **argv)
 out:
   mount_state_free(&st);
   sp_disk_chain_free(&chain);
+  sp_sums_free(&sums);
+  sp_point_close(&pt);
   if (have_m)
     sp_manifest_free(&m);
   cli_free(&c);

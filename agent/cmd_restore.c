@@ -1,24 +1,29 @@
 /* stillpoint restore POINT_DIR: a VM back from a point, with its TPM and
- * NVRAM (docs/design.md, "Restore and verify").  Everything is checked
- * before anything is written - the point (manifest, symlinks, each disk's
- * chain, state hashes) and the target (name, UUID, TPM directory, files in
- * the way) - and what was written is removed again when a later step
- * fails. */
+ * NVRAM (docs/design.md, "Restore and verify").  A point is untrusted
+ * input (docs/design.md, "Threat model"): it is read through descriptors
+ * below a trusted directory, every file it uses is checked against
+ * SHA256SUMS and the manifest, its images are opened as what stillpoint
+ * made, its domain XML goes through an allow-list, and nothing it says
+ * decides where restore writes (restore_plan.h).  Everything is checked
+ * before anything is written; what was written is removed again, and
+ * what --replace moved aside is put back, when a later step fails. */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "backup_job.h"
 #include "child.h"
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
+#include "domain_filter.h"
+#include "domain_xml.h"
 #include "fsutil.h"
 #include "hypervisor.h"
 #include "manifest.h"
@@ -26,25 +31,31 @@
 #include "qemu_access.h"
 #include "qemu_conf.h"
 #include "restore_disks.h"
+#include "restore_plan.h"
 #include "restore_xml.h"
+#include "sha256.h"
 #include "state_capture.h"
 #include "state_install.h"
 #include "state_locator.h"
+#include "trust.h"
 #include "virt.h"
 
 static const char usage[] =
-  "usage: stillpoint restore POINT_DIR [--name NEW] [--keep-uuid] [--disks-to DIR]\n"
-  "                          [--flatten | --keep-chain] [--define] [--start] [--replace]\n"
-  "                          [-c URI] [--ssh-key FILE] [--json]\n"
+  "usage: stillpoint restore POINT_DIR [--name NEW] [--keep-uuid]\n"
+  "                          [--disks-to DIR | --recorded-paths] [--flatten | --keep-chain]\n"
+  "                          [--other-disks keep|drop] [--trust-domain-xml]\n"
+  "                          [--define] [--start] [--replace] [-c URI] [--ssh-key FILE] [--json]\n"
   "Brings a VM back from a backup point: its disks, NVRAM and TPM state.\n"
   "Without --define the domain XML is printed; --start defines and starts it.\n";
 
 enum { OPT_NAME = 0x2200, OPT_KEEP_UUID, OPT_DISKS_TO, OPT_FLATTEN, OPT_KEEP_CHAIN, OPT_DEFINE,
-       OPT_START, OPT_REPLACE };
+       OPT_START, OPT_REPLACE, OPT_RECORDED, OPT_OTHER_DISKS, OPT_TRUST_XML };
 
 struct restore_opts {
   const char *name, *disks_to;
-  bool keep_uuid, keep_chain, define, start, replace;
+  bool keep_uuid, keep_chain, define, start, replace, recorded, trust_xml;
+  enum restore_other_disks other_disks;
+  bool other_disks_set;
 };
 
 static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
@@ -59,150 +70,232 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
   case OPT_DEFINE: o->define = true; break;
   case OPT_START: o->start = o->define = true; break;
   case OPT_REPLACE: o->replace = true; break;
+  case OPT_RECORDED: o->recorded = true; break;
+  case OPT_TRUST_XML: o->trust_xml = true; break;
+  case OPT_OTHER_DISKS:
+    if (strcmp(arg, "keep") == 0)
+      o->other_disks = RESTORE_OTHER_KEEP;
+    else if (strcmp(arg, "drop") == 0)
+      o->other_disks = RESTORE_OTHER_DROP;
+    else
+      return sp_err_set(e, SP_EXIT_USAGE, "--other-disks takes keep or drop, not '%s'", arg);
+    o->other_disks_set = true;
+    break;
   default: return sp_err_set(e, SP_EXIT_USAGE, "unexpected option");
   }
   return 0;
 }
 
-struct rdisk {
-  struct sp_disk_chain chain;
-  char *dest;
-  const char *format;
-  bool written;
+/* Something --replace moved out of the way, put back on failure. */
+struct aside {
+  char *path;   /* where it was */
+  char *kept;   /* where it is now */
 };
 
 struct restore {
   const struct cli *cli;
   const struct sp_log *log;
   struct restore_opts o;
-  char point[PATH_MAX];
+  struct sp_point pt;
   struct sp_manifest m;
-  struct rdisk *disks;
-  size_t ndisks;
+  struct sp_sums sums;
+  char *point_xml;
+  size_t point_xml_len;
+  struct sp_domain point_dom;
+  struct sp_disk_chain *chains; /* one per manifest disk */
+  size_t nchains;
   char name[256];
   char uuid[37];
   struct sp_qemu_conf qc;
   struct hypervisor hv;      /* where the VM is restored: here or over SSH */
   virDomainPtr replaced;     /* the shut-off domain --replace takes the place of */
+  char *replaced_xml;        /* its definition, to define again on failure */
+  struct sp_domain replaced_dom;
+  bool undefined_old;
+  char **emulators;
+  size_t nemulators;
+  struct restore_plan plan;
+  char **disk_paths;         /* plan's dir/file joined, per disk */
+  int *disk_dirs;            /* local: each destination directory, held (trusted) */
   struct sp_blob nvram;
   struct sp_tree tpm;
-  char *nvram_dest;
-  char *tpm_dir;
-  char *tpm_kept;            /* the state --replace moved aside */
-  bool nvram_written, tpm_written;
-  char *xml;
+  char *nvram_path;
+  char *xml, *filtered;
+  /* what was done, for the undo */
+  struct restore_made_list made;  /* local files restore created */
+  char **remote_made;             /* remote files restore created */
+  size_t nremote_made;
+  struct aside *asides;
+  size_t nasides;
+  char *tpm_kept;                 /* the state the TPM install moved aside */
+  bool tpm_written;
+  struct stat tpm_st;             /* the state directory restore put in place (local) */
 };
 
 static void restore_free(struct restore *r)
 {
-  for (size_t i = 0; i < r->ndisks; i++) {
-    sp_disk_chain_free(&r->disks[i].chain);
-    free(r->disks[i].dest);
-  }
-  free(r->disks);
+  for (size_t i = 0; i < r->nchains; i++)
+    sp_disk_chain_free(&r->chains[i]);
+  free(r->chains);
+  for (size_t i = 0; r->disk_paths && i < r->plan.ndisks; i++)
+    free(r->disk_paths[i]);
+  free(r->disk_paths);
+  for (size_t i = 0; r->disk_dirs && i < r->plan.ndisks; i++)
+    if (r->disk_dirs[i] >= 0)
+      close(r->disk_dirs[i]);
+  free(r->disk_dirs);
+  restore_plan_free(&r->plan);
   sp_manifest_free(&r->m);
+  sp_sums_free(&r->sums);
+  free(r->point_xml);
+  sp_domain_free(&r->point_dom);
+  sp_domain_free(&r->replaced_dom);
+  free(r->replaced_xml);
+  for (size_t i = 0; i < r->nemulators; i++)
+    free(r->emulators[i]);
+  free(r->emulators);
   sp_qemu_conf_free(&r->qc);
   sp_blob_free(&r->nvram);
   sp_tree_free(&r->tpm);
-  free(r->nvram_dest);
-  free(r->tpm_dir);
-  free(r->tpm_kept);
+  free(r->nvram_path);
   free(r->xml);
+  free(r->filtered);
+  restore_made_free(&r->made);
+  for (size_t i = 0; i < r->nremote_made; i++)
+    free(r->remote_made[i]);
+  free(r->remote_made);
+  for (size_t i = 0; i < r->nasides; i++) {
+    free(r->asides[i].path);
+    free(r->asides[i].kept);
+  }
+  free(r->asides);
+  free(r->tpm_kept);
   if (r->replaced)
     virDomainFree(r->replaced);
+  sp_point_close(&r->pt);
   hypervisor_close(&r->hv);
 }
 
-/* ---- the point -------------------------------------------------------- */
+/* ---- the point: read through descriptors, every file checked ------------ */
 
 static int load_point(struct restore *r, const char *arg, struct sp_err *e)
 {
-  if (!realpath(arg, r->point))
-    return sp_err_sys(e, SP_EXIT_PREFLIGHT, errno, "point %s", arg);
-  if (sp_point_scan(r->point, e) < 0 || sp_manifest_load(r->point, &r->m, e) < 0)
+  if (sp_point_open(arg, &r->pt, e) < 0 || sp_point_scan(r->pt.fd, r->pt.path, e) < 0 ||
+      sp_manifest_load_at(r->pt.fd, r->pt.path, &r->m, e) < 0)
     return e->code = e->code == SP_EXIT_FAILED ? SP_EXIT_PREFLIGHT : e->code, -1;
-  char copy[PATH_MAX];
-  snprintf(copy, sizeof copy, "%s", r->point);
-  if (strcmp(basename(copy), r->m.id) != 0)
+  if (strcmp(r->pt.name, r->m.id) != 0)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s: the manifest names point %s, not this "
-                      "directory (an incomplete .partial point cannot be restored)", r->point,
+                      "directory (an incomplete .partial point cannot be restored)", r->pt.path,
                       r->m.id);
+  if (sp_sums_load_at(r->pt.fd, &r->sums, e) < 0)
+    return e->code = SP_EXIT_PREFLIGHT, sp_err_prefix(e, "%s", r->pt.path);
   return 0;
 }
 
-/* Reads a state file of the point and checks it against the manifest. */
-static int check_blob(const struct sp_blob *b, const struct sp_manifest_file *f,
-                      struct sp_err *e)
+static int check_sum(const struct restore *r, const char *rel, const char *hex, struct sp_err *e);
+
+/* The manifest is used too: it must be the one SHA256SUMS lists. */
+static int check_manifest_sum(struct restore *r, struct sp_err *e)
 {
-  if (strcmp(b->sha256, f->sha256) != 0)
-    return sp_err_set(e, SP_EXIT_FAILED, "%s does not match its SHA-256 in the manifest: the "
-                      "point is damaged (stillpoint verify names what else is)", b->name);
+  _cleanup_free_ char *text = NULL;
+  size_t len;
+  char hex[SP_SHA256_HEX_LEN + 1];
+  if (sp_read_file_at(r->pt.fd, "manifest.json", 64u << 20, &text, &len, e) < 0)
+    return e->code = SP_EXIT_PREFLIGHT, -1;
+  sp_sha256_hex(text, len, hex);
+  return check_sum(r, "manifest.json", hex, e);
+}
+
+/* A file of the point against its line in SHA256SUMS. */
+static int check_sum(const struct restore *r, const char *rel, const char *hex, struct sp_err *e)
+{
+  const char *want = sp_sums_find(&r->sums, rel);
+  if (!want)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s is not listed in SHA256SUMS: refusing it",
+                      r->pt.path, rel);
+  if (strcmp(want, hex) != 0)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s does not match its SHA-256 in SHA256SUMS: "
+                      "the point is damaged or was changed (stillpoint verify names what else "
+                      "is)", r->pt.path, rel);
+  return 0;
+}
+
+static int check_file(const struct restore *r, const char *rel, const struct sp_blob *b,
+                      const struct sp_manifest_file *f, struct sp_err *e)
+{
+  if (strcmp(b->sha256, f->sha256) != 0 || (long long)b->len != f->size)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s does not match its SHA-256 and size in the "
+                      "manifest: the point is damaged (stillpoint verify names what else is)",
+                      r->pt.path, rel);
+  return check_sum(r, rel, b->sha256, e);
+}
+
+static int load_xml(struct restore *r, struct sp_err *e)
+{
+  char hex[SP_SHA256_HEX_LEN + 1];
+  if (sp_read_file_at(r->pt.fd, "domain.xml", 16u << 20, &r->point_xml, &r->point_xml_len,
+                      e) < 0)
+    return e->code = SP_EXIT_PREFLIGHT, sp_err_prefix(e, "%s", r->pt.path);
+  sp_sha256_hex(r->point_xml, r->point_xml_len, hex);
+  if (check_sum(r, "domain.xml", hex, e) < 0)
+    return -1;
+  if (sp_domain_parse(r->point_xml, r->point_xml_len, &r->point_dom, e) < 0)
+    return e->code = SP_EXIT_PREFLIGHT, sp_err_prefix(e, "%s/domain.xml", r->pt.path);
   return 0;
 }
 
 static int load_state(struct restore *r, struct sp_err *e)
 {
   if (r->m.nvram.present) {
-    _cleanup_free_ char *p = sp_path_join(r->point, r->m.nvram.path);
-    if (!p || sp_blob_read(p, &r->nvram, e) < 0 || check_blob(&r->nvram, &r->m.nvram.files[0], e) < 0)
+    struct stat st;
+    const struct sp_manifest_file *f = &r->m.nvram.files[0];
+    _cleanup_close_ int fd = sp_open_regular_at(r->pt.fd, r->m.nvram.path, &st, e);
+    if (fd < 0)
+      return sp_err_prefix(e, "%s", r->pt.path);
+    if (st.st_size != f->size)
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s is %lld bytes, the manifest says %lld",
+                        r->pt.path, r->m.nvram.path, (long long)st.st_size, f->size);
+    if (sp_blob_read_fd(fd, f->name, &r->nvram, e) < 0 ||
+        check_file(r, r->m.nvram.path, &r->nvram, f, e) < 0)
       return -1;
   }
   if (r->m.tpm.present) {
-    _cleanup_free_ char *p = sp_path_join(r->point, r->m.tpm.path);
-    bool temp;
-    if (!p || sp_tree_read(p, &r->tpm, &temp, e) < 0)
-      return -1;
+    if (sp_tree_read_at(r->pt.fd, r->m.tpm.path, &r->tpm, e) < 0)
+      return e->code = SP_EXIT_PREFLIGHT, sp_err_prefix(e, "%s", r->pt.path);
     if (r->tpm.n != r->m.tpm.nfiles)
-      return sp_err_set(e, SP_EXIT_FAILED, "%s holds %zu files, the manifest lists %zu", p,
-                        r->tpm.n, r->m.tpm.nfiles);
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s holds %zu files, the manifest lists %zu",
+                        r->pt.path, r->m.tpm.path, r->tpm.n, r->m.tpm.nfiles);
     for (size_t i = 0; i < r->tpm.n; i++) {
       const struct sp_manifest_file *f = NULL;
       for (size_t k = 0; k < r->m.tpm.nfiles; k++)
         if (strcmp(r->m.tpm.files[k].name, r->tpm.files[i].name) == 0)
           f = &r->m.tpm.files[k];
+      _cleanup_free_ char *rel = sp_path_join(r->m.tpm.path, r->tpm.files[i].name);
+      if (!rel)
+        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
       if (!f)
-        return sp_err_set(e, SP_EXIT_FAILED, "%s/%s is not in the manifest", p,
-                          r->tpm.files[i].name);
-      if (check_blob(&r->tpm.files[i], f, e) < 0)
+        return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s is not in the manifest", r->pt.path, rel);
+      if (check_file(r, rel, &r->tpm.files[i], f, e) < 0)
         return -1;
     }
   }
   return 0;
 }
 
-static int plan_disks(struct restore *r, struct sp_err *e)
+/* Every disk's chain through descriptors, headers checked; for a
+ * flattened restore every image is hashed here, before anything is
+ * written (a kept chain is hashed while it is copied). */
+static int load_chains(struct restore *r, struct sp_err *e)
 {
-  r->disks = calloc(r->m.ndisks ? r->m.ndisks : 1, sizeof *r->disks);
-  if (!r->disks)
+  r->chains = calloc(r->m.ndisks ? r->m.ndisks : 1, sizeof *r->chains);
+  if (!r->chains)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
   for (size_t i = 0; i < r->m.ndisks; i++) {
-    const struct sp_manifest_disk *d = &r->m.disks[i];
-    struct rdisk *rd = &r->disks[r->ndisks++];
-    if (sp_disk_chain_resolve(r->point, &r->m, d->target, &rd->chain, e) < 0) {
-      e->code = SP_EXIT_PREFLIGHT;
-      return -1;
-    }
-    if (!d->source && !r->o.disks_to)
-      return sp_err_set(e, SP_EXIT_PREFLIGHT, "disk %s had no file on the host (a network "
-                        "disk): restore with --disks-to DIR", d->target);
-    _cleanup_free_ char *src = strdup(d->source ? d->source : d->target);
-    if (!src)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    const char *base = basename(src);
-    if (!sp_name_ok(base))
-      return sp_err_set(e, SP_EXIT_PREFLIGHT, "disk %s: cannot name a file after '%s'",
-                        d->target, base);
-    if (r->o.disks_to)
-      rd->dest = sp_path_join(r->o.disks_to, base);
-    else
-      rd->dest = strdup(d->source);
-    if (!rd->dest)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    rd->format = !r->o.keep_chain && d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
-    if (r->hv.host.ops->exists(&r->hv.host, rd->dest))
-      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists%s%s: restore the disks elsewhere with "
-                        "--disks-to DIR (nothing is overwritten)", rd->dest,
-                        r->hv.host.remote ? " on " : "", r->hv.host.remote ? r->hv.host.name : "");
+    struct sp_disk_chain *c = &r->chains[r->nchains++];
+    if (sp_disk_chain_resolve(r->pt.domain_fd, r->pt.fd, &r->m, &r->sums, r->m.disks[i].target,
+                              c, e) < 0 ||
+        (!r->o.keep_chain && sp_chain_check_hashes(c, 0, e) < 0))
+      return e->code = SP_EXIT_PREFLIGHT, -1;
   }
   return 0;
 }
@@ -211,9 +304,15 @@ static int plan_disks(struct restore *r, struct sp_err *e)
 
 static int pick_identity(struct restore *r, struct sp_err *e)
 {
-  snprintf(r->name, sizeof r->name, "%s", r->o.name ? r->o.name : r->m.domain);
-  if (strchr(r->name, '/') || !r->name[0])
-    return sp_err_set(e, SP_EXIT_USAGE, "'%s' cannot be a domain name", r->name);
+  const char *n = r->o.name ? r->o.name : r->m.domain;
+  /* Also a file name (<name>_VARS.fd) and a log name: a plain name. */
+  bool ok = n[0] && n[0] != '.' && strlen(n) < 200 && !strchr(n, '/');
+  for (const char *p = n; ok && *p; p++)
+    ok = (unsigned char)*p >= 0x20 && *p != 0x7f;
+  if (!ok)
+    return sp_err_set(e, r->o.name ? SP_EXIT_USAGE : SP_EXIT_PREFLIGHT, "'%s' cannot be a domain "
+                      "name here%s", n, r->o.name ? "" : ": restore under another --name");
+  snprintf(r->name, sizeof r->name, "%s", n);
   if (r->o.name && strcmp(r->o.name, r->m.domain) != 0 && !r->o.keep_uuid)
     return restore_new_uuid(r->uuid, e);
   snprintf(r->uuid, sizeof r->uuid, "%s", r->m.uuid);
@@ -243,6 +342,12 @@ static int check_libvirt(struct restore *r, struct sp_err *e)
   if (virDomainGetState(d, &state, &reason, 0) < 0 || state != VIR_DOMAIN_SHUTOFF)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "--replace: domain %s is not shut off; stop it "
                       "first (virsh shutdown %s)", dname, dname);
+  /* Kept whole, secrets included, to define it again if anything fails. */
+  r->replaced_xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+  if (!r->replaced_xml ||
+      sp_domain_parse(r->replaced_xml, strlen(r->replaced_xml), &r->replaced_dom, e) < 0)
+    return r->replaced_xml ? -1 : sp_err_set(e, SP_EXIT_FAILED, "--replace: cannot read the "
+                                             "definition of %s: %s", dname, virt_errmsg());
   r->replaced = d;
   if (d == by_name)
     by_name = NULL;
@@ -267,25 +372,13 @@ static int check_secret(struct restore *r, struct sp_err *e)
                     " and run restore again", s);
 }
 
-/* The restored VM's QEMU opens its disks in --disks-to: a directory it
- * cannot pass would define a VM that cannot start. */
-static int check_disks_reach(struct restore *r, struct sp_err *e)
+static int load_emulators(struct restore *r, struct sp_err *e)
 {
-  if (!r->o.disks_to || !(r->o.define || r->o.start))
-    return 0;
-  struct qemu_creds c;
-  char why[1536];
-  if (qemu_creds_of_conf(&r->hv.host, &r->qc, &c, e) < 0)
-    return -1;
-  if (!qemu_can_reach(&r->hv.host, &c, "--disks-to", r->o.disks_to, false, why, sizeof why))
-    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s", why);
-  return 0;
-}
-
-static bool replacing_uuid(const struct restore *r)
-{
-  char u[VIR_UUID_STRING_BUFLEN];
-  return r->replaced && virDomainGetUUIDString(r->replaced, u) == 0 && strcmp(u, r->uuid) == 0;
+  _cleanup_free_ char *caps = virConnectGetCapabilities(r->hv.conn);
+  if (!caps)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "cannot read libvirt's capabilities: %s",
+                      virt_errmsg());
+  return domain_filter_emulators(caps, strlen(caps), &r->emulators, &r->nemulators, e);
 }
 
 /* Whether a TPM state directory holds anything but hidden files (swtpm's
@@ -306,53 +399,206 @@ static bool tpm_dir_in_use(struct sp_host *h, const char *dir)
   return used;
 }
 
-static int plan_state(struct restore *r, struct sp_err *e)
+static bool replacing_uuid(const struct restore *r)
 {
-  if (r->m.nvram.present) {
-    _cleanup_free_ char *host = strdup(r->m.nvram.host_path);
-    if (!host)
+  return r->replaced && r->replaced_dom.uuid && strcmp(r->replaced_dom.uuid, r->uuid) == 0;
+}
+
+/* The destinations: decided by restore_plan, shown with what the point
+ * recorded, checked where they are. */
+static int plan(struct restore *r, struct sp_err *e)
+{
+  struct restore_plan_in in = { .m = &r->m, .point_dom = &r->point_dom,
+                                .replaced = r->replaced ? &r->replaced_dom : NULL,
+                                .name = r->name, .uuid = r->uuid, .disks_to = r->o.disks_to,
+                                .recorded = r->o.recorded, .keep_chain = r->o.keep_chain };
+  if (restore_plan_make(&in, &r->plan, e) < 0)
+    return -1;
+  r->disk_paths = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_paths);
+  r->disk_dirs = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_dirs);
+  if (!r->disk_paths || !r->disk_dirs)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  for (size_t i = 0; i < r->plan.ndisks; i++)
+    r->disk_dirs[i] = -1;
+  struct sp_host *h = &r->hv.host;
+  if (r->plan.nvram_dir) {
+    if (!(r->nvram_path = sp_path_join(r->plan.nvram_dir, r->plan.nvram_file)))
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    bool same = strcmp(r->name, r->m.domain) == 0 && strcmp(r->m.nvram.type, "file") == 0;
-    if (same)
-      r->nvram_dest = strdup(r->m.nvram.host_path);
-    else if (asprintf(&r->nvram_dest, "%s/%s_VARS.fd",
-                      strcmp(r->m.nvram.type, "file") == 0 ? dirname(host)
-                                                           : "/var/lib/libvirt/qemu/nvram",
-                      r->name) < 0)
-      r->nvram_dest = NULL;
-    if (!r->nvram_dest)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    if (r->hv.host.ops->exists(&r->hv.host, r->nvram_dest) && !r->replaced)
+    sp_info(r->log, "NVRAM: recorded at %s, restored to %s", r->m.nvram.host_path,
+            r->nvram_path);
+    if (!r->plan.nvram_replaces && h->ops->exists(h, r->nvram_path))
       return sp_err_set(e, SP_EXIT_PREFLIGHT, "NVRAM file %s exists (it belongs to another "
-                        "domain): restore under another --name", r->nvram_dest);
+                        "domain): restore under another --name", r->nvram_path);
   }
-  if (r->m.tpm.present) {
-    const char *sub = strcmp(r->m.tpm.version, "2.0") == 0 ? "tpm2" : "tpm1.2";
-    if (asprintf(&r->tpm_dir, "%s/%s/%s", SP_SWTPM_ROOT, r->uuid, sub) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    if (tpm_dir_in_use(&r->hv.host, r->tpm_dir) && !replacing_uuid(r))
+  if (r->plan.tpm_dir) {
+    sp_info(r->log, "TPM state: recorded at %s, restored to %s", r->m.tpm.host_path,
+            r->plan.tpm_dir);
+    if (tpm_dir_in_use(h, r->plan.tpm_dir) && !replacing_uuid(r))
       return sp_err_set(e, SP_EXIT_PREFLIGHT, "TPM state directory %s is not empty: it belongs "
                         "to another VM with UUID %s; restore under a new UUID (--name without "
                         "--keep-uuid), or remove that state if it is no longer wanted",
-                        r->tpm_dir, r->uuid);
+                        r->plan.tpm_dir, r->uuid);
+  }
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct restore_plan_disk *d = &r->plan.disks[i];
+    if (!(r->disk_paths[i] = sp_path_join(d->dir, d->file)))
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    sp_info(r->log, "disk %s: recorded at %s, restored to %s%s%s", d->target,
+            d->recorded ? d->recorded : "(a network disk)", h->remote ? h->name : "",
+            h->remote ? ":" : "", r->disk_paths[i]);
+    if (!h->remote &&
+        (r->disk_dirs[i] = sp_trusted_dir_open("disk destination", d->dir, e)) < 0)
+      return e->code == SP_EXIT_PREFLIGHT && !sp_exists(d->dir)
+               ? sp_err_set(e, SP_EXIT_PREFLIGHT, "disk destination %s does not exist: create it "
+                            "(owned by root, reachable by QEMU's user: mode 0711)", d->dir)
+               : -1;
+    if (!d->replaces && h->ops->exists(h, r->disk_paths[i]))
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists%s%s: restore the disks elsewhere with "
+                        "--disks-to DIR (nothing is overwritten)", r->disk_paths[i],
+                        h->remote ? " on " : "", h->remote ? h->name : "");
   }
   return 0;
 }
 
+/* The restored VM's QEMU opens its disks where they go: a directory it
+ * cannot pass would define a VM that cannot start. */
+static int check_disks_reach(struct restore *r, struct sp_err *e)
+{
+  if (!(r->o.define || r->o.start))
+    return 0;
+  struct qemu_creds c;
+  if (qemu_creds_of_conf(&r->hv.host, &r->qc, &c, e) < 0)
+    return -1;
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    char why[1536];
+    bool seen = false;
+    for (size_t k = 0; k < i; k++)
+      seen |= strcmp(r->plan.disks[k].dir, r->plan.disks[i].dir) == 0;
+    if (!seen && !qemu_can_reach(&r->hv.host, &c, r->o.disks_to ? "--disks-to" : "disk directory",
+                                 r->plan.disks[i].dir, false, why, sizeof why))
+      return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s", why);
+  }
+  return 0;
+}
+
+static int make_xml(struct restore *r, struct sp_err *e)
+{
+  _cleanup_free_ struct restored_disk *rd = calloc(r->plan.ndisks ? r->plan.ndisks : 1,
+                                                   sizeof *rd);
+  if (!rd)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  for (size_t i = 0; i < r->plan.ndisks; i++)
+    rd[i] = (struct restored_disk){ r->plan.disks[i].target, r->disk_paths[i],
+                                    r->plan.disks[i].format };
+  bool renamed = strcmp(r->name, r->m.domain) != 0;
+  enum restore_other_disks other = r->o.other_disks_set ? r->o.other_disks
+                                   : r->o.trust_xml ? RESTORE_OTHER_KEEP
+                                                    : RESTORE_OTHER_REFUSE;
+  struct restore_xml_opts xo = {
+    .name = r->name, .uuid = r->uuid, .new_macs = renamed, .disks = rd,
+    .ndisks = r->plan.ndisks, .nvram_path = r->nvram_path, .tpm_dir = r->plan.tpm_dir,
+    .tpm_source = r->plan.tpm_source, .other_disks = other, .trust = r->o.trust_xml,
+    .emulators = (const char *const *)r->emulators, .nemulators = r->nemulators,
+  };
+  if (restore_xml(r->point_xml, r->point_xml_len, &xo, &r->xml, &r->filtered, e) < 0)
+    return sp_err_prefix(e, "%s", r->pt.path);
+  return 0;
+}
+
+/* With --trust-domain-xml: what the allow-list would have removed, as a
+ * unified diff on stderr (diff(1) through files of our own). */
+static void show_trusted_diff(struct restore *r)
+{
+  if (!r->o.trust_xml || !r->filtered)
+    return;
+  if (strcmp(r->filtered, r->xml) == 0) {
+    sp_info(r->log, "--trust-domain-xml: the domain XML passes the filter as it is");
+    return;
+  }
+  char dir[] = "/tmp/stillpoint-xml-XXXXXX";
+  if (!mkdtemp(dir))
+    return;
+  _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct sp_err ignored = { 0 };
+  _cleanup_free_ char *a = sp_path_join(dir, "filtered.xml"), *b = sp_path_join(dir,
+                                                                               "trusted.xml");
+  if (dfd >= 0 && a && b &&
+      sp_write_file_at(dfd, "filtered.xml", r->filtered, strlen(r->filtered), 0600, &ignored) == 0 &&
+      sp_write_file_at(dfd, "trusted.xml", r->xml, strlen(r->xml), 0600, &ignored) == 0) {
+    char *argv[] = { "diff", "-u", "--label", "filtered", "--label", "defined (trusted)", a, b,
+                     NULL };
+    struct sp_run_result rr;
+    if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT, &rr, &ignored) == 0) {
+      sp_warn(r->log, "--trust-domain-xml: the domain XML is taken as it is; the filter would "
+              "have removed:\n%s", rr.out ? rr.out : "");
+      sp_run_result_free(&rr);
+    }
+  }
+  sp_rm_rf(dir, &ignored);
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
-/* A disk for a remote host: flattened here into a private temporary file,
- * then uploaded over SFTP. */
-static int upload_disk(struct restore *r, struct rdisk *d, struct sp_err *e)
+static int remember_remote(struct restore *r, const char *path, struct sp_err *e)
+{
+  char **nv = realloc(r->remote_made, (r->nremote_made + 1) * sizeof *nv);
+  if (!nv || !(nv[r->nremote_made] = strdup(path)))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  r->remote_made = nv;
+  r->nremote_made++;
+  return 0;
+}
+
+/* --replace: what the replaced definition had there goes aside, under
+ * <path>.replaced-<UTC>, within its own directory. */
+static int move_aside(struct restore *r, const char *path, struct sp_err *e)
+{
+  struct sp_host *h = &r->hv.host;
+  if (!h->ops->exists(h, path))
+    return 0;
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  struct aside *na = realloc(r->asides, (r->nasides + 1) * sizeof *na);
+  if (!na)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  r->asides = na;
+  struct aside *a = &na[r->nasides];
+  if (!(a->path = strdup(path)) || asprintf(&a->kept, "%s.replaced-%s", path, stamp) < 0) {
+    free(a->path);
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  }
+  if (h->ops->rename(h, a->path, a->kept, e) < 0) {
+    free(a->path);
+    free(a->kept);
+    return sp_err_prefix(e, "--replace");
+  }
+  r->nasides++;
+  sp_info(r->log, "--replace: %s kept as %s", path, a->kept);
+  return 0;
+}
+
+/* A disk for a remote host: flattened here into a private directory,
+ * then uploaded over SFTP, never over an existing file. */
+static int upload_disk(struct restore *r, size_t i, struct sp_err *e)
 {
   char dir[] = "/var/tmp/stillpoint-restore-XXXXXX";
   if (!mkdtemp(dir))
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "mkdtemp");
-  _cleanup_free_ char *tmp = sp_path_join(dir, "disk");
-  int rc = tmp ? restore_disk(&d->chain, tmp, d->format, false, e)
+  _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct restore_made_list tmp = { 0 };
+  int rc = dfd < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", dir)
+                   : restore_disk(&r->chains[i], dfd, dir, "disk", r->plan.disks[i].format,
+                                  false, &tmp, e);
+  _cleanup_free_ char *local = sp_path_join(dir, "disk");
+  if (rc == 0)
+    rc = local ? r->hv.host.ops->upload(&r->hv.host, local, r->disk_paths[i], e)
                : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
   if (rc == 0)
-    rc = r->hv.host.ops->upload(&r->hv.host, tmp, d->dest, e);
+    rc = remember_remote(r, r->disk_paths[i], e);
+  restore_made_free(&tmp);
   struct sp_err ignored = { 0 };
   sp_rm_rf(dir, &ignored);
   return rc;
@@ -360,77 +606,110 @@ static int upload_disk(struct restore *r, struct rdisk *d, struct sp_err *e)
 
 static int write_disks(struct restore *r, struct sp_err *e)
 {
-  for (size_t i = 0; i < r->ndisks; i++) {
-    struct rdisk *d = &r->disks[i];
-    sp_info(r->log, "disk %s: %s %zu image%s -> %s%s%s (%s)", r->m.disks[i].target,
-            r->o.keep_chain ? "copying" : "flattening", d->chain.n, d->chain.n == 1 ? "" : "s",
-            r->hv.host.remote ? r->hv.host.name : "", r->hv.host.remote ? ":" : "", d->dest, d->format);
-    int rc = r->hv.host.remote ? upload_disk(r, d, e)
-                            : restore_disk(&d->chain, d->dest, d->format, r->o.keep_chain, e);
-    if (rc < 0) {
-      if (!r->hv.host.remote)
-        restore_disk_undo(&d->chain, d->dest, r->o.keep_chain);
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    const struct restore_plan_disk *d = &r->plan.disks[i];
+    sp_info(r->log, "disk %s: %s %zu image%s -> %s%s%s (%s)", d->target,
+            r->o.keep_chain ? "copying" : "flattening", r->chains[i].n,
+            r->chains[i].n == 1 ? "" : "s", r->hv.host.remote ? r->hv.host.name : "",
+            r->hv.host.remote ? ":" : "", r->disk_paths[i], d->format);
+    if (d->replaces && move_aside(r, r->disk_paths[i], e) < 0)
       return -1;
-    }
-    d->written = true;
+    int rc = r->hv.host.remote
+               ? upload_disk(r, i, e)
+               : restore_disk(&r->chains[i], r->disk_dirs[i], d->dir, d->file, d->format,
+                              r->o.keep_chain, &r->made, e);
+    if (rc < 0)
+      return -1;
   }
   return 0;
 }
 
 /* TPM state on a remote host, as libvirt makes it: <uuid>/ 0711 root,
  * the state directory 0700 and its files 0600 of the swtpm user.  A
- * replaced domain's old state is removed first. */
+ * replaced domain's old state is moved aside first. */
 static int remote_tpm_install(struct restore *r, uid_t uid, gid_t gid, struct sp_err *e)
 {
   struct sp_host *h = &r->hv.host;
-  _cleanup_free_ char *parent = strdup(r->tpm_dir);
+  const char *dir = r->plan.tpm_dir;
+  _cleanup_free_ char *parent = strdup(dir);
   char *slash = parent ? strrchr(parent, '/') : NULL;
   if (!slash)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
   *slash = '\0';
-  if (h->ops->rm_rf(h, r->tpm_dir, e) < 0 ||
-      h->ops->ensure_dir(h, parent, 0711, 0, 0, e) < 0 ||
-      h->ops->mkdir_owned(h, r->tpm_dir, 0700, uid, gid, e) < 0)
+  if (tpm_dir_in_use(h, dir)) {
+    if (move_aside(r, dir, e) < 0)
+      return -1;
+  } else if (h->ops->rm_rf(h, dir, e) < 0) { /* only hidden files: swtpm's .lock */
+    return -1;
+  }
+  if (h->ops->ensure_dir(h, parent, 0711, 0, 0, e) < 0 ||
+      h->ops->mkdir_owned(h, dir, 0700, uid, gid, e) < 0 || remember_remote(r, dir, e) < 0)
     return -1;
   for (size_t i = 0; i < r->tpm.n; i++) {
-    _cleanup_free_ char *p = sp_path_join(r->tpm_dir, r->tpm.files[i].name);
-    if (!p || h->ops->write_file(h, p, r->tpm.files[i].data, r->tpm.files[i].len, 0600, uid, gid,
-                                 e) < 0)
+    _cleanup_free_ char *p = sp_path_join(dir, r->tpm.files[i].name);
+    if (!p || h->ops->create_file(h, p, r->tpm.files[i].data, r->tpm.files[i].len, 0600, uid,
+                                  gid, e) < 0)
       return -1;
   }
+  return 0;
+}
+
+static int write_nvram(struct restore *r, struct sp_err *e)
+{
+  struct sp_host *h = &r->hv.host;
+  uid_t uid;
+  gid_t gid;
+  if (h->ops->ids(h, r->qc.user, r->qc.group, &uid, &gid, e) < 0)
+    return -1;
+  if (r->plan.nvram_replaces && move_aside(r, r->nvram_path, e) < 0)
+    return -1;
+  if (h->remote)
+    return h->ops->create_file(h, r->nvram_path, r->nvram.data, r->nvram.len, 0600, uid, gid,
+                               e) < 0 ? -1 : remember_remote(r, r->nvram_path, e);
+  /* libvirt's NVRAM directory belongs to QEMU's user: trusted too, and
+   * written only without replacing anything. */
+  _cleanup_close_ int dfd = sp_trusted_dir_open_also("NVRAM directory", r->plan.nvram_dir, uid, e);
+  struct stat st;
+  if (dfd < 0 || sp_create_file_at(dfd, r->plan.nvram_file, r->nvram.data, r->nvram.len, 0600,
+                                   uid, gid, &st, e) < 0)
+    return dfd < 0 ? -1 : sp_err_prefix(e, "NVRAM %s", r->nvram_path);
+  if (fsync(dfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", r->plan.nvram_dir);
+  struct restore_made *nv = realloc(r->made.v, (r->made.n + 1) * sizeof *nv);
+  if (!nv)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  r->made.v = nv;
+  nv[r->made.n] = (struct restore_made){ .dir_fd = steal_fd(&dfd),
+                                         .name = strdup(r->plan.nvram_file), .st = st };
+  r->made.n++;
   return 0;
 }
 
 static int write_state(struct restore *r, struct sp_err *e)
 {
   struct sp_host *h = &r->hv.host;
-  if (r->m.nvram.present) {
-    uid_t uid;
-    gid_t gid;
-    if (h->ops->ids(h, r->qc.user, r->qc.group, &uid, &gid, e) < 0)
-      return -1;
-    r->nvram.mode = 0600;
-    r->nvram.uid = uid;
-    r->nvram.gid = gid;
-    if ((h->remote ? h->ops->write_file(h, r->nvram_dest, r->nvram.data, r->nvram.len, 0600, uid,
-                                        gid, e)
-                   : sp_nvram_install(r->nvram_dest, &r->nvram, e)) < 0)
-      return -1;
-    r->nvram_written = true;
-  }
+  if (r->m.nvram.present && write_nvram(r, e) < 0)
+    return -1;
   if (r->m.tpm.present) {
     uid_t uid;
     gid_t gid;
-    if (h->ops->ids(h, r->qc.swtpm_user, r->qc.swtpm_group, &uid, &gid, e) < 0 ||
-        (h->remote ? remote_tpm_install(r, uid, gid, e)
-                   : sp_tpm_install(r->tpm_dir, &r->tpm, uid, gid, true, &r->tpm_kept, e)) < 0)
+    if (h->ops->ids(h, r->qc.swtpm_user, r->qc.swtpm_group, &uid, &gid, e) < 0)
       return -1;
-    r->tpm_written = true;
+    if (h->remote) {
+      if (remote_tpm_install(r, uid, gid, e) < 0)
+        return -1;
+    } else {
+      if (sp_tpm_install(r->plan.tpm_dir, &r->tpm, uid, gid, true, &r->tpm_kept, e) < 0)
+        return -1;
+      r->tpm_written = lstat(r->plan.tpm_dir, &r->tpm_st) == 0;
+      if (r->tpm_kept)
+        sp_info(r->log, "--replace: %s kept as %s", r->plan.tpm_dir, r->tpm_kept);
+    }
   }
   /* SELinux hosts label these by path; restorecon puts the labels right. */
   if (!h->remote && access("/sys/fs/selinux/enforce", F_OK) == 0) {
-    char *argv[] = { "restorecon", "-R", r->tpm_dir ? r->tpm_dir : "/dev/null",
-                     r->nvram_dest ? r->nvram_dest : "/dev/null", NULL };
+    char *argv[] = { "restorecon", "-R", r->plan.tpm_dir ? r->plan.tpm_dir : "/dev/null",
+                     r->nvram_path ? r->nvram_path : "/dev/null", NULL };
     struct sp_run_result rr;
     if (sp_run(argv, NULL, SP_RUN_CAPTURE_ERR, &rr, e) == 0)
       sp_run_result_free(&rr);
@@ -438,57 +717,59 @@ static int write_state(struct restore *r, struct sp_err *e)
   return 0;
 }
 
+/* Removes only what this restore made, then puts back what --replace
+ * moved aside, then the old definition. */
 static void undo(struct restore *r)
 {
   struct sp_host *h = &r->hv.host;
   struct sp_err ignored = { 0 };
-  for (size_t i = 0; i < r->ndisks; i++) {
-    if (!r->disks[i].written)
-      continue;
-    if (h->remote)
-      h->ops->rm_rf(h, r->disks[i].dest, &ignored);
-    else
-      restore_disk_undo(&r->disks[i].chain, r->disks[i].dest, r->o.keep_chain);
+  restore_made_undo(&r->made);
+  for (size_t i = r->nremote_made; i-- > 0;)
+    h->ops->rm_rf(h, r->remote_made[i], &ignored);
+  if (r->tpm_written) {
+    struct stat now;
+    /* The directory restore put there, and only that one. */
+    if (lstat(r->plan.tpm_dir, &now) == 0 && now.st_dev == r->tpm_st.st_dev &&
+        now.st_ino == r->tpm_st.st_ino)
+      sp_rm_rf(r->plan.tpm_dir, &ignored);
+    if (r->tpm_kept && rename(r->tpm_kept, r->plan.tpm_dir) < 0)
+      sp_warn(r->log, "cannot put the old TPM state back: it is in %s", r->tpm_kept);
   }
-  if (r->nvram_written && !r->replaced)
-    h->ops->rm_rf(h, r->nvram_dest, &ignored);
-  if (r->tpm_written && !r->tpm_kept)
-    h->ops->rm_rf(h, r->tpm_dir, &ignored);
-}
-
-static int make_xml(struct restore *r, struct sp_err *e)
-{
-  _cleanup_free_ char *path = sp_path_join(r->point, "domain.xml");
-  _cleanup_free_ char *xml = NULL;
-  size_t len;
-  if (!path || sp_read_file(path, 16u << 20, &xml, &len, e) < 0)
-    return -1;
-  _cleanup_free_ struct restored_disk *rd = calloc(r->ndisks ? r->ndisks : 1, sizeof *rd);
-  if (!rd)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  for (size_t i = 0; i < r->ndisks; i++)
-    rd[i] = (struct restored_disk){ r->m.disks[i].target, r->disks[i].dest, r->disks[i].format };
-  bool renamed = strcmp(r->name, r->m.domain) != 0;
-  struct restore_xml_opts xo = { .name = r->name, .uuid = r->uuid, .new_macs = renamed,
-                                 .disks = rd, .ndisks = r->ndisks,
-                                 .nvram_path = r->nvram_dest };
-  return restore_xml(xml, len, &xo, &r->xml, e);
+  for (size_t i = r->nasides; i-- > 0;) {
+    sp_err_clear(&ignored);
+    if (h->ops->rename(h, r->asides[i].kept, r->asides[i].path, &ignored) < 0)
+      sp_warn(r->log, "cannot put %s back: it is in %s (%s)", r->asides[i].path,
+              r->asides[i].kept, ignored.msg);
+  }
+  if (r->undefined_old) {
+    _cleanup_dom_ virDomainPtr d = virDomainDefineXML(r->hv.conn, r->replaced_xml);
+    if (!d)
+      sp_warn(r->log, "cannot define the replaced domain again: %s; its XML was:\n%s",
+              virt_errmsg(), r->replaced_xml);
+  }
 }
 
 static int define(struct restore *r, struct sp_err *e)
 {
-  if (r->replaced) {
+  /* Same name and UUID: libvirt redefines in place and keeps its
+   * checkpoints; nothing changes when it refuses.  Otherwise the old one
+   * goes first, and comes back if the new one is refused. */
+  if (r->replaced && !(replacing_uuid(r) && r->replaced_dom.name &&
+                       strcmp(r->replaced_dom.name, r->name) == 0)) {
     unsigned flags = VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | VIR_DOMAIN_UNDEFINE_KEEP_TPM |
                      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
                      VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA;
     if (virDomainUndefineFlags(r->replaced, flags) < 0)
       return sp_err_set(e, SP_EXIT_FAILED, "--replace: cannot undefine the old domain: %s",
                         virt_errmsg());
+    r->undefined_old = true;
   }
   _cleanup_dom_ virDomainPtr dom = virDomainDefineXML(r->hv.conn, r->xml);
   if (!dom)
-    return sp_err_set(e, SP_EXIT_FAILED, "libvirt refused the restored domain: %s",
-                      virt_errmsg());
+    return sp_err_set(e, SP_EXIT_FAILED, "libvirt refused the restored domain: %s%s",
+                      virt_errmsg(), r->replaced ? " (the replaced domain and its files are "
+                                                   "put back)" : "");
+  r->undefined_old = false;
   sp_info(r->log, "defined domain %s (%s)", r->name, r->uuid);
   if (r->o.start) {
     if (virDomainCreate(dom) < 0)
@@ -507,25 +788,33 @@ static void report(const struct restore *r)
     return;
   }
   json_object *o = json_object_new_object();
-  json_object_object_add(o, "point", json_object_new_string(r->point));
+  json_object_object_add(o, "point", json_object_new_string(r->pt.path));
   json_object_object_add(o, "name", json_object_new_string(r->name));
   json_object_object_add(o, "uuid", json_object_new_string(r->uuid));
   json_object_object_add(o, "defined", json_object_new_boolean(r->o.define));
   json_object_object_add(o, "started", json_object_new_boolean(r->o.start));
   json_object *disks = json_object_new_array();
-  for (size_t i = 0; i < r->ndisks; i++) {
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
     json_object *d = json_object_new_object();
-    json_object_object_add(d, "target", json_object_new_string(r->m.disks[i].target));
-    json_object_object_add(d, "path", json_object_new_string(r->disks[i].dest));
-    json_object_object_add(d, "format", json_object_new_string(r->disks[i].format));
-    json_object_object_add(d, "images", json_object_new_int((int)r->disks[i].chain.n));
+    json_object_object_add(d, "target", json_object_new_string(r->plan.disks[i].target));
+    json_object_object_add(d, "path", json_object_new_string(r->disk_paths[i]));
+    json_object_object_add(d, "recorded", r->plan.disks[i].recorded
+                                            ? json_object_new_string(r->plan.disks[i].recorded)
+                                            : NULL);
+    json_object_object_add(d, "format", json_object_new_string(r->plan.disks[i].format));
+    json_object_object_add(d, "images", json_object_new_int((int)r->chains[i].n));
     json_object_array_add(disks, d);
   }
   json_object_object_add(o, "disks", disks);
-  json_object_object_add(o, "nvram", r->nvram_dest ? json_object_new_string(r->nvram_dest) : NULL);
-  json_object_object_add(o, "tpm", r->tpm_dir ? json_object_new_string(r->tpm_dir) : NULL);
+  json_object_object_add(o, "nvram", r->nvram_path ? json_object_new_string(r->nvram_path) : NULL);
+  json_object_object_add(o, "tpm", r->plan.tpm_dir ? json_object_new_string(r->plan.tpm_dir)
+                                                   : NULL);
   json_object_object_add(o, "tpm_replaced_kept_as",
                          r->tpm_kept ? json_object_new_string(r->tpm_kept) : NULL);
+  json_object *kept = json_object_new_array();
+  for (size_t i = 0; i < r->nasides; i++)
+    json_object_array_add(kept, json_object_new_string(r->asides[i].kept));
+  json_object_object_add(o, "replaced_kept_as", kept);
   if (!r->o.define)
     json_object_object_add(o, "xml", json_object_new_string(r->xml));
   puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -547,12 +836,14 @@ static int open_host(struct restore *r, struct sp_err *e)
 
 static int run_restore(struct restore *r, const char *point, struct sp_err *e)
 {
-  if (load_point(r, point, e) < 0 || load_state(r, e) < 0 || open_host(r, e) < 0 ||
-      plan_disks(r, e) < 0 || pick_identity(r, e) < 0 ||
+  if (load_point(r, point, e) < 0 || check_manifest_sum(r, e) < 0 || load_xml(r, e) < 0 ||
+      load_state(r, e) < 0 ||
+      load_chains(r, e) < 0 || open_host(r, e) < 0 || pick_identity(r, e) < 0 ||
       sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
-      check_libvirt(r, e) < 0 || check_disks_reach(r, e) < 0 ||
-      check_secret(r, e) < 0 || plan_state(r, e) < 0 || make_xml(r, e) < 0)
+      check_libvirt(r, e) < 0 || check_secret(r, e) < 0 || load_emulators(r, e) < 0 ||
+      plan(r, e) < 0 || check_disks_reach(r, e) < 0 || make_xml(r, e) < 0)
     return -1;
+  show_trusted_diff(r);
   if (write_disks(r, e) < 0 || write_state(r, e) < 0 || (r->o.define && define(r, e) < 0)) {
     /* A domain that was defined but did not start keeps its files. */
     if (!(r->o.start && strstr(e->msg, "did not start")))
@@ -569,8 +860,11 @@ int cmd_restore(int argc, char **argv)
     { "name", required_argument, NULL, OPT_NAME },
     { "keep-uuid", no_argument, NULL, OPT_KEEP_UUID },
     { "disks-to", required_argument, NULL, OPT_DISKS_TO },
+    { "recorded-paths", no_argument, NULL, OPT_RECORDED },
     { "flatten", no_argument, NULL, OPT_FLATTEN },
     { "keep-chain", no_argument, NULL, OPT_KEEP_CHAIN },
+    { "other-disks", required_argument, NULL, OPT_OTHER_DISKS },
+    { "trust-domain-xml", no_argument, NULL, OPT_TRUST_XML },
     { "define", no_argument, NULL, OPT_DEFINE },
     { "start", no_argument, NULL, OPT_START },
     { "replace", no_argument, NULL, OPT_REPLACE },
@@ -578,7 +872,7 @@ int cmd_restore(int argc, char **argv)
   };
   struct cli c;
   struct sp_err e = { 0 };
-  struct restore r = { 0 };
+  struct restore r = { .pt = { .fd = -1, .domain_fd = -1 } };
   int rc = SP_EXIT_OK;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &r.o, usage, &e) < 0 ||
       (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "restore needs one POINT_DIR\n%s", usage))) {
@@ -587,8 +881,10 @@ int cmd_restore(int argc, char **argv)
   }
   r.cli = &c;
   r.log = &c.log;
-  if (r.o.disks_to && r.o.disks_to[0] != '/') {
-    sp_err_set(&e, SP_EXIT_USAGE, "--disks-to needs an absolute path");
+  if ((r.o.disks_to && !sp_abspath_ok(r.o.disks_to) &&
+       sp_err_set(&e, SP_EXIT_USAGE, "--disks-to needs a plain absolute path")) ||
+      (r.o.disks_to && r.o.recorded &&
+       sp_err_set(&e, SP_EXIT_USAGE, "--disks-to and --recorded-paths exclude each other"))) {
     rc = cli_fail(&c, &e);
     goto out;
   }

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "fsutil.h"
+#include "image_check.h"
 #include "manifest.h"
 #include "point_chain.h"
 #include "point_layout.h"
@@ -36,8 +36,8 @@ struct problem {
 };
 
 struct verify {
-  char point[PATH_MAX];
-  int fd;
+  struct sp_point pt;
+  struct sp_sums sums;
   struct problem *p;
   size_t np;
   int checks;
@@ -65,66 +65,64 @@ static void note(struct verify *v, const char *what)
   nn[v->nnotes++] = strdup(what);
 }
 
-static bool listed(const struct sp_sums *s, const char *rel)
+/* Regular files of the point that SHA256SUMS does not list, walked
+ * through descriptors (the scan refuses symlinks; none is followed here). */
+static void unlisted(struct verify *v, int dfd, const char *rel, int depth)
 {
-  for (size_t i = 0; i < s->n; i++)
-    if (strcmp(s->v[i].path, rel) == 0)
-      return true;
-  return false;
-}
-
-/* Regular files of the point that SHA256SUMS does not list. */
-static void unlisted(struct verify *v, const struct sp_sums *s, const char *rel)
-{
-  _cleanup_free_ char *abs = rel[0] ? sp_path_join(v->point, rel) : strdup(v->point);
-  _cleanup_closedir_ DIR *d = abs ? opendir(abs) : NULL;
+  int fd = dup(dfd);
+  _cleanup_closedir_ DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
   struct dirent *de;
-  while (d && (de = readdir(d))) {
+  while ((de = readdir(d))) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
     _cleanup_free_ char *r = NULL;
     if (asprintf(&r, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) < 0)
       return;
-    _cleanup_free_ char *p = sp_path_join(v->point, r);
     struct stat st;
-    if (!p || lstat(p, &st) < 0)
+    if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
       continue;
-    if (S_ISDIR(st.st_mode))
-      unlisted(v, s, r);
-    else if (S_ISREG(st.st_mode) && strcmp(r, "SHA256SUMS") != 0 && !listed(s, r))
+    if (S_ISDIR(st.st_mode) && depth < 8) {
+      _cleanup_close_ int sub =
+        openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0)
+        unlisted(v, sub, r, depth + 1);
+    } else if (S_ISREG(st.st_mode) && strcmp(r, "SHA256SUMS") != 0 &&
+               !sp_sums_find(&v->sums, r)) {
       bad(v, r, "not listed in SHA256SUMS");
+    }
   }
 }
 
+/* Every file SHA256SUMS lists, opened below the point (no symlink, no
+ * FIFO, one link) and hashed. */
 static void check_sums(struct verify *v)
 {
-  _cleanup_free_ char *path = sp_path_join(v->point, "SHA256SUMS");
-  _cleanup_free_ char *text = NULL;
-  size_t len;
   struct sp_err e = { 0 };
-  struct sp_sums s = { 0 };
-  if (!path || sp_read_file(path, 1 << 20, &text, &len, &e) < 0) {
-    bad(v, "SHA256SUMS", "missing or unreadable");
-    return;
-  }
-  if (sp_sums_parse(text, len, &s, &e) < 0) {
+  if (sp_sums_load_at(v->pt.fd, &v->sums, &e) < 0) {
     bad(v, "SHA256SUMS", e.msg);
     return;
   }
-  for (size_t i = 0; i < s.n; i++) {
+  for (size_t i = 0; i < v->sums.n; i++) {
+    const struct sp_sum *s = &v->sums.v[i];
     sp_err_clear(&e);
-    _cleanup_close_ int fd = sp_open_beneath(v->fd, s.v[i].path, O_RDONLY, 0, &e);
+    struct stat st;
+    _cleanup_close_ int fd = -1;
     char hex[SP_SHA256_HEX_LEN + 1];
     v->checks++;
-    if (fd < 0)
-      bad(v, s.v[i].path, errno == ENOENT ? "missing" : e.msg);
-    else if (sp_sha256_fd(fd, hex, &e) < 0)
-      bad(v, s.v[i].path, e.msg);
-    else if (strcmp(hex, s.v[i].sha256) != 0)
-      bad(v, s.v[i].path, "content differs from its SHA-256 in SHA256SUMS");
+    if (fstatat(v->pt.fd, s->path, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+      bad(v, s->path, "missing");
+    else if ((fd = sp_open_regular_at(v->pt.fd, s->path, &st, &e)) < 0 ||
+             sp_sha256_fd(fd, hex, &e) < 0)
+      bad(v, s->path, e.msg);
+    else if (strcmp(hex, s->sha256) != 0)
+      bad(v, s->path, "content differs from its SHA-256 in SHA256SUMS");
   }
-  unlisted(v, &s, "");
-  sp_sums_free(&s);
+  unlisted(v, v->pt.fd, "", 0);
 }
 
 static void check_state_files(struct verify *v, const struct sp_manifest_state *st,
@@ -135,46 +133,55 @@ static void check_state_files(struct verify *v, const struct sp_manifest_state *
     if (asprintf(&rel, "%s/%s", dir, st->files[i].name) < 0)
       return;
     struct sp_err e = { 0 };
-    _cleanup_close_ int fd = sp_open_beneath(v->fd, rel, O_RDONLY, 0, &e);
+    struct stat sb;
+    _cleanup_close_ int fd = sp_open_regular_at(v->pt.fd, rel, &sb, &e);
     char hex[SP_SHA256_HEX_LEN + 1];
     v->checks++;
     if (fd < 0 || sp_sha256_fd(fd, hex, &e) < 0)
-      bad(v, rel, "missing or unreadable");
+      bad(v, rel, e.msg[0] ? e.msg : "missing or unreadable");
     else if (strcmp(hex, st->files[i].sha256) != 0)
       bad(v, rel, "content differs from its SHA-256 in the manifest");
   }
+}
+
+/* qemu-img check of the point's own image, handed over as the descriptor
+ * we checked, its format and no backing (image_check.h). */
+static void qemu_img_check(struct verify *v, const struct sp_manifest_disk *d,
+                           const struct sp_chain_link *top)
+{
+  if (strcmp(top->format, "qcow2") != 0)
+    return; /* raw data: nothing for qemu-img to check */
+  const struct sp_image_layer layer = { "qcow2", 3 };
+  _cleanup_free_ char *json = sp_image_json(&layer, 1);
+  char *argv[] = { "qemu-img", "check", "-q", json, NULL };
+  struct sp_run_result r;
+  struct sp_err e = { 0 };
+  v->checks++;
+  if (!json || sp_run_fds(argv, &top->fd, 1, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r,
+                          &e) < 0) {
+    bad(v, d->file, json ? e.msg : "out of memory");
+    return;
+  }
+  if (r.status != 0) {
+    const char *msg = r.err && r.err[0] ? r.err : r.out ? r.out : "";
+    char what[600];
+    snprintf(what, sizeof what, "qemu-img check: %.*s", (int)strcspn(msg, "\n"), msg);
+    bad(v, d->file, what);
+  }
+  sp_run_result_free(&r);
 }
 
 static void check_disks(struct verify *v, const struct sp_manifest *m)
 {
   for (size_t i = 0; i < m->ndisks; i++) {
     const struct sp_manifest_disk *d = &m->disks[i];
-    _cleanup_free_ char *img = sp_path_join(v->point, d->file);
-    v->checks++;
-    if (!img || !sp_exists(img)) {
-      bad(v, d->file, "missing");
-      continue;
-    }
-    char *argv[] = { "qemu-img", "check", "-q", img, NULL };
-    struct sp_run_result r;
-    struct sp_err e = { 0 };
-    if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r, &e) == 0) {
-      /* 63: a raw image (from a copier like nbdcopy) has nothing to check. */
-      if (r.status != 0 && r.status != 63) {
-        const char *msg = r.err && r.err[0] ? r.err : r.out ? r.out : "";
-        char what[600];
-        snprintf(what, sizeof what, "qemu-img check: %.*s", (int)strcspn(msg, "\n"), msg);
-        bad(v, d->file, what);
-      }
-      sp_run_result_free(&r);
-    }
     struct sp_disk_chain c;
-    sp_err_clear(&e);
+    struct sp_err e = { 0 };
     v->checks++;
-    if (sp_disk_chain_resolve(v->point, m, d->target, &c, &e) < 0)
+    if (sp_disk_chain_resolve(v->pt.domain_fd, v->pt.fd, m, &v->sums, d->target, &c, &e) < 0)
       bad(v, d->file, e.msg);
-    else if (strcmp(c.links[c.n - 1].level, "full") != 0)
-      bad(v, d->file, "its chain does not end at a full image");
+    else
+      qemu_img_check(v, d, &c.links[0]);
     sp_disk_chain_free(&c);
   }
 }
@@ -188,12 +195,10 @@ static void check_tpm(struct verify *v, const struct sp_manifest *m)
             "probed");
     return;
   }
-  _cleanup_free_ char *dir = sp_path_join(v->point, m->tpm.path);
   struct sp_tree t;
-  bool temp;
   struct sp_err e = { 0 };
   v->checks++;
-  if (!dir || sp_tree_read(dir, &t, &temp, &e) < 0) {
+  if (sp_tree_read_at(v->pt.fd, m->tpm.path, &t, &e) < 0) {
     bad(v, m->tpm.path, e.msg);
     return;
   }
@@ -207,13 +212,11 @@ static void check_manifest(struct verify *v)
   struct sp_manifest m;
   struct sp_err e = { 0 };
   v->checks++;
-  if (sp_manifest_load(v->point, &m, &e) < 0) {
+  if (sp_manifest_load_at(v->pt.fd, v->pt.path, &m, &e) < 0) {
     bad(v, "manifest.json", e.msg);
     return;
   }
-  char copy[PATH_MAX];
-  snprintf(copy, sizeof copy, "%s", v->point);
-  const char *base = basename(copy);
+  const char *base = v->pt.name;
   size_t bl = strlen(base), sl = strlen(SP_PARTIAL_SUFFIX);
   bool partial = bl > sl && strcmp(base + bl - sl, SP_PARTIAL_SUFFIX) == 0;
   if (strncmp(base, m.id, strlen(m.id)) != 0 || strlen(m.id) != bl - (partial ? sl : 0))
@@ -233,7 +236,7 @@ static void print(const struct cli *c, const struct verify *v)
 {
   if (c->json) {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "point", json_object_new_string(v->point));
+    json_object_object_add(o, "point", json_object_new_string(v->pt.path));
     json_object_object_add(o, "ok", json_object_new_boolean(v->np == 0));
     json_object_object_add(o, "checks", json_object_new_int(v->checks));
     json_object *a = json_object_new_array();
@@ -257,7 +260,7 @@ static void print(const struct cli *c, const struct verify *v)
     printf("BAD   %s: %s\n", v->p[i].file, v->p[i].what);
   for (size_t i = 0; i < v->nnotes; i++)
     printf("note  %s\n", v->notes[i]);
-  printf("%s  %s (%d checks, %zu problem%s)\n", v->np ? "FAILED" : "OK", v->point, v->checks,
+  printf("%s  %s (%d checks, %zu problem%s)\n", v->np ? "FAILED" : "OK", v->pt.path, v->checks,
          v->np, v->np == 1 ? "" : "s");
 }
 
@@ -265,20 +268,20 @@ int cmd_verify(int argc, char **argv)
 {
   struct cli c;
   struct sp_err e = { 0 };
-  struct verify v = { .fd = -1 };
+  struct verify v = { .pt = { .fd = -1, .domain_fd = -1 } };
   int rc;
   if (cli_parse(&c, argc, argv, NULL, NULL, NULL, usage, &e) < 0 ||
       (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "verify needs one POINT_DIR\n%s", usage))) {
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (!realpath(c.args[0], v.point) ||
-      (v.fd = open(v.point, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-    sp_err_sys(&e, SP_EXIT_FAILED, errno, "%s", c.args[0]);
+  /* A point whose directories others can write is refused (exit 3): what
+   * verify checked could be swapped before it is used (trust.h). */
+  if (sp_point_open(c.args[0], &v.pt, &e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (sp_point_scan(v.point, &e) < 0)
+  if (sp_point_scan(v.pt.fd, v.pt.path, &e) < 0)
     bad(&v, ".", e.msg);
   check_sums(&v);
   check_manifest(&v);
@@ -293,8 +296,8 @@ out:
   for (size_t i = 0; i < v.nnotes; i++)
     free(v.notes[i]);
   free(v.notes);
-  if (v.fd >= 0)
-    close(v.fd);
+  sp_sums_free(&v.sums);
+  sp_point_close(&v.pt);
   cli_free(&c);
   return rc;
 }

@@ -102,36 +102,6 @@ static void proc_stop(const struct proc_ref *p)
 
 /* ---- qemu-nbd and nbdfuse ----------------------------------------------------- */
 
-/* The chain as QEMU block options, every image pinned to its driver and
- * file, the full's backing explicitly none: QEMU neither probes a format
- * nor follows a backing file name from an image header. */
-static char *image_spec(const struct sp_disk_chain *c)
-{
-  json_object *top = NULL, *parent = NULL;
-  for (size_t i = 0; i < c->n; i++) {
-    json_object *node = json_object_new_object(), *file = json_object_new_object();
-    json_object_object_add(file, "driver", json_object_new_string("file"));
-    json_object_object_add(file, "filename", json_object_new_string(c->links[i].image));
-    json_object_object_add(node, "driver", json_object_new_string(
-                                             strcmp(c->links[i].format, "raw") == 0 ? "raw"
-                                                                                    : "qcow2"));
-    json_object_object_add(node, "file", file);
-    if (strcmp(c->links[i].format, "raw") != 0 && i + 1 == c->n)
-      json_object_object_add(node, "backing", NULL);
-    if (parent)
-      json_object_object_add(parent, "backing", node);
-    else
-      top = node;
-    parent = node;
-  }
-  char *spec = NULL;
-  if (asprintf(&spec, "json:%s", json_object_to_json_string_ext(
-                                   top, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
-    spec = NULL;
-  json_object_put(top);
-  return spec;
-}
-
 static int read_pid_file(const char *path, pid_t *pid)
 {
   _cleanup_free_ char *text = NULL;
@@ -148,7 +118,12 @@ static int read_pid_file(const char *path, pid_t *pid)
 static int start_qemu_nbd(struct mount_state *st, const char *run,
                           const struct sp_disk_chain *c, struct sp_err *e)
 {
-  _cleanup_free_ char *spec = image_spec(c);
+  /* The chain as QEMU block options, every image the descriptor that was
+   * checked, pinned to its driver, the full's backing explicitly none:
+   * QEMU neither probes a format nor follows a name from a header. */
+  _cleanup_free_ int *fds = NULL;
+  size_t nfds = 0;
+  _cleanup_free_ char *spec = sp_chain_json(c, 0, 3, &fds, &nfds);
   char sock[PATH_MAX], pidf[PATH_MAX], sockopt[PATH_MAX + 16], pidopt[PATH_MAX + 16];
   snprintf(sock, sizeof sock, "%s/nbd.sock", run);
   snprintf(pidf, sizeof pidf, "%s/qemu-nbd.pid", run);
@@ -161,7 +136,7 @@ static int start_qemu_nbd(struct mount_state *st, const char *run,
   char *argv[] = { "qemu-nbd", "--fork", "--persistent", "--read-only", "--shared=8",
                    sockopt, pidopt, spec, NULL };
   struct sp_run_result r;
-  if (sp_run(argv, NULL, SP_RUN_CAPTURE_ERR, &r, e) < 0)
+  if (sp_run_fds(argv, fds, nfds, SP_RUN_CAPTURE_ERR, &r, e) < 0)
     return -1;
   int rc = 0;
   pid_t pid;

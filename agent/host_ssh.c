@@ -427,6 +427,41 @@ static int r_upload(struct sp_host *h, const char *local, const char *path, stru
   return rc;
 }
 
+/* SFTP version 3's rename refuses an existing target (OpenSSH's server
+ * links, then unlinks): never replacing, as the local one. */
+static int r_rename(struct sp_host *h, const char *from, const char *to, struct sp_err *e)
+{
+  if (r_exists(h, to))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: %s exists: not replacing it", h->name, to);
+  return sftp_rename(R(h)->sftp, from, to) < 0 ? sftp_fail(h, e, "cannot rename", from) : 0;
+}
+
+static int r_create_file(struct sp_host *h, const char *path, const void *data, size_t len,
+                         mode_t mode, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  if (r_exists(h, path))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s: %s exists: not replacing it", h->name, path);
+  _cleanup_free_ char *tmp = NULL;
+  if (asprintf(&tmp, "%s.stillpoint-tmp", path) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  sftp_unlink(R(h)->sftp, tmp);
+  sftp_file f;
+  if (write_open(h, tmp, mode, &f, e) < 0)
+    return -1;
+  int rc = write_all(h, f, data, len, tmp, e);
+  if (rc == 0 && sftp_fsync(f) < 0)
+    rc = sftp_fail(h, e, "cannot fsync", tmp);
+  sftp_close(f);
+  if (rc == 0 && (sftp_chown(R(h)->sftp, tmp, uid, gid) < 0 ||
+                  sftp_chmod(R(h)->sftp, tmp, mode) < 0))
+    rc = sftp_fail(h, e, "cannot set owner and mode of", tmp);
+  if (rc == 0 && sftp_rename(R(h)->sftp, tmp, path) < 0)
+    rc = sftp_fail(h, e, "cannot rename to", path);
+  if (rc < 0)
+    sftp_unlink(R(h)->sftp, tmp);
+  return rc;
+}
+
 static void r_close(struct sp_host *h)
 {
   struct remote *r = R(h);
@@ -456,6 +491,8 @@ static const struct sp_host_ops ssh_ops = {
   .rm_rf = r_rm_rf,
   .write_file = r_write_file,
   .upload = r_upload,
+  .create_file = r_create_file,
+  .rename = r_rename,
   .exists = r_exists,
   .close = r_close,
 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "domain_filter.h"
 
 static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
 static void xctxp(xmlXPathContextPtr *c) { if (*c) xmlXPathFreeContext(*c); }
@@ -72,7 +73,7 @@ static int rewrite_disk(xmlXPathContextPtr ctx, const struct restored_disk *d, s
   snprintf(expr, sizeof expr, "/domain/devices/disk[target/@dev='%s']", d->target);
   _cleanup_(xobjp) xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
   if (!o || !o->nodesetval || o->nodesetval->nodeNr != 1)
-    return sp_err_set(e, SP_EXIT_FAILED, "domain.xml of the point has no disk %s", d->target);
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has no disk %s", d->target);
   xmlNodePtr disk = o->nodesetval->nodeTab[0];
   xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)"file");
   remove_children(disk, "source");
@@ -97,7 +98,7 @@ static int rewrite_nvram(xmlNodePtr root, const char *path, struct sp_err *e)
 {
   xmlNodePtr os = child(root, "os");
   if (!os)
-    return sp_err_set(e, SP_EXIT_FAILED, "domain.xml of the point has no <os>");
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has no <os>");
   xmlNodePtr nv = child(os, "nvram");
   if (!nv) {
     /* firmware='efi' autoselection: libvirt 9.0 keeps the path only in
@@ -120,15 +121,119 @@ static int rewrite_nvram(xmlNodePtr root, const char *path, struct sp_err *e)
   return 0;
 }
 
-int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, char **out,
-                struct sp_err *e)
+/* <tpm><backend type='emulator'>: libvirt's directory for the UUID (no
+ * <source>), or the one the replaced definition named. */
+static int rewrite_tpm(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
+                       struct sp_err *e)
 {
+  _cleanup_(xobjp) xmlXPathObjectPtr b =
+    xmlXPathEvalExpression((const xmlChar *)"/domain/devices/tpm/backend", ctx);
+  for (int i = 0; b && b->nodesetval && i < b->nodesetval->nodeNr; i++) {
+    xmlNodePtr backend = b->nodesetval->nodeTab[i];
+    remove_children(backend, "source");
+    if (!o->tpm_source)
+      continue;
+    xmlNodePtr src = xmlNewChild(backend, NULL, (const xmlChar *)"source", NULL);
+    if (!src)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+    xmlSetProp(src, (const xmlChar *)"type", (const xmlChar *)"dir");
+    xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)o->tpm_dir);
+  }
+  return 0;
+}
+
+static bool restored(const struct restore_xml_opts *o, const char *target)
+{
+  for (size_t i = 0; target && i < o->ndisks; i++)
+    if (strcmp(o->disks[i].target, target) == 0)
+      return true;
+  return false;
+}
+
+/* Disks the point does not hold: refused, kept or dropped; *kept gets
+ * the targets kept (for the filter). */
+static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o, char ***kept,
+                       size_t *nkept, struct sp_err *e)
+{
+  _cleanup_(xobjp) xmlXPathObjectPtr d =
+    xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk", ctx);
+  char list[1024] = "";
+  size_t off = 0;
+  for (int i = 0; d && d->nodesetval && i < d->nodesetval->nodeNr; i++) {
+    xmlNodePtr disk = d->nodesetval->nodeTab[i];
+    xmlNodePtr target = child(disk, "target");
+    xmlChar *dev = target ? xmlGetProp(target, (const xmlChar *)"dev") : NULL;
+    xmlChar *device = xmlGetProp(disk, (const xmlChar *)"device");
+    xmlChar *type = xmlGetProp(disk, (const xmlChar *)"type");
+    bool removable = device && (xmlStrEqual(device, (const xmlChar *)"cdrom") ||
+                                xmlStrEqual(device, (const xmlChar *)"floppy"));
+    bool has_source = child(disk, "source") != NULL;
+    const char *name = dev ? (const char *)dev : "(no target)";
+    if (!restored(o, (const char *)dev) && has_source) {
+      if (o->other_disks == RESTORE_OTHER_KEEP) {
+        char **nk = realloc(*kept, (*nkept + 1) * sizeof *nk);
+        if (nk)
+          *kept = nk;
+        if (!nk || !(nk[*nkept] = strdup(name))) {
+          xmlFree(dev);
+          xmlFree(device);
+          xmlFree(type);
+          return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+        }
+        (*nkept)++;
+      } else if (o->other_disks == RESTORE_OTHER_DROP) {
+        if (removable) {
+          remove_children(disk, "source");
+        } else {
+          xmlUnlinkNode(disk);
+          xmlFreeNode(disk);
+        }
+      } else if (off < sizeof list) {
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s (%s%s%s)",
+                                off ? ", " : "", name, device ? (const char *)device : "disk",
+                                type ? ", " : "", type ? (const char *)type : "");
+      }
+    }
+    xmlFree(dev);
+    xmlFree(device);
+    xmlFree(type);
+  }
+  if (off)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has disks the point does "
+                      "not hold: %s; their sources are paths of the host the point was taken "
+                      "on: restore with --other-disks keep (use them as the point says) or "
+                      "--other-disks drop (leave them out, a CD-ROM empty)", list);
+  return 0;
+}
+
+static char *dump(xmlDocPtr doc)
+{
+  xmlChar *buf = NULL;
+  int n = 0;
+  xmlDocDumpFormatMemory(doc, &buf, &n, 1);
+  char *s = buf ? strndup((const char *)buf, (size_t)n) : NULL;
+  xmlFree(buf);
+  return s;
+}
+
+static void strvp(char ***v) { free(*v); }
+
+int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, char **out,
+                char **filtered, struct sp_err *e)
+{
+  *out = NULL;
+  if (filtered)
+    *filtered = NULL;
+  if (len > (16u << 20))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point is larger than 16 MiB");
+  /* No network, no entity substitution, no DTD loaded: a point's XML
+   * pulls in nothing; what it declares, the filter names. */
   _cleanup_(docp) xmlDocPtr doc =
     xmlReadMemory(xml, (int)len, "domain.xml", NULL,
                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
   if (!root || !xmlStrEqual(root->name, (const xmlChar *)"domain"))
-    return sp_err_set(e, SP_EXIT_FAILED, "domain.xml of the point is not a domain");
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point is not a domain");
   _cleanup_(xctxp) xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
   if (!ctx)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
@@ -146,12 +251,43 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
       return -1;
   if (o->nvram_path && rewrite_nvram(root, o->nvram_path, e) < 0)
     return -1;
-  xmlChar *buf = NULL;
-  int n = 0;
-  xmlDocDumpFormatMemory(doc, &buf, &n, 1);
-  if (!buf)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
-  *out = strndup((const char *)buf, (size_t)n);
-  xmlFree(buf);
-  return *out ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+  if (o->tpm_dir && rewrite_tpm(ctx, o, e) < 0)
+    return -1;
+  __attribute__((cleanup(strvp))) char **kept = NULL;
+  size_t nkept = 0;
+  int rc = other_disks(ctx, o, &kept, &nkept, e);
+  /* What restore itself wrote may stand where it stands. */
+  const char *own[SP_RESTORE_XML_MAX_DISKS + 2];
+  size_t nown = 0;
+  for (size_t i = 0; i < o->ndisks && nown < SP_RESTORE_XML_MAX_DISKS; i++)
+    own[nown++] = o->disks[i].path;
+  if (o->nvram_path)
+    own[nown++] = o->nvram_path;
+  if (o->tpm_dir && o->tpm_source)
+    own[nown++] = o->tpm_dir;
+  struct domain_filter_opts fo = { .own_paths = own, .nown = nown, .emulators = o->emulators,
+                                   .nemulators = o->nemulators,
+                                   .kept_disks = (const char *const *)kept, .nkept = nkept };
+  struct domain_findings f = { 0 };
+  if (rc == 0 && o->trust) {
+    /* Taken as it is; the filtered copy only shows what it would drop. */
+    if (!(*out = dump(doc)))
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+    else if (filtered && domain_filter(doc, &fo, true, &f, e) == 0 && !(*filtered = dump(doc)))
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+  } else if (rc == 0 && (rc = domain_filter(doc, &fo, false, &f, e)) == 0) {
+    if (f.n) {
+      _cleanup_free_ char *text = domain_findings_text(&f);
+      rc = sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point asks for what restore does "
+                      "not define from a point (a point is untrusted input):\n%s"
+                      "check that XML and restore with --trust-domain-xml to take it as it is",
+                      text ? text : "");
+    } else if (!(*out = dump(doc))) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+    }
+  }
+  for (size_t i = 0; i < nkept; i++)
+    free(kept[i]);
+  domain_findings_free(&f);
+  return rc;
 }

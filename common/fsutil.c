@@ -275,6 +275,11 @@ bool sp_name_ok(const char *name)
   return sp_relpath_ok(name) && !strchr(name, '/');
 }
 
+bool sp_abspath_ok(const char *path)
+{
+  return path && path[0] == '/' && sp_relpath_ok(path + 1);
+}
+
 int sp_open_beneath(int basefd, const char *rel, int flags, mode_t mode, struct sp_err *e)
 {
   if (!sp_relpath_ok(rel))

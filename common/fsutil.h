@@ -64,6 +64,9 @@ int sp_dir_ensure(const char *path, mode_t mode, uid_t uid, gid_t gid, struct sp
 bool sp_relpath_ok(const char *rel);
 /* True for a single file name: sp_relpath_ok and no '/'. */
 bool sp_name_ok(const char *name);
+/* True for an absolute path with no empty, "." or ".." component and no
+ * trailing slash: what it says is where it leads (symlinks aside). */
+bool sp_abspath_ok(const char *path);
 
 /* Opens base/rel refusing any symlink or ".." on the way (openat2
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). */

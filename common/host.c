@@ -148,6 +148,45 @@ static int local_upload(struct sp_host *h, const char *local, const char *path,
   return sp_copy_file(local, path, 0600, e);
 }
 
+/* The parent of path, opened; *base points into path. */
+static int open_parent(const char *path, const char **base, struct sp_err *e)
+{
+  const char *slash = strrchr(path, '/');
+  if (!slash || !slash[1])
+    return sp_err_set(e, SP_EXIT_FAILED, "not an absolute file path: %s", path);
+  *base = slash + 1;
+  _cleanup_free_ char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+  if (!dir)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return fd < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", dir) : fd;
+}
+
+static int local_create_file(struct sp_host *h, const char *path, const void *data, size_t len,
+                             mode_t mode, uid_t uid, gid_t gid, struct sp_err *e)
+{
+  (void)h;
+  const char *base;
+  _cleanup_close_ int dfd = open_parent(path, &base, e);
+  if (dfd < 0 || sp_create_file_at(dfd, base, data, len, mode, uid, gid, NULL, e) < 0)
+    return dfd < 0 ? -1 : sp_err_prefix(e, "%s", path);
+  return fsync(dfd) < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", path) : 0;
+}
+
+static int local_rename(struct sp_host *h, const char *from, const char *to, struct sp_err *e)
+{
+  (void)h;
+  const char *fb, *tb;
+  _cleanup_close_ int dfd = open_parent(from, &fb, e);
+  if (dfd < 0)
+    return -1;
+  if (strncmp(from, to, (size_t)(fb - from)) != 0 || !(tb = to + (fb - from)) || strchr(tb, '/'))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s and %s are not in one directory", from, to);
+  if (renameat2(dfd, fb, dfd, tb, RENAME_NOREPLACE) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", from, to);
+  return fsync(dfd) < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync") : 0;
+}
+
 static bool local_exists(struct sp_host *h, const char *path)
 {
   (void)h;
@@ -171,6 +210,8 @@ static const struct sp_host_ops local_ops = {
   .rm_rf = local_rm_rf,
   .write_file = local_write_file,
   .upload = local_upload,
+  .create_file = local_create_file,
+  .rename = local_rename,
   .exists = local_exists,
   .close = local_close,
 };

@@ -43,6 +43,13 @@ struct sp_host_ops {
                     mode_t mode, uid_t uid, gid_t gid, struct sp_err *e);
   /* Copies a local file to path on the host (must not exist), mode 0600. */
   int (*upload)(struct sp_host *h, const char *local, const char *path, struct sp_err *e);
+  /* Creates path with data, never replacing anything there (a file, a
+   * symlink): written under a temporary name, then renamed without
+   * replacing.  Exit 3 when path exists. */
+  int (*create_file)(struct sp_host *h, const char *path, const void *data, size_t len,
+                     mode_t mode, uid_t uid, gid_t gid, struct sp_err *e);
+  /* Renames within one directory, never replacing what is named to. */
+  int (*rename)(struct sp_host *h, const char *from, const char *to, struct sp_err *e);
   bool (*exists)(struct sp_host *h, const char *path);
   void (*close)(struct sp_host *h);
 };

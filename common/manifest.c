@@ -2,10 +2,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "fsutil.h"
@@ -558,17 +560,26 @@ int sp_manifest_parse(const char *text, size_t len, struct sp_manifest *m, struc
   return 0;
 }
 
-int sp_manifest_load(const char *point_dir, struct sp_manifest *m, struct sp_err *e)
+int sp_manifest_load_at(int point_fd, const char *point_dir, struct sp_manifest *m,
+                        struct sp_err *e)
 {
   memset(m, 0, sizeof *m);
-  _cleanup_free_ char *path = sp_path_join(point_dir, "manifest.json");
   _cleanup_free_ char *buf = NULL;
   size_t len;
-  if (!path || sp_read_file(path, 64u << 20, &buf, &len, e) < 0)
-    return -1;
+  if (sp_read_file_at(point_fd, "manifest.json", 64u << 20, &buf, &len, e) < 0)
+    return sp_err_prefix(e, "%s", point_dir);
   if (sp_manifest_parse(buf, len, m, e) < 0)
     return sp_err_prefix(e, "%s", point_dir);
   return 0;
+}
+
+int sp_manifest_load(const char *point_dir, struct sp_manifest *m, struct sp_err *e)
+{
+  memset(m, 0, sizeof *m);
+  _cleanup_close_ int fd = open(point_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", point_dir);
+  return sp_manifest_load_at(fd, point_dir, m, e);
 }
 
 static void state_free(struct sp_manifest_state *s)

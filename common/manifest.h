@@ -91,8 +91,12 @@ struct sp_manifest {
 /* Serialises (pretty, no "\/" escapes); *out is malloc'd. */
 int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *e);
 int sp_manifest_parse(const char *text, size_t len, struct sp_manifest *m, struct sp_err *e);
-/* Reads <point_dir>/manifest.json. */
+/* Reads <point_dir>/manifest.json (a regular file of at most 64 MiB, not a
+ * FIFO, not a link: sp_read_file_at). */
 int sp_manifest_load(const char *point_dir, struct sp_manifest *m, struct sp_err *e);
+/* The same below an open point directory; point_dir names it in errors. */
+int sp_manifest_load_at(int point_fd, const char *point_dir, struct sp_manifest *m,
+                        struct sp_err *e);
 void sp_manifest_free(struct sp_manifest *m);
 
 const struct sp_manifest_disk *sp_manifest_disk(const struct sp_manifest *m, const char *target);

@@ -153,6 +153,24 @@ int sp_sums_parse(const char *text, size_t len, struct sp_sums *s, struct sp_err
   return 0;
 }
 
+int sp_sums_load_at(int point_fd, struct sp_sums *s, struct sp_err *e)
+{
+  memset(s, 0, sizeof *s);
+  _cleanup_free_ char *text = NULL;
+  size_t len;
+  if (sp_read_file_at(point_fd, "SHA256SUMS", 1u << 20, &text, &len, e) < 0)
+    return -1;
+  return sp_sums_parse(text, len, s, e);
+}
+
+const char *sp_sums_find(const struct sp_sums *s, const char *path)
+{
+  for (size_t i = 0; i < s->n; i++)
+    if (strcmp(s->v[i].path, path) == 0)
+      return s->v[i].sha256;
+  return NULL;
+}
+
 void sp_sums_free(struct sp_sums *s)
 {
   for (size_t i = 0; i < s->n; i++)

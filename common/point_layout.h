@@ -44,6 +44,10 @@ int sp_sums_add(struct sp_sums *s, const char *path, const char *sha256);
 int sp_sums_write(int point_dirfd, const struct sp_sums *s, struct sp_err *e);
 /* Parses a SHA256SUMS text; every path must stay inside the point. */
 int sp_sums_parse(const char *text, size_t len, struct sp_sums *s, struct sp_err *e);
+/* Reads and parses SHA256SUMS of an open point (at most 1 MiB). */
+int sp_sums_load_at(int point_fd, struct sp_sums *s, struct sp_err *e);
+/* The hash listed for path, or NULL. */
+const char *sp_sums_find(const struct sp_sums *s, const char *path);
 void sp_sums_free(struct sp_sums *s);
 
 #endif

@@ -29,14 +29,19 @@ int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1])
 
 static void ctx_freep(EVP_MD_CTX **c) { EVP_MD_CTX_free(*c); }
 
-int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+/* Reads in to its end, hashing; every block also written to out when
+ * out >= 0 (hashing while copying costs no second read). */
+static int hash_stream(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
 {
   __attribute__((cleanup(ctx_freep))) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
   if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
     return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 is not available from OpenSSL");
-  unsigned char buf[1 << 16];
+  enum { BUF = 1 << 20 };
+  _cleanup_free_ unsigned char *buf = malloc(BUF);
+  if (!buf)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA-256");
   for (;;) {
-    ssize_t r = read(fd, buf, sizeof buf);
+    ssize_t r = read(in, buf, BUF);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
@@ -44,6 +49,14 @@ int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
     if (r == 0)
       break;
     EVP_DigestUpdate(ctx, buf, (size_t)r);
+    for (ssize_t off = 0; out >= 0 && off < r;) {
+      ssize_t w = write(out, buf + off, (size_t)(r - off));
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        return sp_err_sys(e, SP_EXIT_FAILED, errno, "write");
+      off += w;
+    }
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
@@ -51,6 +64,16 @@ int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
     return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 failed");
   to_hex(md, hex);
   return 0;
+}
+
+int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  return hash_stream(fd, -1, hex, e);
+}
+
+int sp_sha256_copy(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  return hash_stream(in, out, hex, e);
 }
 
 int sp_sha256_file(const char *path, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)

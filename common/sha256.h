@@ -12,6 +12,9 @@
 /* hex must hold SP_SHA256_HEX_LEN + 1 bytes. */
 int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1]);
 int sp_sha256_file(const char *path, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
+/* From fd's current offset to its end. */
 int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
+/* Copies in to out (both at their offsets) and hashes what passed. */
+int sp_sha256_copy(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
 
 #endif

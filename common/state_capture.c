@@ -166,6 +166,9 @@ static void tree_digest(struct sp_tree *t)
   sp_sha256_hex(s, off, t->digest);
 }
 
+static int tree_read_fd(int dfd, const char *dir, struct sp_tree *t, bool *temp_present,
+                        struct sp_err *e);
+
 int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct sp_err *e)
 {
   memset(t, 0, sizeof *t);
@@ -173,6 +176,30 @@ int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct 
   _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open directory %s", dir);
+  return tree_read_fd(dfd, dir, t, temp_present, e);
+}
+
+int sp_tree_read_at(int dirfd, const char *rel, struct sp_tree *t, struct sp_err *e)
+{
+  memset(t, 0, sizeof *t);
+  _cleanup_close_ int dfd = sp_open_beneath(dirfd, rel, O_RDONLY | O_DIRECTORY, 0, e);
+  bool temp;
+  if (dfd < 0 || tree_read_fd(dfd, rel, t, &temp, e) < 0)
+    return -1;
+  /* A point holds no swtpm temporary: one there was not written by us. */
+  if (temp) {
+    sp_tree_free(t);
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s holds a swtpm temporary file (TMP*): not a "
+                      "state stillpoint wrote", rel);
+  }
+  return 0;
+}
+
+static int tree_read_fd(int dfd, const char *dir, struct sp_tree *t, bool *temp_present,
+                        struct sp_err *e)
+{
+  memset(t, 0, sizeof *t);
+  *temp_present = false;
   int dup_fd = dup(dfd);
   _cleanup_closedir_ DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
   if (!d) {

@@ -40,6 +40,9 @@ struct sp_capture_stats {
  * Anything that is not a regular file is an error: a state directory
  * holds none, and a symlink there is not ours to follow. */
 int sp_tree_read(const char *dir, struct sp_tree *t, bool *temp_present, struct sp_err *e);
+/* The same for a state directory inside a point (rel below dirfd, no
+ * symlink on the way); a swtpm temporary there is refused. */
+int sp_tree_read_at(int dirfd, const char *rel, struct sp_tree *t, struct sp_err *e);
 
 /* Sorts a tree read by other means (a remote host) and computes its
  * digest, as sp_tree_read does. */

@@ -37,11 +37,17 @@ static const char *group_name(gid_t gid, char *buf, size_t len)
 int sp_trust_check_stat(const char *what, const char *path, const struct stat *st, bool last,
                         struct sp_err *e)
 {
+  return sp_trust_check_stat_also(what, path, st, last, (uid_t)-1, e);
+}
+
+int sp_trust_check_stat_also(const char *what, const char *path, const struct stat *st,
+                             bool last, uid_t also, struct sp_err *e)
+{
   char u[64], g[64];
   unsigned mode = st->st_mode & 07777;
   if (!S_ISDIR(st->st_mode))
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s: %s is not a directory", what, path);
-  if (st->st_uid != 0 && st->st_uid != geteuid())
+  if (st->st_uid != 0 && st->st_uid != geteuid() && (also == (uid_t)-1 || st->st_uid != also))
     return sp_err_set(e, SP_EXIT_PREFLIGHT,
                       "%s: %s is owned by %s, not root: that user could replace what stillpoint "
                       "reads or writes below it (a point, or a directory swapped for a symlink); "
@@ -65,14 +71,14 @@ int sp_trust_check_stat(const char *what, const char *path, const struct stat *s
  * directory still to be made), so real's last component is not the last.
  * Returns the last directory's descriptor (O_PATH). */
 static int walk(const char *what, const char *real, bool allow_missing, bool more_below,
-                struct sp_err *e)
+                uid_t also, struct sp_err *e)
 {
   _cleanup_close_ int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open /");
   bool only_root = strcmp(real, "/") == 0 && !more_below;
-  if (sp_trust_check_stat(what, "/", &st, only_root, e) < 0)
+  if (sp_trust_check_stat_also(what, "/", &st, only_root, also, e) < 0)
     return -1;
   char walked[PATH_MAX] = "";
   const char *p = real;
@@ -105,7 +111,7 @@ static int walk(const char *what, const char *real, bool allow_missing, bool mor
     fd = next;
     if (fstat(fd, &st) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s: cannot examine %s", what, walked);
-    if (sp_trust_check_stat(what, walked, &st, !*rest && !more_below, e) < 0)
+    if (sp_trust_check_stat_also(what, walked, &st, !*rest && !more_below, also, e) < 0)
       return -1;
   }
   return steal_fd(&fd);
@@ -113,11 +119,16 @@ static int walk(const char *what, const char *real, bool allow_missing, bool mor
 
 int sp_trusted_dir_open(const char *what, const char *path, struct sp_err *e)
 {
+  return sp_trusted_dir_open_also(what, path, (uid_t)-1, e);
+}
+
+int sp_trusted_dir_open_also(const char *what, const char *path, uid_t also, struct sp_err *e)
+{
   char real[PATH_MAX];
   if (!realpath(path, real))
     return sp_err_sys(e, errno == ENOENT ? SP_EXIT_PREFLIGHT : SP_EXIT_FAILED, errno, "%s %s",
                       what, path);
-  _cleanup_close_ int fd = walk(what, real, false, false, e);
+  _cleanup_close_ int fd = walk(what, real, false, false, also, e);
   if (fd < 0)
     return -1;
   /* O_PATH cannot list or be a base for *at writes on every kernel:
@@ -148,6 +159,6 @@ int sp_trusted_path_check(const char *what, const char *path, struct sp_err *e)
     }
     *slash = '\0';
   }
-  _cleanup_close_ int fd = walk(what, real, true, missing, e);
+  _cleanup_close_ int fd = walk(what, real, true, missing, (uid_t)-1, e);
   return fd < 0 ? -1 : 0;
 }

@@ -25,6 +25,10 @@
  * -1 with e set: exit 3 for an untrusted component, 1 when it cannot be
  * opened.  what names it in messages ("target", "point"). */
 int sp_trusted_dir_open(const char *what, const char *path, struct sp_err *e);
+/* The same, also trusting directories owned by also (not (uid_t)-1): for
+ * libvirt's own directories that belong to QEMU's user (its NVRAM
+ * directory), written only through *at calls that replace nothing. */
+int sp_trusted_dir_open_also(const char *what, const char *path, uid_t also, struct sp_err *e);
 
 /* The same check for a directory stillpoint will create: the part of
  * path that exists is checked, what is missing is fine (it will be made
@@ -35,5 +39,7 @@ int sp_trusted_path_check(const char *what, const char *path, struct sp_err *e);
  * nothing below it is checked (no sticky exception).  Pure, for tests. */
 int sp_trust_check_stat(const char *what, const char *path, const struct stat *st, bool last,
                         struct sp_err *e);
+int sp_trust_check_stat_also(const char *what, const char *path, const struct stat *st,
+                             bool last, uid_t also, struct sp_err *e);
 
 #endif

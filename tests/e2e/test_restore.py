@@ -113,9 +113,9 @@ def tree_hashes(d):
             if f != ".lock" and not f.startswith("TMP")}
 
 
-def check_restored(conn, point, expected, name, disks_dir):
+def check_restored(conn, point, expected, name, restored):
     """The restored domain `name` holds point's state: checked before start,
-    after a start and stop."""
+    after a start and stop. restored: restore's --json report."""
     m = spp.manifest(point)
     dom = conn.lookupByName(name)
     uuid = dom.UUIDString()
@@ -149,7 +149,7 @@ def check_restored(conn, point, expected, name, disks_dir):
         assert tpm.nv_read(NV_INDEX, len(NV_VALUE)) == NV_VALUE
     assert sp_ovmf.get_var(nvram, VAR_NAME, VAR_GUID)[1] == VAR_VALUE
     for d in m["disks"]:
-        path = os.path.join(disks_dir, os.path.basename(d["source"])) if disks_dir else d["source"]
+        path = [x["path"] for x in restored["disks"] if x["target"] == d["target"]][0]
         rc, out = spp.compare(expected[d["target"]], path)
         assert rc == 0, f"{d['target']}: {out}"
 
@@ -172,7 +172,9 @@ def test_restore_each_point_as_new_domain(bins, conn, chain, restored, tmp_path,
         j = r.json()
         assert j["name"] == name and j["uuid"] != chain.vm.uuid and j["defined"]
         assert [d["images"] for d in j["disks"]] == [i + 1, i + 1, 1]  # vdc raw: always full
-        check_restored(conn, chain.points[i], chain.expected[i], name, disks)
+        assert [os.path.basename(d["path"]) for d in j["disks"]] == \
+            ["vda.qcow2", "vdb.qcow2", "vdc.raw"]  # named for the target, not the point
+        check_restored(conn, chain.points[i], chain.expected[i], name, j)
     finally:
         shutil.rmtree(disks, ignore_errors=True)
 
@@ -184,14 +186,14 @@ def test_restore_keep_chain(bins, conn, chain, restored):
     restored.append(name)
     try:
         r = run([bins.stillpoint, "restore", chain.points[2], "--name", name, "--disks-to", disks,
-                 "--keep-chain", "--define"])
+                 "--keep-chain", "--define", "--json"])
         assert r.rc == 0, r
         vda = os.path.join(disks, "vda.qcow2")
         info = json.loads(subprocess.run(["qemu-img", "info", "--backing-chain", "--output=json",
                                           vda], capture_output=True, text=True, check=True).stdout)
         assert len(info) == 3
         assert all(os.path.dirname(i["filename"]) == disks for i in info)
-        check_restored(conn, chain.points[2], chain.expected[2], name, disks)
+        check_restored(conn, chain.points[2], chain.expected[2], name, r.json())
     finally:
         shutil.rmtree(disks, ignore_errors=True)
 
@@ -256,10 +258,23 @@ def copy_point(chain, tmp_path, i):
 
 
 def edit_manifest(point, change):
+    """Changes the manifest as a crafted point would: SHA256SUMS re-stamped,
+    so that what refuses it is the check under test, not the checksum."""
     p = os.path.join(point, "manifest.json")
     j = json.load(open(p))
     change(j)
     json.dump(j, open(p, "w"))
+    restamp(point)
+
+
+def restamp(point):
+    """SHA256SUMS recomputed for every file it lists."""
+    sums = os.path.join(point, "SHA256SUMS")
+    lines = []
+    for line in open(sums).read().splitlines():
+        rel = line[66:]
+        lines.append(f"{spp.sha256(os.path.join(point, rel))}  {rel}\n")
+    open(sums, "w").write("".join(lines))
 
 
 @pytest.mark.parametrize("field,value,want", [
@@ -376,9 +391,15 @@ def test_restore_in_place_after_host_loss(bins, conn, chain):
     for p in vm.disks.values():
         os.unlink(p)
     assert not os.path.exists(f"/var/lib/libvirt/swtpm/{uuid}/tpm2/tpm2-00.permall")
+    # A point never decides where restore writes: the recorded paths are
+    # used only when asked for.
     r = run([bins.stillpoint, "restore", point, "--define", "--json"])
+    assert r.rc == 3 and "--recorded-paths" in r.err, r
+    assert not any(os.path.exists(p) for p in vm.disks.values())
+    r = run([bins.stillpoint, "restore", point, "--define", "--json", "--recorded-paths"])
     assert r.rc == 0, r
+    assert [d["path"] for d in r.json()["disks"]] == [d["recorded"] for d in r.json()["disks"]]
     j = r.json()
     assert j["name"] == vm.name and j["uuid"] == uuid
     vm.dom = conn.lookupByName(vm.name)
-    check_restored(conn, point, expected, vm.name, None)
+    check_restored(conn, point, expected, vm.name, j)
