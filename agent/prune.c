@@ -13,24 +13,32 @@
 #include "child.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "image_check.h"
 #include "manifest.h"
+#include "point_chain.h"
 #include "point_layout.h"
 #include "sha256.h"
+#include "trust.h"
 #include "virt.h"
 
 struct pt {
   struct sp_manifest m;
   bool kept;
   bool changed;    /* manifest rewritten (merge, or a new full id) */
+  bool merged;
+  bool tried;      /* verified for a merge, or found not to verify */
+  struct sp_sums sums; /* loaded when the point verified for a merge; updated by it */
 };
 
 struct pruning {
   const char *dir;
+  int dfd;         /* the domain directory, checked as trusted */
   struct pt *p;
   size_t n;
   bool dry_run;
   const struct sp_log *log;
   json_object *actions;
+  char *unverified; /* the first point not merged because it did not verify */
 };
 
 static void act(struct pruning *pr, const char *what, const char *key, const char *name,
@@ -82,60 +90,157 @@ static bool needs_unkept(struct pruning *pr, struct pt *p, int depth)
   return false;
 }
 
-static int rewrite_point(struct pruning *pr, struct pt *p, struct sp_err *e)
+/* Keeps every point p's chains reach: p was not merged. */
+static void keep_chain_of(struct pruning *pr, struct pt *p, int depth)
 {
-  _cleanup_free_ char *pdir = sp_path_join(pr->dir, p->m.id);
-  _cleanup_free_ char *json = NULL;
-  _cleanup_close_ int dfd = pdir ? open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (dfd < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", pdir ? pdir : p->m.id);
-  if (sp_manifest_to_json(&p->m, &json, e) < 0 ||
-      sp_write_file_at(dfd, "manifest.json", json, strlen(json), 0600, e) < 0)
-    return -1;
-  /* SHA256SUMS anew: every file of the point, as backup wrote them. */
-  _cleanup_free_ char *text = NULL, *sums_path = sp_path_join(pdir, "SHA256SUMS");
-  size_t len;
-  struct sp_sums s = { 0 };
-  if (!sums_path || sp_read_file(sums_path, 1 << 20, &text, &len, e) < 0 ||
-      sp_sums_parse(text, len, &s, e) < 0)
-    return -1;
-  int rc = 0;
-  for (size_t i = 0; rc == 0 && i < s.n; i++) {
-    _cleanup_free_ char *f = sp_path_join(pdir, s.v[i].path);
-    rc = f ? sp_sha256_file(f, s.v[i].sha256, e) : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "sums");
+  for (size_t i = 0; depth < 1000 && i < p->m.ndisks; i++) {
+    struct pt *q = disk_parent(pr, &p->m.disks[i]);
+    if (q) {
+      q->kept = true;
+      keep_chain_of(pr, q, depth + 1);
+    }
   }
-  if (rc == 0)
-    rc = sp_sums_write(dfd, &s, e);
-  sp_sums_free(&s);
-  if (rc == 0 && fsync(dfd) < 0)
-    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", pdir);
-  return rc;
 }
 
-/* qemu-img convert of an overlay's whole chain into a standalone image,
- * put in place of the overlay. */
-static int flatten(const char *img, struct sp_err *e)
+static int open_point(struct pruning *pr, const char *id, struct sp_err *e)
 {
-  _cleanup_free_ char *tmp = NULL;
-  if (asprintf(&tmp, "%s.merging", img) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "merge");
-  unlink(tmp);
-  char *argv[] = { "qemu-img", "convert", "-q", "-f", "qcow2", "-O", "qcow2", (char *)img, tmp,
-                   NULL };
-  struct sp_run_result r;
-  if (sp_run(argv, NULL, SP_RUN_CAPTURE_ERR, &r, e) < 0)
+  int fd = sp_open_beneath(pr->dfd, id, O_RDONLY | O_DIRECTORY, 0, e);
+  return fd < 0 ? sp_err_prefix(e, "point %s", id) : fd;
+}
+
+/* A merge reads the whole chain of p and re-stamps p's SHA256SUMS: p must
+ * verify first, every file against its SHA256SUMS, every chain's images
+ * against theirs, every header as the manifest says.  Otherwise merging
+ * would launder whatever was changed into a point that looks whole. */
+static int verify_for_merge(struct pruning *pr, struct pt *p, struct sp_err *e)
+{
+  _cleanup_close_ int pfd = open_point(pr, p->m.id, e);
+  if (pfd < 0 || sp_point_scan(pfd, p->m.id, e) < 0 || sp_sums_load_at(pfd, &p->sums, e) < 0)
     return -1;
-  int st = r.status;
-  if (st != 0)
-    sp_err_set(e, SP_EXIT_FAILED, "merging %s failed: %s", img, r.err ? r.err : "");
-  sp_run_result_free(&r);
-  if (st != 0) {
-    unlink(tmp);
+  for (size_t i = 0; i < p->sums.n; i++) {
+    const struct sp_sum *s = &p->sums.v[i];
+    struct stat st;
+    char hex[SP_SHA256_HEX_LEN + 1];
+    _cleanup_close_ int fd = sp_open_regular_at(pfd, s->path, &st, e);
+    if (fd < 0 || sp_sha256_fd(fd, hex, e) < 0)
+      return sp_err_prefix(e, "%s/%s", p->m.id, s->path);
+    if (strcmp(hex, s->sha256) != 0)
+      return sp_err_set(e, SP_EXIT_FAILED, "%s/%s does not match its SHA-256 in SHA256SUMS",
+                        p->m.id, s->path);
+  }
+  if (!sp_sums_find(&p->sums, "manifest.json"))
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: SHA256SUMS does not list manifest.json", p->m.id);
+  for (size_t i = 0; i < p->m.ndisks; i++) {
+    struct sp_disk_chain c;
+    int rc = sp_disk_chain_resolve(pr->dfd, pfd, &p->m, &p->sums, p->m.disks[i].target, &c, e);
+    if (rc == 0)
+      rc = sp_chain_check_hashes(&c, 1, e);
+    sp_disk_chain_free(&c);
+    if (rc < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Rewrites p's manifest and its SHA256SUMS lines of what prune wrote (the
+ * manifest, merged images); every other line stays as it was.  A point
+ * that was not verified for a merge must still match its manifest.json
+ * line, or nothing is written. */
+static int rewrite_point(struct pruning *pr, struct pt *p, struct sp_err *e)
+{
+  _cleanup_close_ int pfd = open_point(pr, p->m.id, e);
+  if (pfd < 0)
+    return -1;
+  if (!p->merged) {
+    sp_sums_free(&p->sums);
+    _cleanup_free_ char *old = NULL;
+    size_t len;
+    char hex[SP_SHA256_HEX_LEN + 1];
+    if (sp_sums_load_at(pfd, &p->sums, e) < 0 ||
+        sp_read_file_at(pfd, "manifest.json", 64u << 20, &old, &len, e) < 0)
+      return sp_err_prefix(e, "point %s", p->m.id);
+    sp_sha256_hex(old, len, hex);
+    const char *want = sp_sums_find(&p->sums, "manifest.json");
+    if (!want || strcmp(want, hex) != 0)
+      return sp_err_set(e, SP_EXIT_FAILED, "point %s: manifest.json does not match SHA256SUMS: "
+                        "not rewriting it (stillpoint verify names what else is wrong)",
+                        p->m.id);
+  }
+  _cleanup_free_ char *json = NULL;
+  char hex[SP_SHA256_HEX_LEN + 1];
+  if (sp_manifest_to_json(&p->m, &json, e) < 0 ||
+      sp_write_file_at(pfd, "manifest.json", json, strlen(json), 0600, e) < 0)
+    return -1;
+  sp_sha256_hex(json, strlen(json), hex);
+  for (size_t i = 0; i < p->sums.n; i++)
+    if (strcmp(p->sums.v[i].path, "manifest.json") == 0)
+      memcpy(p->sums.v[i].sha256, hex, sizeof hex);
+  if (sp_sums_write(pfd, &p->sums, e) < 0)
+    return -1;
+  if (fsync(pfd) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", p->m.id);
+  return 0;
+}
+
+/* The overlay of disk d flattened with its whole chain into a standalone
+ * image, put in place of the overlay; its new hash goes into p->sums.
+ * qemu-img reads only the chain's checked descriptors and writes into
+ * the point's disks/ directory held open. */
+static int flatten(struct pruning *pr, struct pt *p, const struct sp_manifest_disk *d,
+                   struct sp_err *e)
+{
+  _cleanup_close_ int pfd = open_point(pr, p->m.id, e);
+  if (pfd < 0)
+    return -1;
+  _cleanup_close_ int ddfd = sp_open_beneath(pfd, "disks", O_RDONLY | O_DIRECTORY, 0, e);
+  struct sp_disk_chain c;
+  if (ddfd < 0 || sp_disk_chain_resolve(pr->dfd, pfd, &p->m, &p->sums, d->target, &c, e) < 0)
+    return -1;
+  const char *name = d->file + strlen("disks/");
+  _cleanup_free_ char *tmp = NULL, *out = NULL;
+  _cleanup_free_ int *lfds = NULL;
+  size_t n = 0;
+  _cleanup_free_ char *json = sp_chain_json(&c, 0, 4, &lfds, &n);
+  _cleanup_free_ int *fds = calloc(n + 1, sizeof *fds);
+  int rc = 0;
+  if (!json || !fds || asprintf(&tmp, ".%s.merging", name) < 0 ||
+      asprintf(&out, "/proc/self/fd/3/%s", tmp) < 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "merge");
+  if (rc == 0) {
+    fds[0] = ddfd;
+    memcpy(fds + 1, lfds, n * sizeof *fds);
+    unlinkat(ddfd, tmp, 0);
+    char *argv[] = { "qemu-img", "convert", "-q", "-O", "qcow2", json, out, NULL };
+    struct sp_run_result r;
+    if ((rc = sp_run_fds(argv, fds, n + 1, SP_RUN_CAPTURE_ERR, &r, e)) == 0) {
+      if (r.status != 0)
+        rc = sp_err_set(e, SP_EXIT_FAILED, "merging %s/%s failed: %s", p->m.id, d->file,
+                        r.err ? r.err : "");
+      sp_run_result_free(&r);
+    }
+  }
+  sp_disk_chain_free(&c);
+  char hex[SP_SHA256_HEX_LEN + 1];
+  if (rc == 0) {
+    struct stat st;
+    _cleanup_close_ int fd = openat(ddfd, tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchmod(fd, 0600) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot finish %s/%s", p->m.id, d->file);
+    else if (sp_image_check_fd(fd, d->file, "qcow2", NULL, NULL, e) < 0 ||
+             sp_sha256_fd(fd, hex, e) < 0)
+      rc = -1;
+  }
+  if (rc == 0 && renameat(ddfd, tmp, ddfd, name) < 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot put %s/%s in place", p->m.id, d->file);
+  if (rc < 0) {
+    if (tmp)
+      unlinkat(ddfd, tmp, 0);
     return -1;
   }
-  if (chmod(tmp, 0600) < 0 || rename(tmp, img) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot put %s in place", img);
-  return 0;
+  for (size_t i = 0; i < p->sums.n; i++)
+    if (strcmp(p->sums.v[i].path, d->file) == 0)
+      memcpy(p->sums.v[i].sha256, hex, sizeof hex);
+  return fsync(ddfd) < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync") : 0;
 }
 
 /* Makes p a full point: every overlay flattened.  A dry run changes only
@@ -144,22 +249,18 @@ static int merge(struct pruning *pr, struct pt *p, struct sp_err *e)
 {
   act(pr, "merge", "point", p->m.id, "a kept point whose chain reaches points that go: its "
       "images are flattened and it becomes a full point");
-  _cleanup_free_ char *pdir = sp_path_join(pr->dir, p->m.id);
-  if (!pdir)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "merge");
   for (size_t i = 0; i < p->m.ndisks; i++) {
     struct sp_manifest_disk *d = &p->m.disks[i];
     if (!d->parent_file)
       continue;
-    _cleanup_free_ char *img = sp_path_join(pdir, d->file);
-    if (!img)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "merge");
-    if (!pr->dry_run && flatten(img, e) < 0)
+    if (!pr->dry_run && flatten(pr, p, d, e) < 0)
       return -1;
     free(d->parent_file);
     d->parent_file = NULL;
     free(d->level);
     d->level = strdup("full");
+    free(d->image_format);
+    d->image_format = strdup("qcow2");
   }
   free(p->m.level);
   p->m.level = strdup("full");
@@ -167,9 +268,41 @@ static int merge(struct pruning *pr, struct pt *p, struct sp_err *e)
   p->m.parent = NULL;
   free(p->m.full);
   p->m.full = NULL;
-  p->changed = true;
+  p->changed = p->merged = true;
   sp_manifest_warn(&p->m, "merged by prune: its older chain was removed, its images were "
                    "flattened into a full point");
+  return 0;
+}
+
+/* Merges what must be merged; a point that does not verify is left as
+ * it is and its whole chain is kept instead, so no chain ever breaks. */
+static int merge_kept(struct pruning *pr, struct sp_err *e)
+{
+  for (bool again = true; again;) {
+    again = false;
+    for (size_t i = 0; i < pr->n; i++) {
+      struct pt *p = &pr->p[i];
+      if (!p->kept || p->tried || !needs_unkept(pr, p, 0))
+        continue;
+      p->tried = true;
+      struct sp_err ve = { 0 };
+      if (verify_for_merge(pr, p, &ve) < 0) {
+        char why[2200];
+        snprintf(why, sizeof why, "it does not verify (%s): not merged, and the points it "
+                 "builds on are kept", ve.msg);
+        act(pr, "keep chain", "point", p->m.id, why);
+        sp_warn(pr->log, "point %s %s", p->m.id, why);
+        if (!pr->unverified && !(pr->unverified = strdup(p->m.id)))
+          return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+        keep_chain_of(pr, p, 0);
+        sp_sums_free(&p->sums);
+        again = true;
+        break;
+      }
+      if (merge(pr, p, e) < 0)
+        return -1;
+    }
+  }
   return 0;
 }
 
@@ -228,47 +361,58 @@ static int drop_checkpoints(struct pruning *pr, virDomainPtr dom, struct sp_err 
 int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_run,
                  const struct sp_log *log, json_object *actions, struct sp_err *e)
 {
-  struct pruning pr = { .dir = domain_dir, .dry_run = dry_run, .log = log, .actions = actions };
+  struct pruning pr = { .dir = domain_dir, .dfd = -1, .dry_run = dry_run, .log = log,
+                        .actions = actions };
   _cleanup_free_ struct sp_point_ref *refs = NULL;
-  size_t n;
-  if (sp_points_list(domain_dir, &refs, &n, e) < 0)
+  size_t n = 0;
+  /* No point at all (the domain directory may not exist yet). */
+  if (!sp_exists(domain_dir))
+    return 0;
+  /* Everything below happens through this descriptor: a path swapped for
+   * a symlink on the way can make prune neither read nor remove anything
+   * outside the domain directory. */
+  if ((pr.dfd = sp_trusted_dir_open("target", domain_dir, e)) < 0 ||
+      sp_points_list_at(pr.dfd, domain_dir, &refs, &n, e) < 0) {
+    if (pr.dfd >= 0)
+      close(pr.dfd);
     return -1;
+  }
   pr.p = calloc(n ? n : 1, sizeof *pr.p);
-  if (!pr.p)
+  if (!pr.p) {
+    close(pr.dfd);
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+  }
   int rc = 0;
   /* The caller holds the VM's lock: a .partial here is a failed point. */
   for (size_t i = 0; i < n; i++) {
-    _cleanup_free_ char *dir = NULL;
-    if (asprintf(&dir, "%s/%s%s", domain_dir, refs[i].id,
-                 refs[i].partial ? SP_PARTIAL_SUFFIX : "") < 0) {
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
-      goto out;
-    }
+    char name[SP_POINT_ID_MAX + 16];
+    snprintf(name, sizeof name, "%s%s", refs[i].id, refs[i].partial ? SP_PARTIAL_SUFFIX : "");
     if (refs[i].partial) {
-      char name[SP_POINT_ID_MAX + 16];
-      snprintf(name, sizeof name, "%s%s", refs[i].id, SP_PARTIAL_SUFFIX);
       act(&pr, "remove", "point", name, "incomplete");
-      if (!dry_run && sp_rm_rf(dir, e) < 0) {
-        rc = -1;
+      if (!dry_run && sp_rm_rf_at(pr.dfd, name, e) < 0) {
+        rc = sp_err_prefix(e, "%s", domain_dir);
         goto out;
       }
       continue;
     }
     struct sp_err me = { 0 };
-    if (sp_manifest_load(dir, &pr.p[pr.n].m, &me) < 0) {
+    int pfd = open_point(&pr, refs[i].id, &me);
+    if (pfd < 0 || sp_manifest_load_at(pfd, refs[i].id, &pr.p[pr.n].m, &me) < 0 ||
+        strcmp(pr.p[pr.n].m.id, refs[i].id) != 0) {
+      if (pfd >= 0 && !me.msg[0])
+        snprintf(me.msg, sizeof me.msg, "its manifest names point %s", pr.p[pr.n].m.id);
+      sp_manifest_free(&pr.p[pr.n].m);
       sp_warn(log, "point %s is unreadable and left alone: %s", refs[i].id, me.msg);
-      continue;
+    } else {
+      pr.n++;
     }
-    pr.n++;
+    if (pfd >= 0)
+      close(pfd);
   }
   for (size_t i = 0; i < pr.n; i++)
     pr.p[i].kept = keep <= 0 || i + (size_t)keep >= pr.n;
-  for (size_t i = 0; i < pr.n; i++) {
-    struct pt *p = &pr.p[i];
-    if (p->kept && needs_unkept(&pr, p, 0) && (rc = merge(&pr, p, e)) < 0)
-      goto out;
-  }
+  if ((rc = merge_kept(&pr, e)) < 0)
+    goto out;
   fix_full_ids(&pr);
   for (size_t i = 0; i < pr.n; i++)
     if (pr.p[i].changed && !dry_run && (rc = rewrite_point(&pr, &pr.p[i], e)) < 0)
@@ -279,18 +423,24 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
     if (pr.p[i].kept)
       continue;
     act(&pr, "remove", "point", pr.p[i].m.id, NULL);
-    _cleanup_free_ char *dir = sp_path_join(domain_dir, pr.p[i].m.id);
-    if (!dry_run && (!dir || sp_rm_rf(dir, e) < 0)) {
-      rc = -1;
+    if (!dry_run && sp_rm_rf_at(pr.dfd, pr.p[i].m.id, e) < 0) {
+      rc = sp_err_prefix(e, "%s", domain_dir);
       goto out;
     }
   }
-  /* No point at all (the domain directory may not exist yet): nothing to sync. */
-  if (!dry_run && n > 0)
-    rc = sp_fsync_dir(domain_dir, e);
+  if (!dry_run && n > 0 && fsync(pr.dfd) < 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync directory %s", domain_dir);
+  if (rc == 0 && pr.unverified)
+    rc = sp_err_set(e, SP_EXIT_FAILED, "point %s does not verify, so it was not merged and the "
+                    "points it builds on were kept: run stillpoint verify on it",
+                    pr.unverified);
 out:
-  for (size_t i = 0; i < pr.n; i++)
+  for (size_t i = 0; i < pr.n; i++) {
     sp_manifest_free(&pr.p[i].m);
+    sp_sums_free(&pr.p[i].sums);
+  }
   free(pr.p);
+  free(pr.unverified);
+  close(pr.dfd);
   return rc;
 }

@@ -3,9 +3,11 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "fsutil.h"
@@ -43,6 +45,9 @@ static int by_id(const void *a, const void *b)
   return c ? c : (int)x->partial - (int)y->partial;
 }
 
+static int list_dir(DIR *d, const char *domain_dir, struct sp_point_ref **out, size_t *n,
+                    struct sp_err *e);
+
 int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
                    struct sp_err *e)
 {
@@ -54,6 +59,27 @@ int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
       return 0;
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", domain_dir);
   }
+  return list_dir(d, domain_dir, out, n, e);
+}
+
+int sp_points_list_at(int domain_fd, const char *domain_dir, struct sp_point_ref **out,
+                      size_t *n, struct sp_err *e)
+{
+  *out = NULL;
+  *n = 0;
+  int fd = openat(domain_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  _cleanup_closedir_ DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0)
+      close(fd);
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", domain_dir);
+  }
+  return list_dir(d, domain_dir, out, n, e);
+}
+
+static int list_dir(DIR *d, const char *domain_dir, struct sp_point_ref **out, size_t *n,
+                    struct sp_err *e)
+{
   struct dirent *de;
   _cleanup_free_ struct sp_point_ref *v = NULL;
   size_t count = 0;

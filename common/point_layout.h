@@ -28,6 +28,9 @@ struct sp_point_ref {
  * directory is an empty list.  Names that are not point ids are ignored. */
 int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
                    struct sp_err *e);
+/* The same for a domain directory held open. */
+int sp_points_list_at(int domain_fd, const char *domain_dir, struct sp_point_ref **out,
+                      size_t *n, struct sp_err *e);
 
 struct sp_sum {
   char *path;  /* relative to the point */
