@@ -87,7 +87,8 @@ static int write_new(int pfd, const char *tmp, const struct sp_tree *t, uid_t ui
 }
 
 /* Empties a directory that holds only hidden files (swtpm's .lock), so
- * that rename(2) may replace it; false when it holds anything else. */
+ * that rename(2) may replace it; false, with nothing removed, when it
+ * holds anything else (it is then moved aside whole). */
 static bool clear_if_only_hidden(int pfd, const char *name)
 {
   int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -99,13 +100,15 @@ static bool clear_if_only_hidden(int pfd, const char *name)
     return false;
   }
   struct dirent *de;
-  bool only_hidden = true;
-  while (only_hidden && (de = readdir(d))) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
-    only_hidden = de->d_name[0] == '.' && unlinkat(dirfd(d), de->d_name, 0) == 0;
-  }
-  return only_hidden;
+  while ((de = readdir(d)))
+    if (de->d_name[0] != '.')
+      return false;
+  rewinddir(d);
+  bool cleared = true;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      cleared &= unlinkat(dirfd(d), de->d_name, 0) == 0;
+  return cleared;
 }
 
 /* Moves the old directory out of the way: .../tpm2.replaced-<UTC>. */

@@ -81,17 +81,36 @@ static void install_layouts(void **state)
   assert_null(kept);
   assert_int_equal(mode_of(tpm), 0700);
 
-  /* A directory with other files: moved aside (keep_old) or removed. */
+  /* A directory with other files: moved aside (keep_old) or removed,
+   * whole: its swtpm lock too (a put-back state must be as it was). */
+  /* Many hidden files and one other: in any readdir order (ext4 lists by
+   * hash) some hidden one comes before it. */
+  assert_int_equal(sp_rm_rf(tpm, &e), 0);
+  assert_int_equal(mkdir(tpm, 0700), 0);
+  char hidden[31][8];
+  for (size_t i = 0; i < 31; i++) {
+    snprintf(hidden[i], sizeof hidden[i], ".h%02zu", i);
+    free(unit_write(tpm, hidden[i], "", 0));
+  }
+  free(unit_write(tpm, ".lock", "", 0));
   free(unit_write(tpm, "junk", "j", 1));
   sp_tree_free(&t);
   one_file_tree(&t, "state-2");
   assert_int_equal(sp_tpm_install(tpm, &t, getuid(), getgid(), true, &kept, &e), 0);
   assert_non_null(kept);
   assert_non_null(strstr(kept, "/tpm2.replaced-"));
-  char *junk = NULL;
-  assert_true(asprintf(&junk, "%s/junk", kept) > 0);
+  char *junk = NULL, *lock = NULL;
+  assert_true(asprintf(&junk, "%s/junk", kept) > 0 && asprintf(&lock, "%s/.lock", kept) > 0);
   assert_true(sp_exists(junk));
+  assert_true(sp_exists(lock));
+  for (size_t i = 0; i < 31; i++) {
+    char *h = NULL;
+    assert_true(asprintf(&h, "%s/%s", kept, hidden[i]) > 0);
+    assert_true(sp_exists(h));
+    free(h);
+  }
   free(junk);
+  free(lock);
   free(kept);
   assert_int_equal(sp_read_file(file, 100, &buf, &len, &e), 0);
   assert_string_equal(buf, "state-2");
