@@ -288,7 +288,7 @@ static int merge_kept(struct pruning *pr, struct sp_err *e)
       struct sp_err ve = { 0 };
       if (verify_for_merge(pr, p, &ve) < 0) {
         char why[2200];
-        snprintf(why, sizeof why, "it does not verify (%s): not merged, and the points it "
+        snprintf(why, sizeof why, "does not verify (%s): not merged, and the points it "
                  "builds on are kept", ve.msg);
         act(pr, "keep chain", "point", p->m.id, why);
         sp_warn(pr->log, "point %s %s", p->m.id, why);
