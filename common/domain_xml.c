@@ -138,9 +138,21 @@ static void parse_tpm(xmlXPathContextPtr ctx, xmlNodePtr root, struct sp_domain 
   t->persistent_state = yes(ps);
 }
 
+static int parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err *e);
+
 int sp_domain_parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err *e)
 {
   memset(d, 0, sizeof *d);
+  /* One failure path: nothing half-filled is left to the caller. */
+  if (parse(xml, len, d, e) < 0) {
+    sp_domain_free(d);
+    return -1;
+  }
+  return 0;
+}
+
+static int parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err *e)
+{
   if (len > 16u << 20)
     return sp_err_set(e, SP_EXIT_FAILED, "domain XML larger than 16 MiB");
   /* NONET: never fetch anything; no NOENT: entities are not expanded. */

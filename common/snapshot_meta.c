@@ -175,9 +175,19 @@ static int parse_nvram(json_object *o, struct sp_snapshot *s, struct sp_err *e)
 
 int sp_snap_meta_parse(const char *text, size_t len, struct sp_snapshot *s, struct sp_err *e)
 {
-  _cleanup_json_ json_object *o = json_tokener_parse(text);
+  /* Exactly len bytes: text need not end in a NUL (json_tokener_parse
+   * would read on until one). */
+  if (len > (1u << 20) || memchr(text, '\0', len))
+    return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json is not a JSON object");
+  json_tokener *tok = json_tokener_new();
+  if (!tok)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot.json");
+  _cleanup_json_ json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+  bool whole = json_tokener_get_error(tok) == json_tokener_success &&
+               json_tokener_get_parse_end(tok) == len;
+  json_tokener_free(tok);
   json_object *fmt, *tpm = NULL, *nvram = NULL;
-  if (!o || !json_object_is_type(o, json_type_object) || strlen(text) != len)
+  if (!o || !whole || !json_object_is_type(o, json_type_object))
     return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json is not a JSON object");
   if (!json_object_object_get_ex(o, "format", &fmt) || json_object_get_int(fmt) != SP_SNAP_FORMAT)
     return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json: format is not %d", SP_SNAP_FORMAT);

@@ -224,6 +224,19 @@ static void refusals(void **state)
   char *dir = unit_tmpdir();
   struct sp_err e = { 0 };
   struct sp_snapshot s;
+  /* Exactly len bytes are read: a buffer without a NUL after it (found
+   * by tests/fuzz/snapshot_meta.c), a NUL inside, trailing data. */
+  static const char text[] = "{\"format\":1}";
+  char *exact = malloc(sizeof text - 1);
+  memcpy(exact, text, sizeof text - 1);
+  memset(&s, 0, sizeof s);
+  assert_int_equal(sp_snap_meta_parse(exact, sizeof text - 1, &s, &e), -1);
+  assert_non_null(strstr(e.msg, "'id' missing"));
+  free(exact);
+  assert_int_equal(sp_snap_meta_parse("{}\0{}", 5, &s, &e), -1);
+  assert_int_equal(sp_snap_meta_parse("{} x", 4, &s, &e), -1);
+  assert_non_null(strstr(e.msg, "not a JSON object"));
+  sp_snapshot_free(&s);
   make(&s, 'a', true);
   free(s.uuid);
   s.uuid = strdup("../escape");
