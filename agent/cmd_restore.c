@@ -404,6 +404,25 @@ static bool replacing_uuid(const struct restore *r)
   return r->replaced && r->replaced_dom.uuid && strcmp(r->replaced_dom.uuid, r->uuid) == 0;
 }
 
+/* A destination directory on a remote hypervisor, seen over SFTP: there is
+ * no descriptor to hold, but one others can write is refused as here. */
+static int remote_dir_open_to_others(struct sp_host *h, const char *dir, struct sp_err *e)
+{
+  struct sp_file_info fi;
+  if (h->ops->file_info(h, dir, &fi, e) < 0)
+    return -1;
+  int rc = 0;
+  if (!fi.exists)
+    rc = sp_err_set(e, SP_EXIT_PREFLIGHT, "disk destination %s does not exist on %s: create it "
+                    "(owned by root, reachable by QEMU's user: mode 0711)", dir, h->name);
+  else if (fi.mode & 022)
+    rc = sp_err_set(e, SP_EXIT_PREFLIGHT, "disk destination: %s on %s is writable by %s (owner "
+                    "%s, mode %04o): fix: chmod go-w %s", dir, h->name,
+                    (fi.mode & 002) ? "everyone" : "its group", fi.owner, fi.mode, dir);
+  sp_file_info_free(&fi);
+  return rc;
+}
+
 /* The destinations: decided by restore_plan, shown with what the point
  * recorded, checked where they are. */
 static int plan(struct restore *r, struct sp_err *e)
@@ -446,6 +465,8 @@ static int plan(struct restore *r, struct sp_err *e)
     sp_info(r->log, "disk %s: recorded at %s, restored to %s%s%s", d->target,
             d->recorded ? d->recorded : "(a network disk)", h->remote ? h->name : "",
             h->remote ? ":" : "", r->disk_paths[i]);
+    if (h->remote && remote_dir_open_to_others(h, d->dir, e) < 0)
+      return -1;
     if (!h->remote &&
         (r->disk_dirs[i] = sp_trusted_dir_open("disk destination", d->dir, e)) < 0)
       return e->code == SP_EXIT_PREFLIGHT && !sp_exists(d->dir)

@@ -41,7 +41,12 @@ static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_
 {
   pd->target = d->target;
   pd->recorded = d->source;
-  pd->format = !in->keep_chain && d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
+  /* A kept chain is copied as it is: qcow2, or the raw image of a
+   * full-only copier; a flattened disk takes the VM disk's format. */
+  if (in->keep_chain)
+    pd->format = strcmp(d->image_format, "raw") == 0 ? "raw" : "qcow2";
+  else
+    pd->format = d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
   if (in->disks_to) {
     pd->dir = strdup(in->disks_to);
     if (!pd->dir || asprintf(&pd->file, "%s.%s", d->target, pd->format) < 0)

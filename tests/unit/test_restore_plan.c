@@ -143,6 +143,36 @@ static void replaced_definition(void **state)
   sp_manifest_free(&m);
 }
 
+/* A kept chain is written as it is: a full-only copier's raw image stays
+ * raw (and is named so); a flattened disk takes the VM disk's format. */
+static void formats(void **state)
+{
+  struct sp_manifest m;
+  struct sp_domain pd;
+  struct restore_plan p;
+  struct sp_err e = { 0 };
+  const char *uuid = "2b1c7a5e-6f3d-4c4b-9a57-0e3d2f1c9a10";
+  manifest(&m, "/srv/vms/w.qcow2");
+  domain(&pd, "/srv/vms/w.qcow2", NULL, uuid);
+  free(m.disks[0].image_format);
+  m.disks[0].image_format = strdup("raw");
+  struct restore_plan_in in = { .m = &m, .point_dom = &pd, .name = "w", .uuid = uuid,
+                                .disks_to = "/srv/r", .keep_chain = true };
+  assert_int_equal(restore_plan_make(&in, &p, &e), 0);
+  assert_string_equal(p.disks[0].format, "raw");
+  assert_string_equal(p.disks[0].file, "sda.raw");
+  restore_plan_free(&p);
+  in.keep_chain = false;
+  assert_int_equal(restore_plan_make(&in, &p, &e), 0);
+  assert_string_equal(p.disks[0].format, "qcow2"); /* the VM's disk was qcow2 */
+  restore_plan_free(&p);
+  in.disks_to = "relative/dir";
+  assert_int_equal(restore_plan_make(&in, &p, &e), -1);
+  restore_plan_free(&p);
+  sp_domain_free(&pd);
+  sp_manifest_free(&m);
+}
+
 static void system_directories(void **state)
 {
   assert_true(restore_path_system("/etc/cron.d/x"));
@@ -161,6 +191,7 @@ int main(void)
     cmocka_unit_test(never_from_the_point),
     cmocka_unit_test(recorded_paths_when_asked),
     cmocka_unit_test(replaced_definition),
+    cmocka_unit_test(formats),
     cmocka_unit_test(system_directories),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
