@@ -174,8 +174,15 @@ int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gi
   _cleanup_free_ char *aside = NULL;
   if (exists && !clear_if_only_hidden(pfd, name) && move_aside(pfd, parent, name, &aside, e) < 0)
     return -1;
-  if (renameat(pfd, tmp, pfd, name) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", tmp_path, state_dir);
+  if (renameat(pfd, tmp, pfd, name) < 0) {
+    int err = errno;
+    /* The old state goes back where it was, the new one away. */
+    if (aside)
+      renameat(pfd, strrchr(aside, '/') + 1, pfd, name);
+    struct sp_err ignored = { 0 };
+    sp_rm_rf_at(pfd, tmp, &ignored);
+    return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot rename %s to %s", tmp_path, state_dir);
+  }
   if (fsync(pfd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", parent);
   if (aside && !keep_old)
