@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,8 +229,9 @@ static int get_num(struct ctx *c, json_object *o, const char *name, double *out)
   if (!v || !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
     return bad(c, name, v ? "not a number" : "missing");
   *out = json_object_get_double(v);
-  if (!(*out >= 0))
-    return bad(c, name, "negative or not a number");
+  /* 1e999 parses as infinity, which no writer can put back as JSON. */
+  if (!(*out >= 0) || !isfinite(*out))
+    return bad(c, name, "negative, infinite or not a number");
   return 0;
 }
 

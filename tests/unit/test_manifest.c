@@ -122,6 +122,8 @@ static void refuses_escapes_and_bad_forms(void **state)
   expect_bad("format", json_object_new_int(2), "format");
   expect_bad("window", NULL, "window");
   expect_bad("window.pause_ms", json_object_new_double(-1), "window.pause_ms");
+  /* infinity (1e999 in the text): prune could not write it back as JSON */
+  expect_bad("disks.0.seconds", json_object_new_double(1.0 / 0.0), "disks[0].seconds");
   expect_bad("disks", S("many"), "disks");
 }
 
