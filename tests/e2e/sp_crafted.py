@@ -102,7 +102,12 @@ class Listing:
     anything written, removed or replaced. Other tests' VMs run at the same
     time (libvirt's per-domain runtime files, their TPM state, their XML),
     other tests ssh to localhost (known_hosts) and install stillpoint's own
-    hook link: those entries are left out."""
+    hook link, and the machine's own tools keep their state under /root
+    (toolchains, caches, the session machinery): those entries are left out,
+    never even listed."""
+
+    TOOLS = ("/root/.pyenv", "/root/.cache", "/root/.cargo", "/root/.rustup", "/root/.npm",
+             "/root/.npmrc", "/root/.claude")
 
     def __init__(self, *extra, mine=()):
         self.roots = [*ROOTS, *[str(x) for x in extra]]
@@ -117,6 +122,8 @@ class Listing:
             return True
         if path.startswith("/var/lib/libvirt/swtpm/") or "/dnsmasq" in path:
             return True  # other VMs' TPM state churns; ours is named in mine
+        if any(path == t or path.startswith(t + "/") for t in self.TOOLS):
+            return True
         return path in ("/root/.ssh/known_hosts", "/root/.ssh/known_hosts.old",
                         "/etc/libvirt/hooks/qemu.d/stillpoint")
 
@@ -124,6 +131,7 @@ class Listing:
         out = {}
         for root in self.roots:
             for dirpath, dirs, files in os.walk(root):
+                dirs[:] = [d for d in dirs if not self._skip(os.path.join(dirpath, d))]
                 for name in dirs + files:
                     p = os.path.join(dirpath, name)
                     if self._skip(p):
