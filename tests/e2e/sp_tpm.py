@@ -41,6 +41,7 @@ TPM_CC_NV_Write = 0x0137
 TPM_CC_NV_Read = 0x014E
 TPM_CC_Shutdown = 0x0145
 TPM_CC_NV_ReadPublic = 0x0169
+TPM_CC_GetRandom = 0x017B
 TPM_RH_OWNER = 0x40000001
 TPM_RS_PW = 0x40000009
 TPM_ALG_SHA256 = 0x000B
@@ -159,6 +160,22 @@ class SwtpmOn:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"swtpm did not open its socket: {self._log()}")
                 time.sleep(0.02)
+        self._probe()
+
+    def _probe(self):
+        """swtpm listens before it has locked and loaded its state; a second
+        instance on a locked state accepts the connection and only then
+        exits. One harmless command tells a working TPM from one that is
+        going away."""
+        try:
+            self.transact(_command(TPM_ST_NO_SESSIONS, TPM_CC_GetRandom,
+                                   struct.pack(">H", 8)), "GetRandom")
+        except (OSError, ConnectionError):
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"swtpm does not answer: {self._log()}") from None
+            raise RuntimeError(f"swtpm exited {self.proc.returncode}: {self._log()}") from None
 
     def _log(self):
         try:

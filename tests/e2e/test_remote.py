@@ -32,7 +32,9 @@ def vm(conn, confdir):
                                             ("vdb", "qcow2", 16 * MiB)))
     try:
         v.start()
-        v.wait_settled()
+        # OVMF with no OS writes NVRAM in bursts up to ~12 s apart
+        # (docs/facts.md); points taken moments apart must see the same bytes.
+        v.wait_settled(quiet_s=12, timeout=120)
         yield v
     finally:
         v.remove()

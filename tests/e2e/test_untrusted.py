@@ -450,7 +450,8 @@ def test_clone_gets_its_own_tpm_and_no_unbacked_disk(bins, conn, points, tmp_pat
         "</devices>"))
     assert orig_tpm in open(os.path.join(point, "domain.xml")).read()
     disks = os.path.join(scratch, "disks")
-    os.mkdir(disks, 0o711)
+    os.mkdir(disks)
+    os.chmod(disks, 0o711)   # explicitly: CI runs under umask 077
     name = sp_vm.unique_name("clone")
     before = crafted.Listing(tmp_path, scratch)
     r = restore(bins, point, "--name", name, "--disks-to", disks, "--define")
@@ -536,7 +537,8 @@ def test_guest_written_qcow2_header_with_nbdcopy(bins, conn, points, tmp_path, s
     assert open(expected, "rb").read(4) == b"QFI\xfb"
     assert run([bins.stillpoint, "verify", point]).rc == 0
     disks = os.path.join(scratch, "disks")
-    os.mkdir(disks, 0o711)
+    os.mkdir(disks)
+    os.chmod(disks, 0o711)   # explicitly: CI runs under umask 077
     r = restore(bins, point, "--name", sp_vm.unique_name("lba0"), "--disks-to", disks, "--json")
     try:
         assert r.rc == 0, r
