@@ -189,18 +189,23 @@ static int check_image(const struct run *r, const struct disk_plan *dp, int fd,
 
 int backup_finish(struct run *r, struct sp_err *e)
 {
+  struct sp_manifest_timings *t = &r->m.timings;
   for (size_t i = 0; i < r->ntasks; i++) {
     char rel[300];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
     struct stat st;
+    double t0 = phases_now();
     _cleanup_close_ int fd = sp_open_regular_at(r->pd.fd, rel, &st, e);
-    if (fd < 0 || check_image(r, &r->plan.disks[i], fd, rel, e) < 0 ||
-        point_add_fd(&r->pd, rel, fd, e) < 0)
+    if (fd < 0 || check_image(r, &r->plan.disks[i], fd, rel, e) < 0)
+      return -1;
+    t->check_ms += phases_now() - t0;
+    if (point_add_fd(&r->pd, rel, fd, &t->fsync_ms, &t->hash_ms, e) < 0)
       return -1;
   }
+  t->present = true;
   _cleanup_free_ char *json = NULL;
   if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
       point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
     return -1;
-  return point_finish(&r->pd, e);
+  return point_finish(&r->pd, &r->tail, e);
 }

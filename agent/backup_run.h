@@ -17,6 +17,7 @@
 #include "hypervisor.h"
 #include "manifest.h"
 #include "nbd_tcp.h"
+#include "phases.h"
 #include "point_layout.h"
 #include "point_write.h"
 #include "preflight.h"
@@ -60,6 +61,8 @@ struct run {
   size_t ntasks;
   int sigfd;
   struct sp_manifest m;
+  struct phases_tail tail;   /* what came after manifest.json (phases.h) */
+  double t_start;            /* phases_now() when the run began */
 };
 
 /* The copy step: the NBD export reached (tunnel or TLS), one copier per

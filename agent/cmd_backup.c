@@ -280,22 +280,33 @@ static void report(const struct run *r)
 
 static int run_point(struct run *r, const char *name, const char *level_req, struct sp_err *e)
 {
+  struct sp_manifest_timings *t = &r->m.timings;
+  double t0 = phases_now();
   if (preflight(r, name, e) < 0 || plan(r, level_req, e) < 0 || prepare(r, e) < 0)
     return -1;
+  double t1 = phases_now();
+  t->prepare_ms = t1 - t0;
   if (window(r, e) < 0) {
     undo_checkpoint(r);
     return -1;
   }
-  if (backup_save_state(r, e) < 0 || backup_open_transport(r, e) < 0 ||
-      backup_copy_disks(r, e) < 0) {
+  double t2 = phases_now();
+  t->window_ms = t2 - t1;
+  int rc = backup_save_state(r, e);
+  double t3 = phases_now();
+  t->state_ms = t3 - t2;
+  if (rc < 0 || backup_open_transport(r, e) < 0 || backup_copy_disks(r, e) < 0) {
     undo_checkpoint(r);
     sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
   }
+  double t4 = phases_now();
+  t->copy_ms = t4 - t3;
   struct sp_err je = { 0 };
   tunnel_close(&r->tunnel);
   if (backup_job_end(r->dom, &r->job, &je) < 0)
     sp_warn(r->log, "%s", je.msg);
+  t->job_end_ms = phases_now() - t4;
   if (backup_finish(r, e) < 0) {
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
@@ -303,6 +314,7 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
   }
+  phases_log(r->log, &r->m, &r->tail, phases_now() - t0);
   report(r);
   /* Retention right after a good point, under the same lock. */
   long keep = sp_config_int(&r->cfg, SP_KEY_KEEP);

@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "own_dirs.h"
+#include "phases.h"
 #include "sha256.h"
 #include "trust.h"
 
@@ -120,13 +121,18 @@ int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tre
   return 0;
 }
 
-int point_add_fd(struct point_dir *pd, const char *rel, int fd, struct sp_err *e)
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, double *fsync_ms,
+                 double *hash_ms, struct sp_err *e)
 {
   char sha[SP_SHA256_HEX_LEN + 1];
+  double t0 = phases_now();
   if (fsync(fd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", rel);
+  double t1 = phases_now();
+  *fsync_ms += t1 - t0;
   if (sp_sha256_fd(fd, sha, e) < 0)
     return sp_err_prefix(e, "%s", rel);
+  *hash_ms += phases_now() - t1;
   return add_sum(pd, rel, sha, e);
 }
 
@@ -147,16 +153,24 @@ static int fsync_dirs(struct point_dir *pd, struct sp_err *e)
   return 0;
 }
 
-int point_finish(struct point_dir *pd, struct sp_err *e)
+int point_finish(struct point_dir *pd, struct phases_tail *t, struct sp_err *e)
 {
-  if (sp_sums_write(pd->fd, &pd->sums, e) < 0 || fsync_dirs(pd, e) < 0)
+  double t0 = phases_now();
+  if (sp_sums_write(pd->fd, &pd->sums, e) < 0)
     return -1;
+  double t1 = phases_now();
+  if (fsync_dirs(pd, e) < 0)
+    return -1;
+  double t2 = phases_now();
+  t->sums_ms = t1 - t0;
+  t->dirs_ms = t2 - t1;
   /* Below the held directory, never over anything already named so. */
   if (renameat2(pd->domain_fd, pd->partial_name, pd->domain_fd, pd->id, RENAME_NOREPLACE) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename %s to %s", pd->partial,
                       pd->final);
   if (fsync(pd->domain_fd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync directory %s", pd->domain_dir);
+  t->rename_ms = phases_now() - t2;
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "phases.h"
 #include "point_layout.h"
 #include "state_capture.h"
 
@@ -34,10 +35,12 @@ int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blo
                    struct sp_err *e);
 int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tree *t,
                    struct sp_err *e);
-/* Hashes a file the copier wrote, open as fd (and fsyncs it: a copier
- * might not). */
-int point_add_fd(struct point_dir *pd, const char *rel, int fd, struct sp_err *e);
-int point_finish(struct point_dir *pd, struct sp_err *e);
+/* Hashes a file the copier wrote, open as fd (and fsyncs it first: a
+ * copier might not); the time of each is added to *fsync_ms, *hash_ms. */
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, double *fsync_ms,
+                 double *hash_ms, struct sp_err *e);
+/* SHA256SUMS, the directories' fsyncs, the rename; *t gets their times. */
+int point_finish(struct point_dir *pd, struct phases_tail *t, struct sp_err *e);
 void point_dir_free(struct point_dir *pd);
 
 /* <partial>/<rel>, malloc'd. */

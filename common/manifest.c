@@ -113,6 +113,22 @@ static json_object *window_json(const struct sp_manifest_window *w)
   return o;
 }
 
+static json_object *timings_json(const struct sp_manifest_timings *t)
+{
+  if (!t->present)
+    return NULL;
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "prepare_ms", jdouble(t->prepare_ms));
+  json_object_object_add(o, "window_ms", jdouble(t->window_ms));
+  json_object_object_add(o, "state_ms", jdouble(t->state_ms));
+  json_object_object_add(o, "copy_ms", jdouble(t->copy_ms));
+  json_object_object_add(o, "job_end_ms", jdouble(t->job_end_ms));
+  json_object_object_add(o, "check_ms", jdouble(t->check_ms));
+  json_object_object_add(o, "hash_ms", jdouble(t->hash_ms));
+  json_object_object_add(o, "fsync_ms", jdouble(t->fsync_ms));
+  return o;
+}
+
 int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *e)
 {
   _cleanup_json_ json_object *o = json_object_new_object();
@@ -157,6 +173,8 @@ int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *
   json_object_object_add(o, "nvram", state_json(&m->nvram, false));
   json_object_object_add(o, "tpm", state_json(&m->tpm, true));
   json_object_object_add(o, "window", window_json(&m->window));
+  if (m->timings.present)
+    json_object_object_add(o, "timings", timings_json(&m->timings));
   json_object *w = json_object_new_array();
   for (size_t i = 0; i < m->nwarnings; i++)
     json_object_array_add(w, jstr(m->warnings[i]));
@@ -454,6 +472,28 @@ static int parse_window(struct ctx *c, json_object *root, struct sp_manifest_win
   return 0;
 }
 
+/* Optional (older points have none); numbers only, never trusted for
+ * anything but display. */
+static int parse_timings(struct ctx *c, json_object *root, struct sp_manifest_timings *t)
+{
+  json_object *o = field(root, "timings");
+  if (!o || json_object_is_type(o, json_type_null))
+    return 0;
+  if (!json_object_is_type(o, json_type_object))
+    return bad(c, "timings", "not an object");
+  snprintf(c->where, sizeof c->where, "timings");
+  if (get_num(c, o, "prepare_ms", &t->prepare_ms) < 0 ||
+      get_num(c, o, "window_ms", &t->window_ms) < 0 ||
+      get_num(c, o, "state_ms", &t->state_ms) < 0 || get_num(c, o, "copy_ms", &t->copy_ms) < 0 ||
+      get_num(c, o, "job_end_ms", &t->job_end_ms) < 0 ||
+      get_num(c, o, "check_ms", &t->check_ms) < 0 || get_num(c, o, "hash_ms", &t->hash_ms) < 0 ||
+      get_num(c, o, "fsync_ms", &t->fsync_ms) < 0)
+    return -1;
+  t->present = true;
+  c->where[0] = '\0';
+  return 0;
+}
+
 static int parse_root(struct ctx *c, json_object *o, struct sp_manifest *m)
 {
   static const char *const levels[] = { "full", "inc", "diff", NULL };
@@ -521,7 +561,7 @@ static int parse_root(struct ctx *c, json_object *o, struct sp_manifest *m)
   }
   c->where[0] = '\0';
   if (parse_state(c, o, "nvram", &m->nvram) < 0 || parse_state(c, o, "tpm", &m->tpm) < 0 ||
-      parse_window(c, o, &m->window) < 0)
+      parse_window(c, o, &m->window) < 0 || parse_timings(c, o, &m->timings) < 0)
     return -1;
   json_object *w = field(o, "warnings");
   if (w && json_object_is_type(w, json_type_array))

@@ -71,6 +71,22 @@ struct sp_manifest_window {
   int capture_reads;   /* reads until the TPM tree was stable */
 };
 
+/* Where a backup's time went, milliseconds of wall time per phase, as
+ * measured by the writer (docs/design.md, "The backup point protocol").
+ * Only what happened before manifest.json was written: SHA256SUMS, the
+ * directory fsyncs and the rename come after it and show in --verbose. */
+struct sp_manifest_timings {
+  bool present;        /* points written before timings have none */
+  double prepare_ms;   /* preflight, chain plan, scratch files, guardian */
+  double window_ms;    /* freeze, pause, capture, begin, resume, thaw */
+  double state_ms;     /* domain.xml, checkpoint.xml, NVRAM, TPM written */
+  double copy_ms;      /* every copier, start to last exit */
+  double job_end_ms;   /* the pull job ended */
+  double check_ms;     /* the copiers' images checked (header, backing) */
+  double hash_ms;      /* the images hashed for SHA256SUMS */
+  double fsync_ms;     /* the images fsynced */
+};
+
 struct sp_manifest {
   int format;
   char *tool, *host;
@@ -84,6 +100,7 @@ struct sp_manifest {
   size_t nskipped;
   struct sp_manifest_state nvram, tpm;
   struct sp_manifest_window window;
+  struct sp_manifest_timings timings;
   char **warnings;
   size_t nwarnings;
 };

@@ -11,6 +11,7 @@ Invariants of docs/design.md, each proven here (the design names more tests):
    test_unredefinable_checkpoint_gives_full, test_another_job_refused.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -88,8 +89,9 @@ def test_full_then_incrementals(bins, vm, tmp_path):
     for i, writes in enumerate(steps):
         for t, op, pat, off, ln in writes:
             spp.apply(vm, raw if t == "vdc" else models[t], t, op, pat, off, ln)
-        r = backup(bins, vm, target)
+        r = backup(bins, vm, target, "--verbose")
         assert r.rc == 0, r
+        assert re.search(r"phases \(ms\): prepare [0-9.]+, window .* rename [0-9.]+; total", r.err), r
         j = r.json()
         ids.append(j["id"])
         assert j["level"] == ("full" if i == 0 else "inc")
@@ -112,6 +114,11 @@ def test_full_then_incrementals(bins, vm, tmp_path):
             assert info["backing-filename"] == f"../../{ids[-2]}/disks/vda.qcow2"
         assert spp.sha256sum_c(point).returncode == 0
         assert vm.is_running()
+        # Where the time went, phase by phase (issue 20), in the manifest.
+        t = j["timings"]
+        assert set(t) == {"prepare_ms", "window_ms", "state_ms", "copy_ms", "job_end_ms",
+                          "check_ms", "hash_ms", "fsync_ms"}
+        assert all(v >= 0 for v in t.values()) and t["copy_ms"] > 0, t
     # The last checkpoint in libvirt is the newest point's.
     assert ids[-1] in sp_vm.checkpoints(vm.dom)
 
