@@ -17,14 +17,13 @@
 #include "manifest.h"
 #include "point_chain.h"
 #include "point_layout.h"
+#include "retention.h"
 #include "sha256.h"
 #include "trust.h"
 #include "virt.h"
 
 struct pt {
   struct sp_manifest m;
-  bool kept;
-  bool changed;    /* manifest rewritten (merge, or a new full id) */
   bool merged;
   bool tried;      /* verified for a merge, or found not to verify */
   struct sp_sums sums; /* loaded when the point verified for a merge; updated by it */
@@ -35,6 +34,8 @@ struct pruning {
   int dfd;         /* the domain directory, checked as trusted */
   struct pt *p;
   size_t n;
+  struct retention r; /* the decisions' view of p: r.m[i] is &p[i].m */
+  bool *changed;   /* manifest rewritten (merge, or a new full id) */
   bool dry_run;
   const struct sp_log *log;
   json_object *actions;
@@ -54,52 +55,6 @@ static void act(struct pruning *pr, const char *what, const char *key, const cha
   if (why)
     json_object_object_add(o, "why", json_object_new_string(why));
   json_object_array_add(pr->actions, o);
-}
-
-static struct pt *find(struct pruning *pr, const char *id)
-{
-  for (size_t i = 0; id && i < pr->n; i++)
-    if (strcmp(pr->p[i].m.id, id) == 0)
-      return &pr->p[i];
-  return NULL;
-}
-
-/* The point a disk's image overlays: "../../<id>/disks/..." */
-static struct pt *disk_parent(struct pruning *pr, const struct sp_manifest_disk *d)
-{
-  if (!d->parent_file)
-    return NULL;
-  char id[SP_POINT_ID_MAX];
-  snprintf(id, sizeof id, "%.*s", (int)strcspn(d->parent_file + 6, "/"), d->parent_file + 6);
-  return find(pr, id);
-}
-
-/* Whether p reaches, through any disk's chain, a point that is not kept. */
-static bool needs_unkept(struct pruning *pr, struct pt *p, int depth)
-{
-  if (depth > 1000)
-    return true;
-  for (size_t i = 0; i < p->m.ndisks; i++) {
-    const struct sp_manifest_disk *d = &p->m.disks[i];
-    if (!d->parent_file)
-      continue;
-    struct pt *q = disk_parent(pr, d);
-    if (!q || !q->kept || needs_unkept(pr, q, depth + 1))
-      return true;
-  }
-  return false;
-}
-
-/* Keeps every point p's chains reach: p was not merged. */
-static void keep_chain_of(struct pruning *pr, struct pt *p, int depth)
-{
-  for (size_t i = 0; depth < 1000 && i < p->m.ndisks; i++) {
-    struct pt *q = disk_parent(pr, &p->m.disks[i]);
-    if (q) {
-      q->kept = true;
-      keep_chain_of(pr, q, depth + 1);
-    }
-  }
 }
 
 static int open_point(struct pruning *pr, const char *id, struct sp_err *e)
@@ -250,27 +205,15 @@ static int merge(struct pruning *pr, struct pt *p, struct sp_err *e)
   act(pr, "merge", "point", p->m.id, "a kept point whose chain reaches points that go: its "
       "images are flattened and it becomes a full point");
   for (size_t i = 0; i < p->m.ndisks; i++) {
-    struct sp_manifest_disk *d = &p->m.disks[i];
-    if (!d->parent_file)
-      continue;
-    if (!pr->dry_run && flatten(pr, p, d, e) < 0)
+    const struct sp_manifest_disk *d = &p->m.disks[i];
+    if (d->parent_file && !pr->dry_run && flatten(pr, p, d, e) < 0)
       return -1;
-    free(d->parent_file);
-    d->parent_file = NULL;
-    free(d->level);
-    d->level = strdup("full");
-    free(d->image_format);
-    d->image_format = strdup("qcow2");
   }
-  free(p->m.level);
-  p->m.level = strdup("full");
-  free(p->m.parent);
-  p->m.parent = NULL;
-  free(p->m.full);
-  p->m.full = NULL;
-  p->changed = p->merged = true;
-  sp_manifest_warn(&p->m, "merged by prune: its older chain was removed, its images were "
-                   "flattened into a full point");
+  if (retention_merged_manifest(&p->m) < 0 ||
+      sp_manifest_warn(&p->m, "merged by prune: its older chain was removed, its images were "
+                       "flattened into a full point") < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+  pr->changed[p - pr->p] = p->merged = true;
   return 0;
 }
 
@@ -282,7 +225,7 @@ static int merge_kept(struct pruning *pr, struct sp_err *e)
     again = false;
     for (size_t i = 0; i < pr->n; i++) {
       struct pt *p = &pr->p[i];
-      if (!p->kept || p->tried || !needs_unkept(pr, p, 0))
+      if (!pr->r.kept[i] || p->tried || !retention_needs_unkept(&pr->r, i))
         continue;
       p->tried = true;
       struct sp_err ve = { 0 };
@@ -294,7 +237,7 @@ static int merge_kept(struct pruning *pr, struct sp_err *e)
         sp_warn(pr->log, "point %s %s", p->m.id, why);
         if (!pr->unverified && !(pr->unverified = strdup(p->m.id)))
           return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
-        keep_chain_of(pr, p, 0);
+        retention_keep_chain_of(&pr->r, i);
         sp_sums_free(&p->sums);
         again = true;
         break;
@@ -306,45 +249,17 @@ static int merge_kept(struct pruning *pr, struct sp_err *e)
   return 0;
 }
 
-/* The id of the full point p's chain starts at (NULL when p is one). */
-static const char *chain_full(struct pruning *pr, struct pt *p)
-{
-  const char *full = NULL;
-  for (int i = 0; p && i < 1000; i++) {
-    if (strcmp(p->m.level, "full") == 0)
-      return full ? p->m.id : NULL;
-    full = p->m.id;
-    p = find(pr, p->m.parent);
-  }
-  return NULL;
-}
-
-static void fix_full_ids(struct pruning *pr)
-{
-  for (size_t i = 0; i < pr->n; i++) {
-    struct pt *p = &pr->p[i];
-    if (!p->kept || strcmp(p->m.level, "full") == 0)
-      continue;
-    const char *f = chain_full(pr, p);
-    if (f && (!p->m.full || strcmp(p->m.full, f) != 0)) {
-      free(p->m.full);
-      p->m.full = strdup(f);
-      p->changed = true;
-    }
-  }
-}
-
-static int drop_checkpoints(struct pruning *pr, virDomainPtr dom, struct sp_err *e)
+static int drop_checkpoints(struct pruning *pr, virDomainPtr dom, long keep, struct sp_err *e)
 {
   if (!dom || pr->n == 0)
     return 0;
-  /* Needed by the next point: the newest point's checkpoint (inc) and its
-   * chain's full's (diff). */
-  struct pt *last = &pr->p[pr->n - 1];
-  struct pt *full = find(pr, chain_full(pr, last));
+  _cleanup_free_ bool *needed = calloc(pr->n, sizeof *needed);
+  if (!needed)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+  retention_checkpoints_needed(&pr->r, keep, needed);
   for (size_t i = 0; i < pr->n; i++) {
     struct pt *p = &pr->p[i];
-    if (!p->m.checkpoint || p == last || p == full)
+    if (!p->m.checkpoint || needed[i])
       continue;
     _cleanup_checkpoint_ virDomainCheckpointPtr cp =
       virDomainCheckpointLookupByName(dom, p->m.checkpoint, 0);
@@ -354,7 +269,6 @@ static int drop_checkpoints(struct pruning *pr, virDomainPtr dom, struct sp_err 
     if (!pr->dry_run && virDomainCheckpointDelete(cp, 0) < 0)
       sp_warn(pr->log, "cannot delete checkpoint %s: %s", p->m.checkpoint, virt_errmsg());
   }
-  (void)e;
   return 0;
 }
 
@@ -378,7 +292,14 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
     return -1;
   }
   pr.p = calloc(n ? n : 1, sizeof *pr.p);
-  if (!pr.p) {
+  pr.changed = calloc(n ? n : 1, sizeof *pr.changed);
+  pr.r.m = calloc(n ? n : 1, sizeof *pr.r.m);
+  pr.r.kept = calloc(n ? n : 1, sizeof *pr.r.kept);
+  if (!pr.p || !pr.changed || !pr.r.m || !pr.r.kept) {
+    free(pr.p);
+    free(pr.changed);
+    free(pr.r.m);
+    free(pr.r.kept);
     close(pr.dfd);
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
   }
@@ -410,17 +331,22 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
       close(pfd);
   }
   for (size_t i = 0; i < pr.n; i++)
-    pr.p[i].kept = keep <= 0 || i + (size_t)keep >= pr.n;
+    pr.r.m[i] = &pr.p[i].m;
+  pr.r.n = pr.n;
+  retention_keep_newest(&pr.r, keep);
   if ((rc = merge_kept(&pr, e)) < 0)
     goto out;
-  fix_full_ids(&pr);
+  if (retention_fix_full_ids(&pr.r, pr.changed) < 0) {
+    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+    goto out;
+  }
   for (size_t i = 0; i < pr.n; i++)
-    if (pr.p[i].changed && !dry_run && (rc = rewrite_point(&pr, &pr.p[i], e)) < 0)
+    if (pr.changed[i] && !dry_run && (rc = rewrite_point(&pr, &pr.p[i], e)) < 0)
       goto out;
-  if ((rc = drop_checkpoints(&pr, dom, e)) < 0)
+  if ((rc = drop_checkpoints(&pr, dom, keep, e)) < 0)
     goto out;
   for (size_t i = 0; i < pr.n; i++) {
-    if (pr.p[i].kept)
+    if (pr.r.kept[i])
       continue;
     act(&pr, "remove", "point", pr.p[i].m.id, NULL);
     if (!dry_run && sp_rm_rf_at(pr.dfd, pr.p[i].m.id, e) < 0) {
@@ -440,6 +366,9 @@ out:
     sp_sums_free(&pr.p[i].sums);
   }
   free(pr.p);
+  free(pr.changed);
+  free(pr.r.m);
+  free(pr.r.kept);
   free(pr.unverified);
   close(pr.dfd);
   return rc;

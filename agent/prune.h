@@ -2,9 +2,9 @@
  * breaking a chain.  The oldest kept point that still needs a point about
  * to go is merged - its images flattened into standalone ones, so it
  * becomes a full point - and only then is anything removed.  libvirt
- * checkpoints that no future point needs (all but the newest point's and
- * its chain's full's) are deleted: every checkpoint keeps a dirty bitmap,
- * and every bitmap costs the VM write performance. */
+ * checkpoints that no future point needs are deleted: every checkpoint
+ * keeps a dirty bitmap, and every bitmap costs the VM write performance.
+ * What stays, goes and merges is decided in retention.h. */
 #ifndef SP_PRUNE_H
 #define SP_PRUNE_H
 

@@ -168,8 +168,8 @@ def test_retention_keep_4_full_every_3(bins, conn, conf, tmp_path):
             finally:
                 d = conn.lookupByName(name)
                 d.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM)
-        # What the next point needs: the newest point's checkpoint (inc) and its
-        # full's (diff). Nothing else.
+        # What the next point needs: the checkpoints of the newest point (inc) and of
+        # its chain, 10 and its full 9 (diff, and what a later prune merges).
         assert sp_vm.checkpoints(vm.dom) == sorted([done[2], done[3]])
         # The chain goes on: an incremental after pruning.
         r = run([bins.stillpoint, "backup", vm.name, "--target", str(target), "--json",
@@ -178,6 +178,40 @@ def test_retention_keep_4_full_every_3(bins, conn, conf, tmp_path):
     finally:
         vm.remove()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_retention_merges_keep_the_diff_base(bins, conn, conf, tmp_path):
+    """keep = 3, full_every = 3: the prune after point 3 must not delete point
+    2's checkpoint, because the prune after point 4 merges point 2 into the
+    chain's full and the next diff starts from it. A diff asked for then is a
+    diff (it used to become a full copy, exit 0, blaming the checkpoint's
+    bitmap). The merged point names no parent checkpoint."""
+    write_conf(conf, "[defaults]\nkeep = 3\nfull_every = 3\n")
+    env = {"STILLPOINT_CONFDIR": str(conf)}
+    vm = sp_vm.TestVM(conn, tag="house-ret", disks=(("vda", "qcow2", 16 * MiB),))
+    target = tmp_path / "points"
+    try:
+        vm.start()
+        for i in range(4):  # 1F 2i 3i 4i; the prune after 4 merges 2
+            vm.write("vda", 0x10 + i, i * MiB, 64 * 1024)
+            r = run([bins.stillpoint, "backup", vm.name, "--target", str(target), "--json"],
+                    env=env)
+            assert r.rc == 0, r
+        done, _ = spp.points(target / vm.name)
+        assert len(done) == 3
+        merged = spp.manifest(target / vm.name / done[0])
+        assert merged["level"] == "full" and merged["parent_checkpoint"] is None, merged
+        assert sp_vm.checkpoints(vm.dom) == sorted(done)
+        vm.write("vda", 0x20, 0, 64 * 1024)
+        r = run([bins.stillpoint, "backup", vm.name, "--target", str(target), "--json",
+                 "--level", "diff"], env=env)
+        assert r.rc == 0, r
+        j = r.json()
+        assert j["level"] == "diff" and j["parent"] == done[0], (j, r.err)
+        assert "FULL point instead" not in r.err, r.err
+        assert run([bins.stillpoint, "verify", str(target / vm.name / j["id"])]).rc == 0
+    finally:
+        vm.remove()
 
 
 def test_prune_dry_run_and_partials(bins, shared_vm, conf, tmp_path):
