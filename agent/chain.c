@@ -3,17 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint_xml.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "image_check.h"
+#include "level_choice.h"
 #include "point_layout.h"
 #include "virt.h"
 
@@ -63,87 +63,22 @@ static int history_load(const char *domain_dir, const char *uuid, const struct s
 
 static const struct sp_manifest *history_find(const struct history *h, const char *id)
 {
-  for (size_t i = 0; id && i < h->n; i++)
-    if (strcmp(h->m[i].id, id) == 0)
-      return &h->m[i];
-  return NULL;
+  return level_history_find(h->m, h->n, id);
 }
 
-static bool checkpoint_exists(virDomainPtr dom, const char *name)
+static bool checkpoint_exists(const char *name, void *dom)
 {
   _cleanup_checkpoint_ virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
   return cp != NULL;
 }
 
-/* The saved checkpoint XML without its <parent> when libvirt does not know
- * that parent any more: redefinition refuses an unknown parent, and the
- * bitmap of this checkpoint is all an incremental from it needs. */
-static char *checkpoint_xml_for_redefine(virDomainPtr dom, const char *xml, size_t len)
-{
-  xmlDocPtr doc = xmlReadMemory(xml, (int)len, "checkpoint.xml", NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  if (!doc)
-    return NULL;
-  xmlNodePtr root = xmlDocGetRootElement(doc);
-  for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next) {
-    if (n->type != XML_ELEMENT_NODE || !xmlStrEqual(n->name, (const xmlChar *)"parent"))
-      continue;
-    xmlChar *pname = NULL;
-    for (xmlNodePtr c = n->children; c; c = c->next)
-      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)"name"))
-        pname = xmlNodeGetContent(c);
-    bool known = pname && checkpoint_exists(dom, (const char *)pname);
-    xmlFree(pname);
-    if (!known) {
-      xmlUnlinkNode(n);
-      xmlFreeNode(n);
-    }
-    break;
-  }
-  xmlChar *out = NULL;
-  int outlen = 0;
-  xmlDocDumpMemory(doc, &out, &outlen);
-  xmlFreeDoc(doc);
-  char *r = out ? strndup((const char *)out, (size_t)outlen) : NULL;
-  xmlFree(out);
-  return r;
-}
-
-/* Whether every disk of the checkpoint still has its bitmap in QEMU.
- * libvirt reports a bitmap's size only when QEMU has it; a checkpoint
- * whose bitmap was removed outside libvirt (or redefined after a real
- * delete) has none, and a job from it would fail inside the pause. */
+/* Whether every disk of the checkpoint still has its bitmap in QEMU. */
 static bool bitmaps_present(virDomainCheckpointPtr cp, char **missing)
 {
   _cleanup_free_ char *xml = virDomainCheckpointGetXMLDesc(
     cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE | VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN);
-  if (!xml)
-    return true; /* cannot tell: let backupBegin decide */
-  xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
-  bool ok = true;
-  for (xmlNodePtr d = root ? root->children : NULL; d && ok; d = d->next) {
-    if (d->type != XML_ELEMENT_NODE || !xmlStrEqual(d->name, (const xmlChar *)"disks"))
-      continue;
-    for (xmlNodePtr k = d->children; k && ok; k = k->next) {
-      if (k->type != XML_ELEMENT_NODE)
-        continue;
-      xmlChar *kind = xmlGetProp(k, (const xmlChar *)"checkpoint");
-      xmlChar *size = xmlGetProp(k, (const xmlChar *)"size");
-      if (kind && xmlStrEqual(kind, (const xmlChar *)"bitmap") && !size) {
-        xmlChar *name = xmlGetProp(k, (const xmlChar *)"name");
-        *missing = name ? strdup((const char *)name) : NULL;
-        xmlFree(name);
-        ok = false;
-      }
-      xmlFree(kind);
-      xmlFree(size);
-    }
-  }
-  if (doc)
-    xmlFreeDoc(doc);
-  return ok;
+  *missing = NULL;
+  return !xml || checkpoint_xml_bitmaps_present(xml, missing); /* cannot tell: backupBegin decides */
 }
 
 /* Makes sure libvirt has base's checkpoint with its bitmaps, redefining it
@@ -171,7 +106,7 @@ static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir,
         *why = NULL;
       return 0;
     }
-    fixed = checkpoint_xml_for_redefine(dom, xml, len);
+    fixed = checkpoint_xml_for_redefine(xml, len, checkpoint_exists, dom);
     cp = fixed ? virDomainCheckpointCreateXML(dom, fixed, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
                : NULL;
     if (!cp) {
@@ -194,42 +129,6 @@ static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir,
   }
   (void)e;
   return 0;
-}
-
-/* Increments since the chain's full, walking parent links. */
-static int incs_since_full(const struct history *h, const struct sp_manifest *last)
-{
-  int n = 0;
-  for (const struct sp_manifest *m = last; m && strcmp(m->level, "full") != 0;
-       m = history_find(h, m->parent))
-    n++;
-  return n;
-}
-
-static const char *pick_level(const struct sp_config *cfg, const char *req,
-                              const struct history *h, const struct sp_manifest *last,
-                              char **why)
-{
-  if (strcmp(req, "full") == 0)
-    return "full";
-  /* A raw copier writes whole disks: it cannot make an overlay. */
-  if (strcmp(sp_config_str(cfg, SP_KEY_COPIER_FORMAT), "raw") == 0) {
-    if (strcmp(req, "auto") != 0 &&
-        asprintf(why, "copier_format = raw: the copier writes whole disks, never overlays") < 0)
-      *why = NULL;
-    return "full";
-  }
-  if (!last) {
-    if (strcmp(req, "auto") != 0 && asprintf(why, "no previous point of this domain") < 0)
-      *why = NULL;
-    return "full";
-  }
-  if (strcmp(req, "auto") != 0)
-    return req;
-  long every = sp_config_int(cfg, SP_KEY_FULL_EVERY);
-  if (every > 0 && incs_since_full(h, last) >= every)
-    return "full"; /* the policy's normal rhythm, not a warning */
-  return "inc";
 }
 
 static int parent_image_ok(const char *domain_dir, const struct sp_manifest *base,
@@ -327,7 +226,9 @@ int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct prefl
     return -1;
   int rc = -1;
   const struct sp_manifest *last = h.n ? &h.m[h.n - 1] : NULL;
-  snprintf(p->level, sizeof p->level, "%s", pick_level(cfg, level_req, &h, last, &p->why_full));
+  snprintf(p->level, sizeof p->level, "%s",
+           level_choose(level_req, sp_config_str(cfg, SP_KEY_COPIER_FORMAT),
+                        sp_config_int(cfg, SP_KEY_FULL_EVERY), h.m, h.n, &p->why_full));
   const struct sp_manifest *base = NULL;
   if (strcmp(p->level, "full") != 0) {
     const char *full_id = strcmp(last->level, "full") == 0 ? last->id : last->full;
