@@ -130,8 +130,9 @@ int backup_all(const struct cli *c, const char *level, const char *target)
       x->skipped = "its policy does not load (run stillpoint config show on it)";
     else if (!sp_config_bool(&cfg, SP_KEY_ENABLED))
       x->skipped = "disabled by policy (enabled = no)";
-    else if (virDomainGetState(doms[i], &state, &reason, 0) == 0 && state == VIR_DOMAIN_SHUTOFF)
-      x->skipped = "shut off (offline backups are not supported yet)";
+    else if (virDomainGetState(doms[i], &state, &reason, 0) == 0 &&
+             state == VIR_DOMAIN_SHUTOFF && sp_config_is(&cfg, SP_KEY_OFFLINE, "skip"))
+      x->skipped = "shut off, and offline = skip";
     sp_config_free(&cfg);
   }
   qsort(v, n, sizeof *v, by_name);

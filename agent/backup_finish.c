@@ -136,6 +136,7 @@ static int build_manifest(struct run *r, struct sp_err *e)
     m->tpm.version = dupn(r->pf.dom.tpm.version);
     m->tpm.secret_uuid = dupn(r->pf.dom.tpm.secret_uuid);
   }
+  m->offline = r->pf.offline;
   struct sp_manifest_window *w = &m->window;
   w->paused = r->win.we_paused;
   w->paused_at = strdup(r->win.paused_at);

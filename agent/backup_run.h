@@ -17,6 +17,7 @@
 #include "hypervisor.h"
 #include "manifest.h"
 #include "nbd_tcp.h"
+#include "offline.h"
 #include "phases.h"
 #include "point_layout.h"
 #include "point_write.h"
@@ -54,6 +55,8 @@ struct run {
   struct freeze fz;
   struct window win;
   struct captured cap;
+  struct offline off;        /* a shut-off VM: started paused for the job */
+  struct captured cap_before; /* its NVRAM and TPM read before that start */
   char *checkpoint_xml;
   char *inactive_xml;
   struct task *tasks;

@@ -29,7 +29,9 @@ static const char usage[] =
   "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff] [--target DIR]\n"
   "                         [-c URI] [--json] [--config FILE] [--set key=value]\n"
   "Takes one backup point of DOMAIN: disks, NVRAM and TPM state from one instant.\n"
-  "--all: every running VM whose policy says enabled = yes, max_parallel_vms at once.\n"
+  "--all: every VM whose policy says enabled = yes, max_parallel_vms at once.\n"
+  "A shut-off VM gets an offline point (started paused, stopped again) unless\n"
+  "offline = skip.\n"
   "Exit: 0 done, 1 failed (the VM runs on; the point is left as <id>.partial),\n"
   "2 bad usage or configuration, 3 refused before the VM was touched.\n";
 
@@ -69,6 +71,7 @@ static void run_free(struct run *r)
   backup_job_free(&r->job);
   nbd_tcp_release(&r->tcp);
   captured_free(&r->cap);
+  captured_free(&r->cap_before);
   point_dir_free(&r->pd);
   for (size_t i = 0; i < r->ntasks; i++)
     task_free(&r->tasks[i]);
@@ -213,6 +216,8 @@ static int window(struct run *r, struct sp_err *e)
   t1 = sp_now_ms();
   if (rc == 0)
     rc = capture_state(&r->hv.host, &r->pf, &r->cap, e);
+  if (rc == 0 && r->pf.offline)
+    rc = offline_same_state(&r->cap_before, &r->cap, e);
   t2 = sp_now_ms();
   if (rc == 0) {
     guardian_tell_begun(&r->guardian);
@@ -260,10 +265,17 @@ static void report(const struct run *r)
     if (r->m.disks[i].seconds > secs)
       secs = r->m.disks[i].seconds;
   }
-  sp_info(r->log, "point %s of %s: %s, %zu disk%s, %.1f MiB written, copy %.1f s, VM paused "
-          "%.0f ms%s", r->id, r->pf.dom.name, r->plan.level, r->m.ndisks,
-          r->m.ndisks == 1 ? "" : "s", (double)bytes / 1048576.0, secs, r->m.window.pause_ms,
-          r->m.window.paused ? "" : " (it was not running: not paused by stillpoint)");
+  if (r->pf.offline)
+    sp_info(r->log, "point %s of %s: %s, offline (shut off; started paused for the job, %s), "
+            "%zu disk%s, %.1f MiB written, copy %.1f s", r->id, r->pf.dom.name, r->plan.level,
+            r->off.left_running ? "resumed by someone meanwhile and left running" :
+                                  "stopped again",
+            r->m.ndisks, r->m.ndisks == 1 ? "" : "s", (double)bytes / 1048576.0, secs);
+  else
+    sp_info(r->log, "point %s of %s: %s, %zu disk%s, %.1f MiB written, copy %.1f s, VM paused "
+            "%.0f ms%s", r->id, r->pf.dom.name, r->plan.level, r->m.ndisks,
+            r->m.ndisks == 1 ? "" : "s", (double)bytes / 1048576.0, secs, r->m.window.pause_ms,
+            r->m.window.paused ? "" : " (it was not running: not paused by stillpoint)");
   sp_info(r->log, "point: %s", r->pd.final);
   if (r->cli->json) {
     _cleanup_free_ char *json = NULL;
@@ -278,11 +290,22 @@ static void report(const struct run *r)
   }
 }
 
-static int run_point(struct run *r, const char *name, const char *level_req, struct sp_err *e)
+/* A shut-off VM: its NVRAM and TPM state as they are, then the start,
+ * paused (docs/design.md, "Offline points"). */
+static int offline_begin(struct run *r, struct sp_err *e)
+{
+  if (!r->pf.offline)
+    return 0;
+  if (capture_state(&r->hv.host, &r->pf, &r->cap_before, e) < 0)
+    return -1;
+  return offline_start(r->dom, &r->hv.host, r->pf.dom.uuid, &r->guardian, &r->off, e);
+}
+
+/* From the offline start (if any) to the finish; t0: when the run began. */
+static int take_point(struct run *r, double t0, struct sp_err *e)
 {
   struct sp_manifest_timings *t = &r->m.timings;
-  double t0 = phases_now();
-  if (preflight(r, name, e) < 0 || plan(r, level_req, e) < 0 || prepare(r, e) < 0)
+  if (offline_begin(r, e) < 0)
     return -1;
   double t1 = phases_now();
   t->prepare_ms = t1 - t0;
@@ -314,6 +337,20 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
     sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
     return -1;
   }
+  return 0;
+}
+
+static int run_point(struct run *r, const char *name, const char *level_req, struct sp_err *e)
+{
+  double t0 = phases_now();
+  if (preflight(r, name, e) < 0 || plan(r, level_req, e) < 0 || prepare(r, e) < 0)
+    return -1;
+  int rc = take_point(r, t0, e);
+  /* After the finish: a failed point's checkpoint is deleted while the VM
+   * still runs.  Every path, signals included, stops what we started. */
+  offline_stop(r->dom, &r->guardian, &r->off, r->log);
+  if (rc < 0)
+    return -1;
   phases_log(r->log, &r->m, &r->tail, phases_now() - t0);
   report(r);
   /* Retention right after a good point, under the same lock. */

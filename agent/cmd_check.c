@@ -88,6 +88,13 @@ static void print_human(const struct preflight *pf, const struct sp_config *cfg,
 {
   printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
          virt_state_name(pf->state));
+  if (pf->offline)
+    printf("offline  %s (offline = %s, %s)\n",
+           sp_config_is(cfg, SP_KEY_OFFLINE, "skip")
+             ? "not backed up while shut off"
+             : "an offline point: started paused for the job (its vCPUs never run), NVRAM and "
+               "TPM read before the start, stopped again",
+           sp_config_str(cfg, SP_KEY_OFFLINE), cfg->source[SP_KEY_OFFLINE]);
   printf("disks\n");
   for (size_t i = 0; i < pf->ndisks; i++) {
     const struct pf_disk *d = &pf->disks[i];
@@ -183,6 +190,8 @@ static void print_json(const struct preflight *pf, const struct sp_config *cfg,
   json_object_object_add(o, "domain", jstr(pf->dom.name));
   json_object_object_add(o, "uuid", jstr(pf->dom.uuid));
   json_object_object_add(o, "state", jstr(virt_state_name(pf->state)));
+  json_object_object_add(o, "offline", pf->offline ? jstr(sp_config_str(cfg, SP_KEY_OFFLINE))
+                                                   : NULL);
   json_object *disks = json_object_new_array();
   for (size_t i = 0; i < pf->ndisks; i++) {
     const struct pf_disk *d = &pf->disks[i];

@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
+#include "offline_mark.h"
 #include "state_capture.h"
 #include "virt.h"
 
@@ -27,6 +28,8 @@ enum {
   MSG_THAWED = 'T',
   MSG_BEGUN = 'B',
   MSG_NOT_BEGUN = 'b',
+  MSG_STARTED = 'S',
+  MSG_NOT_STARTED = 's',
   MSG_QUIT = 'Q',
 };
 
@@ -88,6 +91,8 @@ void guardian_tell_frozen(struct guardian *g) { send_byte(g->cmd_fd, MSG_FROZEN)
 void guardian_tell_thawed(struct guardian *g) { send_byte(g->cmd_fd, MSG_THAWED); }
 void guardian_tell_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_BEGUN); }
 void guardian_tell_not_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_BEGUN); }
+void guardian_tell_started(struct guardian *g) { send_byte(g->cmd_fd, MSG_STARTED); }
+void guardian_tell_not_started(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_STARTED); }
 
 bool guardian_overran(struct guardian *g, int wait_ms)
 {
@@ -121,7 +126,8 @@ void guardian_stop(struct guardian *g)
 
 struct watch {
   virDomainPtr dom;
-  bool paused, frozen, begun;
+  bool paused, frozen, begun, started;
+  const char *uuid;
   const char *checkpoint, *rundir, *scratchdir;
   long long deadline;
   const struct sp_log *log;
@@ -187,6 +193,29 @@ static void abandon_job(struct watch *w)
     sp_rm_rf(w->scratchdir, &ignored);
 }
 
+/* The coordinator died while it held a shut-off VM started paused for an
+ * offline point: stop it again, unless someone resumed it (their guest
+ * now), and drop the hook's mark on this machine (a remote one's mark
+ * ages out, offline_mark.h). */
+static void stop_offline(struct watch *w)
+{
+  if (!w->started)
+    return;
+  int state = 0, reason;
+  const char *name = virDomainGetName(w->dom);
+  if (virDomainGetState(w->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED) {
+    if (virDomainDestroy(w->dom) == 0)
+      sp_warn(w->log, "guardian: stopped %s, started paused for its offline backup", name);
+    else
+      sp_error(w->log, "guardian: cannot stop %s: %s; stop it with `virsh destroy %s`", name,
+               virt_errmsg(), name);
+  }
+  w->started = false;
+  _cleanup_free_ char *mark = sp_offline_mark_path(w->uuid);
+  if (mark && w->rundir[0]) /* rundir is "" for a remote hypervisor */
+    unlink(mark);
+}
+
 int guardian_main(int argc, char **argv)
 {
   if (argc != 8)
@@ -210,7 +239,7 @@ int guardian_main(int argc, char **argv)
   }
   send_byte(REPORT_FD, MSG_READY);
 
-  struct watch w = { .dom = dom, .deadline = -1, .log = &log, .checkpoint = argv[5],
+  struct watch w = { .dom = dom, .deadline = -1, .log = &log, .uuid = argv[2], .checkpoint = argv[5],
                      .rundir = argv[6], .scratchdir = argv[7] };
   for (;;) {
     int timeout = -1;
@@ -234,6 +263,7 @@ int guardian_main(int argc, char **argv)
     if (n <= 0) {
       rescue(&w, "the coordinator died");
       abandon_job(&w);
+      stop_offline(&w);
       return SP_EXIT_OK;
     }
     switch (c) {
@@ -246,6 +276,8 @@ int guardian_main(int argc, char **argv)
     case MSG_THAWED: w.frozen = false; break;
     case MSG_BEGUN: w.begun = true; break;
     case MSG_NOT_BEGUN: w.begun = false; break;
+    case MSG_STARTED: w.started = true; break;
+    case MSG_NOT_STARTED: w.started = false; break;
     case MSG_QUIT:
       rescue(&w, "the coordinator left the VM paused or frozen");
       return SP_EXIT_OK;

@@ -43,6 +43,11 @@ void guardian_tell_thawed(struct guardian *g);
 /* The backup job is (about to be) begun / was not begun after all. */
 void guardian_tell_begun(struct guardian *g);
 void guardian_tell_not_begun(struct guardian *g);
+/* A shut-off VM is (about to be) started paused for an offline point /
+ * was stopped again: the guardian destroys a VM it believes started when
+ * the coordinator dies (unless someone resumed it meanwhile). */
+void guardian_tell_started(struct guardian *g);
+void guardian_tell_not_started(struct guardian *g);
 /* Whether the guardian had to resume the VM because the window overran;
  * waits up to wait_ms for its word. */
 bool guardian_overran(struct guardian *g, int wait_ms);

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "nbd_tcp.h"
 #include "own_dirs.h"
+#include "restore_plan.h"
 #include "trust.h"
 #include "virt.h"
 
@@ -378,6 +379,19 @@ static void check_transport(struct sp_host *h, const struct sp_config *cfg, stru
     refuse(pf, "transport = tcp: %s", client);
 }
 
+/* libvirt 9.0 names the NVRAM of <os firmware='efi'> only in the live
+ * XML; a shut-off VM's is where libvirt makes it at the first start. */
+static int offline_nvram_path(struct preflight *pf)
+{
+  free(pf->dom.nvram.path);
+  if (asprintf(&pf->dom.nvram.path, "%s/%s_VARS.fd", SP_LIBVIRT_NVRAM_DIR, pf->dom.name) < 0) {
+    pf->dom.nvram.path = NULL;
+    return -1;
+  }
+  pf->dom.nvram.type = SP_NVRAM_FILE;
+  return 0;
+}
+
 int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host *h,
                   struct preflight *pf,
                   struct sp_err *e)
@@ -393,12 +407,16 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
       sp_host_qemu_conf_read(h, SP_QEMU_CONF_PATH, &pf->qc, e) < 0)
     return -1;
 
-  if (pf->state == VIR_DOMAIN_SHUTOFF)
-    refuse(pf, "domain %s is shut off: offline backups are not supported yet; start it "
-           "(`virsh start --paused %s` keeps the guest from running)", pf->dom.name,
-           pf->dom.name);
-  else if (pf->state != VIR_DOMAIN_RUNNING && pf->state != VIR_DOMAIN_PAUSED &&
-           pf->state != VIR_DOMAIN_BLOCKED)
+  pf->offline = pf->state == VIR_DOMAIN_SHUTOFF;
+  if (pf->offline && sp_config_is(cfg, SP_KEY_OFFLINE, "skip"))
+    refuse(pf, "domain %s is shut off and its policy says offline = skip (%s); --set "
+           "offline=backup takes an offline point anyway", pf->dom.name,
+           cfg->source[SP_KEY_OFFLINE]);
+  if (pf->offline && pf->dom.firmware_efi && pf->dom.nvram.type == SP_NVRAM_NONE &&
+      offline_nvram_path(pf) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "preflight");
+  if (!pf->offline && pf->state != VIR_DOMAIN_RUNNING && pf->state != VIR_DOMAIN_PAUSED &&
+      pf->state != VIR_DOMAIN_BLOCKED)
     refuse(pf, "domain %s is %s: a backup needs it running or paused", pf->dom.name,
            virt_state_name(pf->state));
   if (check_disks(dom, pf, e) < 0)
@@ -407,9 +425,11 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
   check_tpm(h, &pf->dom, cfg, pf, e);
   if (e->code)
     return -1;
-  check_agent(dom, cfg, pf);
-  if (pf->state != VIR_DOMAIN_SHUTOFF)
+  /* An offline point's vCPUs never run: nothing to freeze, no job yet. */
+  if (!pf->offline) {
+    check_agent(dom, cfg, pf);
     check_job(dom, pf);
+  }
   check_transport(h, cfg, pf);
   check_qemu_access(h, cfg, pf, e);
   check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));

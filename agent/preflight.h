@@ -37,6 +37,7 @@ struct preflight {
   char *xml;                  /* live XML */
   struct sp_domain dom;
   int state;                  /* VIR_DOMAIN_* */
+  bool offline;               /* shut off: an offline point (started paused for the job) */
   struct pf_disk *disks;
   size_t ndisks;
   bool capture_nvram;         /* present, readable and policy wants it */

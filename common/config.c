@@ -18,6 +18,7 @@ static const char *const level_choices[] = { "auto", "full", "inc", "diff", NULL
 static const char *const recover_choices[] = { "off", "auto", NULL };
 static const char *const transport_choices[] = { "unix", "tcp", NULL };
 static const char *const image_format_choices[] = { "qcow2", "raw", NULL };
+static const char *const offline_choices[] = { "backup", "skip", NULL };
 
 /* The one table of keys: config/stillpoint.conf documents each of them. */
 static const struct sp_key_def keys[SP_KEY__COUNT] = {
@@ -46,6 +47,7 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_NBD_PORT_MAX] = { "nbd_port_max", "defaults", SP_T_INT, "10872", NULL, 1, 65535 },
   [SP_KEY_TLS_CLIENT_DIR] = { "tls_client_dir", "defaults", SP_T_PATH, "/etc/pki/stillpoint" },
   [SP_KEY_SSH_KEY] = { "ssh_key", "defaults", SP_T_STRING, "", NULL, 0, 0, true },
+  [SP_KEY_OFFLINE] = { "offline", "defaults", SP_T_ENUM, "backup", offline_choices },
   [SP_KEY_SNAPSHOT_ON_STOP] = { "snapshot_on_stop", "hook", SP_T_BOOL, "yes" },
   [SP_KEY_KEEP_SNAPSHOTS] = { "keep_snapshots", "hook", SP_T_INT, "5", NULL, 1, 1000 },
   [SP_KEY_RECOVER_TPM] = { "recover_tpm", "hook", SP_T_ENUM, "auto", recover_choices },

@@ -144,6 +144,7 @@ int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *
   json_object_object_add(o, "checkpoint", jstr(m->checkpoint));
   json_object_object_add(o, "parent_checkpoint", jstr(m->parent_checkpoint));
   json_object_object_add(o, "created", jstr(m->created));
+  json_object_object_add(o, "offline", json_object_new_boolean(m->offline));
   json_object *disks = json_object_new_array();
   for (size_t i = 0; i < m->ndisks; i++) {
     const struct sp_manifest_disk *d = &m->disks[i];
@@ -511,7 +512,8 @@ static int parse_root(struct ctx *c, json_object *o, struct sp_manifest *m)
       get_str(c, o, "parent", false, &m->parent) < 0 || get_str(c, o, "full", false, &m->full) < 0 ||
       get_str(c, o, "checkpoint", false, &m->checkpoint) < 0 ||
       get_str(c, o, "parent_checkpoint", false, &m->parent_checkpoint) < 0 ||
-      get_str(c, o, "created", true, &m->created) < 0)
+      get_str(c, o, "created", true, &m->created) < 0 ||
+      (field(o, "offline") && get_bool(c, o, "offline", &m->offline) < 0))
     return -1;
   if (!sp_uuid_ok(m->uuid))
     return bad(c, "uuid", "not a UUID");

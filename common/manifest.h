@@ -94,6 +94,7 @@ struct sp_manifest {
   char *id, *level, *parent, *full; /* full: the chain's full point id */
   char *checkpoint, *parent_checkpoint;
   char *created;
+  bool offline;        /* the VM was shut off: started paused for the job */
   struct sp_manifest_disk *disks;
   size_t ndisks;
   struct sp_manifest_skip *skipped;

@@ -14,6 +14,7 @@
 #include "context.h"
 #include "hook.h"
 #include "incoming.h"
+#include "offline_mark.h"
 #include "qemu_conf.h"
 #include "state_install.h"
 #include "state_locator.h"
@@ -143,8 +144,17 @@ void hook_prepare(struct hook_call *c)
   _cleanup_free_ char *dir = NULL;
   struct sp_err e = { 0 };
   bool found = false, found_tpm = false;
-  if (hook_ctx_load(c, &x, &e) < 0 ||
-      sp_snap_newest(x.state_dir, x.dom.uuid, false, &newest, &found, &e) < 0) {
+  if (hook_ctx_load(c, &x, &e) < 0) {
+    sp_error(&c->log, "%s: prepare: nothing checked: %s", c->domain, e.msg);
+    return;
+  }
+  /* Not the VM's own start: stillpoint starts it paused for an offline
+   * point, and its vCPUs never run (offline_mark.h). */
+  if (sp_offline_mark_active(x.dom.uuid)) {
+    sp_info(&c->log, "%s: started paused for an offline backup: nothing checked", c->domain);
+    return;
+  }
+  if (sp_snap_newest(x.state_dir, x.dom.uuid, false, &newest, &found, &e) < 0) {
     sp_error(&c->log, "%s: prepare: nothing checked: %s", c->domain, e.msg);
     return;
   }

@@ -13,6 +13,7 @@
 #include "context.h"
 #include "hook.h"
 #include "incoming.h"
+#include "offline_mark.h"
 #include "state_install.h"
 #include "state_locator.h"
 #include "state_snapshots.h"
@@ -127,6 +128,12 @@ void hook_release(struct hook_call *c)
     sp_error(&c->log, "%s: release: nothing done: %s", c->domain, e.msg);
     return;
   }
+  /* The end of an offline backup's paused start: nothing ran, nothing to
+   * snapshot (offline_mark.h). */
+  if (sp_offline_mark_active(x.dom.uuid)) {
+    sp_info(&c->log, "%s: stopped after an offline backup: no snapshot", c->domain);
+    return;
+  }
   /* A migration that failed leaves its mark: the next start is a normal one. */
   hook_incoming_take(&x);
   if (!sp_config_bool(&x.cfg, SP_KEY_SNAPSHOT_ON_STOP))
@@ -151,6 +158,6 @@ void hook_release(struct hook_call *c)
   store(c, &x, &s);
   if (sp_config_bool(&x.cfg, SP_KEY_BACKUP_ON_STOP))
     sp_warn(&c->log, "%s: backup_on_stop = yes, but nothing was handed off: `stillpoint "
-            "backup` cannot back up a shut-off VM yet (stillpoint-hook(8), BACKUP ON STOP)",
+            "backup`: the hand-off is not built yet (stillpoint-hook(8), BACKUP ON STOP)",
             c->domain);
 }

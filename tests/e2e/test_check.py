@@ -99,10 +99,19 @@ def test_check_libvirt_unreachable(bins):
 
 
 def test_check_shut_off_domain(bins, make_vm):
+    """A shut-off VM: check says how an offline point would be taken, or
+    refuses it under offline = skip."""
     vm = make_vm(start=False)
-    r = run([bins.stillpoint, "check", vm.name])
+    r = run([bins.stillpoint, "check", vm.name, "--set", "nvram=optional", "--set",
+             "tpm=optional"])
+    assert r.rc == 0, r
+    assert "an offline point: started paused" in r.out and "offline = backup" in r.out
+    j = run([bins.stillpoint, "check", vm.name, "--set", "nvram=optional", "--set",
+             "tpm=optional", "--json"]).json()
+    assert j["offline"] == "backup"
+    r = run([bins.stillpoint, "check", vm.name, "--set", "offline=skip"])
     assert r.rc == 3, r
-    assert "is shut off" in r.err and "virsh start --paused" in r.err
+    assert "is shut off and its policy says offline = skip" in r.err
 
 
 def test_check_bad_config_is_exit_2(bins, shared_vm, tmp_path):
