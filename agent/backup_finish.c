@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backup_run.h"
+#include "build_config.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "image_check.h"

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"

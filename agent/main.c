@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "build_config.h"
 #include "commands.h"
 #include "err.h"
 #include "guardian.h"

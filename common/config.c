@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "build_config.h"
 #include "cleanup.h"
 #include "fsutil.h"
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build_config.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "uuid.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "backing_path.h"
 #include "cleanup.h"
 #include "copy_loop.h"

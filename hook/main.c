@@ -13,6 +13,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "err.h"
 #include "hook.h"
 #include "input.h"
