@@ -6,7 +6,7 @@ One VM (TPM 2.0 + UEFI, two qcow2 disks and a raw one) for the module; the
 tests run in order and build one chain: offline full, online incremental,
 offline incremental, then a start during an offline backup.
 """
-import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -207,3 +207,131 @@ def test_backup_all_running_shut_off_and_skipped(bins, conn, tmp_path):
     finally:
         for vm in vms:
             vm.remove()
+
+
+def slow_copier(seconds):
+    return f'sleep {seconds}; exec "{Bins.copy}"'
+
+
+def wait_state(vm, state, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if vm.state() == state:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{vm.name} never reached state {state} (now {vm.state()})")
+
+
+def test_start_during_offline_backup(bins, chain, tmp_path):
+    """`virsh start` during an offline backup fails and says so; the VM's
+    title says what to do; `virsh resume` runs the VM at once, the backup
+    completes from the instant of the paused start and leaves the VM running;
+    the chain goes on with an online incremental."""
+    c = chain
+    assert len(c.ids) == 3, "needs the tests before"
+    offline_write(c.vm, "vda", 0x41, 12 * MiB, 1 * MiB)
+    at_start = tmp_path / "vda.at-start.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", c.vm.disks["vda"], str(at_start)],
+                   check=True)
+    p = subprocess.Popen([bins.stillpoint, "backup", c.vm.name, "--target", str(c.target),
+                          "--json", "--level", "inc", "--set", f"copier={slow_copier(5)}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_state(c.vm, sp_vm.libvirt.VIR_DOMAIN_PAUSED)
+        s = sp_vm.virsh("start", c.vm.name, check=False)
+        assert s.returncode != 0 and "already" in s.stderr, s
+        # The title follows the start by a moment.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            t = sp_vm.virsh("list", "--title", check=False).stdout
+            if "offline backup running" in t:
+                break
+            time.sleep(0.2)
+        assert "offline backup running" in t and "virsh resume" in t, t
+        sp_vm.virsh("resume", c.vm.name)
+        assert c.vm.is_running()
+    finally:
+        out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "left running" in err
+    j = json.loads(out)
+    assert j["offline"] is True and j["level"] == "inc" and j["parent"] == c.ids[-1]
+    c.ids.append(j["id"])
+    assert c.vm.is_running()
+    assert run([bins.stillpoint, "verify", j["path"]]).rc == 0
+    rc, out = spp.compare(str(at_start), os.path.join(j["path"], "disks", "vda.qcow2"))
+    assert rc == 0, out
+    try:
+        c.vm.write("vda", 0x42, 16 * MiB, 1 * MiB)
+        r = backup(bins, c, "--level", "inc")
+        assert r.rc == 0, r
+        j = r.json()
+        assert j["offline"] is False and j["parent"] == c.ids[-1]
+        c.ids.append(j["id"])
+    finally:
+        c.vm.dom.destroy()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_signal_during_offline_backup(bins, chain, how):
+    """SIGTERM: the coordinator stops the VM again; kill -9: the guardian
+    does. Either way no checkpoint of the failed point stays, and the next
+    point still builds on the chain."""
+    c = chain
+    assert c.vm.state() == sp_vm.libvirt.VIR_DOMAIN_SHUTOFF
+    before = sp_vm.checkpoints(c.vm.dom)
+    p = subprocess.Popen([bins.stillpoint, "backup", c.vm.name, "--target", str(c.target),
+                          "--set", f"copier={slow_copier(30)}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_state(c.vm, sp_vm.libvirt.VIR_DOMAIN_PAUSED)
+        time.sleep(1.0)  # the job has begun: the copier sleeps
+        p.send_signal(getattr(signal, how))
+    finally:
+        p.communicate(timeout=120)
+    assert p.returncode != 0
+    wait_state(c.vm, sp_vm.libvirt.VIR_DOMAIN_SHUTOFF, timeout=30)
+    deadline = time.time() + 20
+    while sp_vm.checkpoints(c.vm.dom) != before and time.time() < deadline:
+        time.sleep(0.2)
+    assert sp_vm.checkpoints(c.vm.dom) == before
+    assert not os.path.exists(f"/run/stillpoint/offline/{c.vm.uuid}")
+
+
+def test_hook_ignores_the_offline_backups_start_and_stop(bins, conn, confdir, tmp_path):
+    """With the hook installed: the paused start and the stop of an offline
+    backup are not the VM's own. A TPM state changed while the VM was off is
+    neither warned about nor snapshotted at them; the VM's next own stop
+    snapshots it as usual."""
+    from sp_hooktest import HookBed
+    import sp_tpm
+    bed = HookBed(bins, tmp_path / "bed")
+    vm = sp_vm.TestVM(conn, tag="offhook", disks=(("vda", "qcow2", 8 * MiB),))
+    try:
+        bed.policy(vm.name, snapshot_on_stop="yes", recover_tpm="auto")
+        bed.install()
+        vm.start(paused=True)
+        vm.dom.destroy()
+        assert len(bed.snapshots(vm.uuid)) == 1
+        with sp_tpm.SwtpmOn(vm.tpm_dir, copy=False) as tpm:  # a change while off
+            tpm.nv_define_ordinary(0x01500043, 8)
+            tpm.nv_write(0x01500043, b"offline!")
+        since = bed.log_size()
+        r = run([bins.stillpoint, "backup", vm.name, "--target", str(tmp_path / "p"), "--json"])
+        assert r.rc == 0, r
+        assert r.json()["offline"] is True
+        lines = bed.log(vm.name, since)
+        assert any("started paused for an offline backup" in l for l in lines), lines
+        assert any("stopped after an offline backup: no snapshot" in l for l in lines), lines
+        assert not any("differs" in l or "snapshot 2" in l for l in lines), lines
+        assert len(bed.snapshots(vm.uuid)) == 1
+        # The VM's own start and stop: the hook works as before.
+        since = bed.log_size()
+        vm.start(paused=True)
+        vm.dom.destroy()
+        lines = bed.log(vm.name, since)
+        assert any("differs from snapshot" in l for l in lines), lines
+        assert len(bed.snapshots(vm.uuid)) == 2
+    finally:
+        bed.uninstall()
+        vm.remove()
