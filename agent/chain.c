@@ -230,7 +230,7 @@ int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct prefl
            level_choose(level_req, sp_config_str(cfg, SP_KEY_COPIER_FORMAT),
                         sp_config_int(cfg, SP_KEY_FULL_EVERY), h.m, h.n, &p->why_full));
   const struct sp_manifest *base = NULL;
-  if (strcmp(p->level, "full") != 0) {
+  if (last && strcmp(p->level, "full") != 0) { /* not full: there is a last point */
     const char *full_id = strcmp(last->level, "full") == 0 ? last->id : last->full;
     base = strcmp(p->level, "inc") == 0 ? last : history_find(&h, full_id);
     if (!base && asprintf(&p->why_full, "the chain's full point %s is gone",

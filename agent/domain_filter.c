@@ -417,7 +417,7 @@ int domain_filter_emulators(const char *caps_xml, size_t len, char ***out, size_
   int rc = 0;
   if (!o)
     rc = sp_err_set(e, SP_EXIT_FAILED, "libvirt's capabilities could not be read");
-  for (int i = 0; rc == 0 && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+  for (int i = 0; rc == 0 && o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
     xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
     char **nv = t ? realloc(*out, (*n + 1) * sizeof *nv) : NULL;
     if (!nv || !(nv[*n] = strdup((const char *)t))) {

@@ -122,19 +122,17 @@ static int r_list_dir(struct sp_host *h, const char *dir, char ***names, size_t 
   sftp_attributes a;
   while ((a = sftp_readdir(R(h)->sftp, d))) {
     bool skip = strcmp(a->name, ".") == 0 || strcmp(a->name, "..") == 0;
-    char **nn = skip ? *names : realloc(*names, (*n + 1) * sizeof *nn);
-    if (!skip && nn)
-      nn[*n] = strdup(a->name);
+    char *name = skip ? NULL : strdup(a->name);
     sftp_attributes_free(a);
     if (skip)
       continue;
-    if (!nn || !nn[*n]) {
-      if (nn)
-        *names = nn;
+    char **nn = name ? realloc(*names, (*n + 1) * sizeof *nn) : NULL;
+    if (!nn) {
+      free(name);
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", dir);
     }
+    nn[(*n)++] = name;
     *names = nn;
-    (*n)++;
   }
   return 0;
 }

@@ -144,6 +144,7 @@ static int pending_keys(const char *id, const char *const *items, size_t n, char
   *out = keys;
   if (!keys)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  keys[n] = NULL; /* calloc's already; gcc 12's -fanalyzer cannot see it */
   for (size_t i = 0; i < n; i++)
     if (!(keys[i] = sp_rados_pending_key(id, items[i])))
       return sp_err_set(e, SP_EXIT_FAILED, "point %s: bad item '%s'", id, items[i]);
@@ -155,7 +156,7 @@ static void set_keys(rados_write_op_t op, char **keys, size_t n, const char *val
   _cleanup_free_ const char **vals = calloc(n ? n : 1, sizeof *vals);
   _cleanup_free_ size_t *klen = calloc(n ? n : 1, sizeof *klen);
   _cleanup_free_ size_t *vlen = calloc(n ? n : 1, sizeof *vlen);
-  if (!vals || !klen || !vlen)
+  if (!keys || !vals || !klen || !vlen)
     return; /* the caller's operation then lacks them: checked by n_set */
   for (size_t i = 0; i < n; i++) {
     vals[i] = val;
