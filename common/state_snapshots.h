@@ -22,35 +22,8 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "snapshot_meta.h"
 #include "state_capture.h"
-
-struct sp_snapshot {
-  char *id;              /* set by sp_snap_write and sp_snap_read */
-  char *created;         /* ISO 8601 UTC, set by sp_snap_write */
-  char *domain;          /* domain name when taken */
-  char *uuid;            /* checked with sp_uuid_ok before any path is built */
-  char *event;           /* what took it: "release end -", "before-restore" */
-  bool pinned;           /* PINNED present (read only) */
-
-  bool has_tpm;
-  char *tpm_version;     /* "2.0" | "1.2" */
-  char *tpm_subdir;      /* "tpm2" | "tpm1.2" */
-  char *tpm_state_dir;   /* where the state was taken from */
-  char *tpm_secret_uuid; /* encrypted state: the libvirt secret it needs */
-  struct sp_tree tpm;    /* data only after a read with data */
-  char *tpm_stat;        /* sp_snap_stat_sig of the source when taken (NULL: unknown) */
-
-  bool has_nvram;
-  bool nvram_block;      /* taken from a block device */
-  char *nvram_path;      /* where the NVRAM was taken from */
-  struct sp_blob nvram;  /* name = file name under nvram/; data as for tpm */
-  /* The source's times when it was taken: equal times and size at the
-   * next start mean unchanged, without reading megabytes (0: unknown). */
-  long long nvram_mtime_ns, nvram_ctime_ns;
-
-  char *xml;             /* domain.xml; only after a read with data */
-  size_t xml_len;
-};
 
 /* Writes s as a new snapshot (its id and created are filled in): into
  * .<id>.partial, every file and directory fsynced, then renamed.  The
