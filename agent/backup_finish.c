@@ -11,6 +11,7 @@
 #include "backup_run.h"
 #include "build_config.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "image_check.h"
 #include "virt.h"
@@ -73,7 +74,7 @@ static int build_manifest(struct run *r, struct sp_err *e)
     snprintf(host, sizeof host, "%s", r->hv.host.name);
   else
     gethostname(host, sizeof host - 1);
-  utc_now(created);
+  sp_utc_now(created);
   m->format = SP_MANIFEST_FORMAT;
   m->tool = strdup("stillpoint " STILLPOINT_VERSION);
   m->host = strdup(host);

@@ -19,6 +19,7 @@
 #include "backup_all.h"
 #include "backup_run.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "prune.h"

@@ -11,10 +11,9 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "state_capture.h"
+#include "clock.h"
 #include "test_knob.h"
 #include "virt.h"
-#include "window.h"
 
 /* Thaw is retried for this many times freeze_timeout_s: long enough for a
  * slow freeze (FIFREEZE first writes back the dirty page cache) to finish
@@ -165,7 +164,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
 
   bound_agent(dom, f->timeout_s, log);
   f->t_freeze = sp_now_ms();
-  utc_now(f->freeze_at);
+  sp_utc_now(f->freeze_at);
   /* Told first: if we die while the agent freezes, the guardian thaws. */
   guardian_tell_frozen(g);
   int n = virDomainFSFreeze(dom, nm ? mounts : NULL, (unsigned)nm, 0);
@@ -233,7 +232,7 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
     usleep(THAW_RETRY_MS * 1000);
   }
   f->t_thaw = sp_now_ms();
-  utc_now(f->thaw_at);
+  sp_utc_now(f->thaw_at);
   unbound_agent(dom);
   if (n < 0) {
     /* The guardian still believes it frozen and tries once more at quit. */

@@ -13,10 +13,10 @@
 
 #include "child.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "log.h"
 #include "offline_mark.h"
-#include "state_capture.h"
 #include "virt.h"
 
 enum {

@@ -16,7 +16,7 @@
 
 #include "child.h"
 #include "cleanup.h"
-#include "state_capture.h"
+#include "clock.h"
 
 /* Appends an owned string to a NULL-terminated list. */
 static int strv_push(char ***v, char *s)

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "child.h"
-#include "state_capture.h"
+#include "clock.h"
 
 static bool accepts(const char *path)
 {

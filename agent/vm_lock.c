@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "uuid.h"
-#include "window.h"
 
 int lock_file_try(const char *file, int *fd_out, bool *taken, struct sp_err *e)
 {
@@ -55,7 +55,7 @@ int vm_lock_take(const char *uuid, const char *name, const char *what, struct vm
                       "again when it is done", name, holder[0] ? holder : "holder unknown");
   }
   char stamp[32], line[512];
-  utc_now(stamp);
+  sp_utc_now(stamp);
   int len = snprintf(line, sizeof line, "%s of %s by pid %d since %s\n", what, name,
                      (int)getpid(), stamp);
   if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)len, 0) != len)

@@ -4,19 +4,8 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "state_capture.h"
+#include "clock.h"
 #include "virt.h"
-
-void utc_now(char buf[32])
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  char s[24];
-  strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf, 32, "%.19s.%03dZ", s, (int)(ts.tv_nsec / 1000000) % 1000);
-}
 
 int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window *w,
                 struct sp_err *e)
@@ -40,7 +29,7 @@ int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window 
   }
   w->open = true;
   w->t_open = sp_now_ms();
-  utc_now(w->paused_at);
+  sp_utc_now(w->paused_at);
   return 0;
 }
 
@@ -68,7 +57,7 @@ int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct 
     }
   }
   w->t_close = sp_now_ms();
-  utc_now(w->resumed_at);
+  sp_utc_now(w->resumed_at);
   if (rc == 0 && (overran || guardian_overran(g, 0)))
     rc = sp_err_set(e, SP_EXIT_FAILED, "the pause overran pause_max_ms and the guardian "
                     "resumed %s early: the point would not be one instant (a very busy host? "

@@ -27,7 +27,4 @@ int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window 
 int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct sp_err *e);
 double window_ms(const struct window *w);
 
-/* UTC now as 2026-11-26T06:30:00.123Z. */
-void utc_now(char buf[32]);
-
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "fsutil.h"
 
 /* ---- this machine -------------------------------------------------------- */

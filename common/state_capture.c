@@ -14,13 +14,6 @@
 #include "fsutil.h"
 #include "host.h"
 
-long long sp_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void sp_blob_free(struct sp_blob *b)
 {
   free(b->name);

@@ -77,7 +77,5 @@ int sp_blob_write_at(int dirfd, const char *name, const struct sp_blob *b, bool 
 
 void sp_blob_free(struct sp_blob *b);
 void sp_tree_free(struct sp_tree *t);
-/* A monotonic clock in milliseconds, for budgets and windows. */
-long long sp_now_ms(void);
 
 #endif

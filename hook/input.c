@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "state_capture.h"
+#include "clock.h"
 
 int hook_read_input(int fd, size_t max, long long deadline_ms, char **buf, size_t *len,
                     struct sp_err *e)

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "build_config.h"
+#include "clock.h"
 #include "err.h"
 #include "hook.h"
 #include "input.h"
-#include "state_capture.h"
 #include "supervise.h"
 
 static const char usage[] =

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "state_capture.h"
+#include "clock.h"
 
 void hook_status(const struct hook_call *c, char status)
 {
