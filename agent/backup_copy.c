@@ -74,6 +74,45 @@ static char *disk_uri(const struct run *r, const char *target)
   return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
 }
 
+/* Where the copier writes a disk: a file of the point, or for a Ceph
+ * target the snapshot ID of the chain's image (a new image for a full). */
+static char *disk_output(const struct run *r, const struct disk_plan *dp, char **image)
+{
+  *image = NULL;
+  if (!r->rbd_on) {
+    char rel[300];
+    snprintf(rel, sizeof rel, "disks/%s.qcow2", dp->pf->disk->target);
+    return point_path(&r->pd, rel);
+  }
+  *image = dp->rbd_image ? strdup(dp->rbd_image)
+                         : sp_rados_image_name(r->pf.dom.uuid, dp->pf->disk->target, r->id);
+  return *image ? rbd_target_spec(&r->rbd, *image, r->id) : NULL;
+}
+
+/* Before a copier creates anything in the pool, the run's intents name
+ * it: an image for a full disk, the snapshot for every disk. */
+static int intend_disks(struct run *r, struct sp_err *e)
+{
+  size_t n = r->plan.ndisks;
+  char **items = calloc(2 * n + 1, sizeof *items);
+  size_t k = 0;
+  int rc = items ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const struct disk_plan *dp = &r->plan.disks[i];
+    _cleanup_free_ char *image = NULL;
+    _cleanup_free_ char *out = disk_output(r, dp, &image);
+    if (!out || (!dp->rbd_image && asprintf(&items[k++], "@%s", image) < 0) ||
+        asprintf(&items[k++], "@%s@%s", image, r->id) < 0)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  }
+  if (rc == 0)
+    rc = rbd_target_intend(&r->rbd, r->id, (const char *const *)items, k, e);
+  for (size_t i = 0; items && i < k; i++)
+    free(items[i]);
+  free(items);
+  return rc;
+}
+
 int backup_copy_disks(struct run *r, struct sp_err *e)
 {
   size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
@@ -90,11 +129,11 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
     task->label = t;
     task->on_line = copier_line;
     task->user = &r->results[r->ntasks++];
-    char rel[300], size[32];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", t);
+    char size[32], timeout[16];
     snprintf(size, sizeof size, "%llu", dp->pf->capacity);
     _cleanup_free_ char *uri = disk_uri(r, t);
-    _cleanup_free_ char *out = point_path(&r->pd, rel);
+    _cleanup_free_ char *image = NULL;
+    _cleanup_free_ char *out = disk_output(r, dp, &image);
     _cleanup_free_ char *bitmap = NULL;
     bool full = strcmp(dp->level, "full") == 0;
     if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
@@ -116,7 +155,19 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
         env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
         env_add(&task->env, "PATH", path) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
+    if (r->rbd_on &&
+        (env_add(&task->env, "STILLPOINT_CEPH_CONF",
+                 rbd_target_env(&r->rbd, "conf", timeout, sizeof timeout)) < 0 ||
+         env_add(&task->env, "STILLPOINT_CEPH_USER",
+                 rbd_target_env(&r->rbd, "user", timeout, sizeof timeout)) < 0 ||
+         env_add(&task->env, "STILLPOINT_CEPH_KEYRING",
+                 rbd_target_env(&r->rbd, "keyring", timeout, sizeof timeout)) < 0 ||
+         env_add(&task->env, "STILLPOINT_CEPH_TIMEOUT",
+                 rbd_target_env(&r->rbd, "timeout", timeout, sizeof timeout)) < 0))
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
   }
+  if (r->rbd_on && intend_disks(r, e) < 0)
+    return -1;
   int signo;
   char via[300] = "";
   if (r->job.tcp)
@@ -126,7 +177,8 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
   if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
                     r->log, &signo, e) < 0)
     return sp_err_prefix(e, signo ? "while copying" : "the copier");
-  for (size_t i = 0; i < r->ntasks; i++) {
+  /* In Ceph the copier's exit 0 means its snapshot exists (the contract). */
+  for (size_t i = 0; !r->rbd_on && i < r->ntasks; i++) {
     char rel[300];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
     _cleanup_free_ char *out = point_path(&r->pd, rel);

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "image_check.h"
+#include "point_names.h"
 #include "virt.h"
 
 int backup_save_state(struct run *r, struct sp_err *e)
@@ -75,7 +76,7 @@ static int build_manifest(struct run *r, struct sp_err *e)
   else
     gethostname(host, sizeof host - 1);
   sp_utc_now(created);
-  m->format = SP_MANIFEST_FORMAT;
+  m->format = r->rbd_on ? SP_MANIFEST_FORMAT_RBD : SP_MANIFEST_FORMAT;
   m->tool = strdup("stillpoint " STILLPOINT_VERSION);
   m->host = strdup(host);
   m->domain = strdup(r->pf.dom.name);
@@ -102,9 +103,19 @@ static int build_manifest(struct run *r, struct sp_err *e)
     d->level = strdup(dp->level);
     d->parent_file = dupn(dp->parent_file);
     d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
-    d->image_format = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT));
     d->size = dp->pf->capacity;
     d->seconds = t->seconds;
+    if (r->rbd_on) {
+      /* The snapshot is a whole disk, read as raw. */
+      d->image_format = strdup("raw");
+      d->rbd_image = dp->rbd_image
+                       ? strdup(dp->rbd_image)
+                       : sp_rados_image_name(r->pf.dom.uuid, d->target, r->id);
+      d->rbd_snapshot = strdup(r->id);
+      d->bytes_written = res->bytes_written;
+      continue;
+    }
+    d->image_format = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT));
     if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
       d->file = NULL;
     if (res->have_bytes) {
@@ -193,7 +204,7 @@ static int check_image(const struct run *r, const struct disk_plan *dp, int fd,
 int backup_finish(struct run *r, struct sp_err *e)
 {
   struct sp_manifest_timings *t = &r->m.timings;
-  for (size_t i = 0; i < r->ntasks; i++) {
+  for (size_t i = 0; !r->rbd_on && i < r->ntasks; i++) {
     char rel[300];
     snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
     struct stat st;
@@ -210,5 +221,9 @@ int backup_finish(struct run *r, struct sp_err *e)
   if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
       point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
     return -1;
+  /* In Ceph the point becomes visible with one write on the VM's index,
+   * after every object and snapshot exists. */
+  if (r->rbd_on)
+    return rbd_target_commit(&r->rbd, r->id, r->pd.fd, &r->pd.sums, r->pf.dom.name, e);
   return point_finish(&r->pd, &r->tail, e);
 }

@@ -22,6 +22,7 @@
 #include "point_layout.h"
 #include "point_write.h"
 #include "preflight.h"
+#include "rbd_target.h"
 #include "task_pool.h"
 #include "tunnel.h"
 #include "vm_lock.h"
@@ -47,8 +48,10 @@ struct run {
   struct preflight pf;
   struct chain_plan plan;
   char id[SP_POINT_ID_MAX];
-  char *domain_dir;
+  char *domain_dir;         /* target = rbd: the local staging directory */
   struct point_dir pd;
+  bool rbd_on;               /* target = rbd:POOL[/NAMESPACE] */
+  struct rbd_target rbd;
   struct backup_job job;
   struct guardian guardian;
   bool guardian_up;

@@ -30,10 +30,12 @@ static void history_free(struct history *h)
   free(h->m);
 }
 
-static int history_load(const char *domain_dir, const char *uuid, const struct sp_log *log,
-                        struct history *h, struct sp_err *e)
+static int history_load(const char *domain_dir, struct rbd_target *rbd, const char *uuid,
+                        const struct sp_log *log, struct history *h, struct sp_err *e)
 {
   memset(h, 0, sizeof *h);
+  if (rbd)
+    return rbd_target_load_points(rbd, &h->m, &h->n, e);
   _cleanup_free_ struct sp_point_ref *refs = NULL;
   size_t n;
   if (sp_points_list(domain_dir, &refs, &n, e) < 0)
@@ -85,7 +87,7 @@ static bool bitmaps_present(virDomainCheckpointPtr cp, char **missing)
  * from the point's checkpoint.xml when libvirt lost it.  Only base: the
  * job starts from it alone, and older checkpoints may have been deleted
  * on purpose (prune). *why is set when the point must be a full one. */
-static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir,
+static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir, struct rbd_target *rbd,
                              const struct sp_manifest *base, const struct sp_log *log,
                              char **why, struct sp_err *e)
 {
@@ -95,12 +97,14 @@ static int ensure_checkpoint(virDomainPtr dom, const char *domain_dir,
   if (!cp) {
     sp_warn(log, "libvirt has lost checkpoint %s of point %s: redefining it from the point's "
             "checkpoint.xml", base->checkpoint, base->id);
-    _cleanup_free_ char *dir = sp_path_join(domain_dir, base->id);
+    _cleanup_free_ char *dir = rbd ? rbd_target_point_name(rbd, base->id)
+                                   : sp_path_join(domain_dir, base->id);
     _cleanup_free_ char *path = dir ? sp_path_join(dir, "checkpoint.xml") : NULL;
     _cleanup_free_ char *xml = NULL, *fixed = NULL;
     size_t len;
     struct sp_err re = { 0 };
-    if (!path || sp_read_file(path, 16u << 20, &xml, &len, &re) < 0) {
+    if (!path || (rbd ? rbd_target_read(rbd, base->id, "checkpoint.xml", &xml, &len, &re)
+                      : sp_read_file(path, 16u << 20, &xml, &len, &re)) < 0) {
       if (asprintf(why, "checkpoint %s is missing in libvirt and %s cannot be read: %s",
                    base->checkpoint, path ? path : "checkpoint.xml", re.msg) < 0)
         *why = NULL;
@@ -143,11 +147,43 @@ static int parent_image_ok(const char *domain_dir, const struct sp_manifest *bas
   return fd < 0 ? -1 : sp_image_check_fd(fd, rel, md->image_format, md->parent_file, NULL, e);
 }
 
+/* target = rbd: the disk is written into its chain's image over the
+ * newest point's disk, so that image's newest snapshot must be the newest
+ * point's (last) and the same image base has (docs/design.md, "Points in
+ * Ceph"); returns 1 when the point must be full (*why says why). */
+static int plan_rbd_disk(struct rbd_target *rbd, const struct sp_manifest *base,
+                         const struct sp_manifest *last, const struct sp_manifest_disk *md,
+                         struct disk_plan *dp, char **why, struct sp_err *e)
+{
+  const struct sp_manifest_disk *ml = sp_manifest_disk(last, md->target);
+  if (!ml || strcmp(ml->rbd_image, md->rbd_image) != 0) {
+    if (asprintf(why, "disk %s of point %s is not in the image of point %s", md->target, last->id,
+                 base->id) < 0)
+      *why = NULL;
+    return 1;
+  }
+  char newest[256];
+  struct sp_err se = { 0 };
+  int rc = rbd_target_newest_snap(rbd, md->rbd_image, newest, sizeof newest, &se);
+  if (rc != 0 || strcmp(newest, ml->rbd_snapshot) != 0) {
+    if (asprintf(why, "RBD image %s %s", md->rbd_image,
+                 rc < 0   ? se.msg
+                 : rc > 0 ? "is missing"
+                          : "does not end with the newest point's snapshot") < 0)
+      *why = NULL;
+    return 1;
+  }
+  if (!(dp->rbd_image = strdup(md->rbd_image)) ||
+      !(dp->parent_image = rbd_target_spec(rbd, md->rbd_image, ml->rbd_snapshot)))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
+  return 0;
+}
+
 /* Fills the per-disk plan against base (NULL for a full point); returns
  * 1 when the whole point must be full after all (*why says why). */
-static int plan_disks(const char *domain_dir, const struct preflight *pf,
-                      const struct sp_manifest *base, struct chain_plan *p, char **why,
-                      struct sp_err *e)
+static int plan_disks(const char *domain_dir, struct rbd_target *rbd, const struct preflight *pf,
+                      const struct sp_manifest *base, const struct sp_manifest *last,
+                      struct chain_plan *p, char **why, struct sp_err *e)
 {
   p->disks = calloc(pf->ndisks ? pf->ndisks : 1, sizeof *p->disks);
   if (!p->disks)
@@ -172,6 +208,13 @@ static int plan_disks(const char *domain_dir, const struct preflight *pf,
     }
     if (!md->format || !d->disk->format || strcmp(md->format, d->disk->format) != 0)
       continue;
+    if (rbd) {
+      int r = plan_rbd_disk(rbd, base, last, md, dp, why, e);
+      if (r != 0)
+        return r;
+      dp->level = p->level;
+      continue;
+    }
     /* A raw image (a full-only copier's) cannot be a qcow2 backing file. */
     if (strcmp(md->image_format, "qcow2") != 0)
       continue;
@@ -210,25 +253,30 @@ static void reset_disks(struct chain_plan *p)
   for (size_t i = 0; i < p->ndisks; i++) {
     free(p->disks[i].parent_image);
     free(p->disks[i].parent_file);
+    free(p->disks[i].rbd_image);
   }
   free(p->disks);
   p->disks = NULL;
   p->ndisks = 0;
 }
 
-int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct preflight *pf,
+int chain_plan_make(virDomainPtr dom, const char *domain_dir, struct rbd_target *rbd,
+                    const struct preflight *pf,
                     const struct sp_config *cfg, const char *level_req,
                     const struct sp_log *log, struct chain_plan *p, struct sp_err *e)
 {
   memset(p, 0, sizeof *p);
   struct history h;
-  if (history_load(domain_dir, pf->dom.uuid, log, &h, e) < 0)
+  if (history_load(domain_dir, rbd, pf->dom.uuid, log, &h, e) < 0)
     return -1;
   int rc = -1;
   const struct sp_manifest *last = h.n ? &h.m[h.n - 1] : NULL;
+  /* A Ceph target has no overlays (the copier writes into the chain's
+   * image): copier_format does not force full points there. */
+  const char *copier_format = rbd ? "qcow2" : sp_config_str(cfg, SP_KEY_COPIER_FORMAT);
   snprintf(p->level, sizeof p->level, "%s",
-           level_choose(level_req, sp_config_str(cfg, SP_KEY_COPIER_FORMAT),
-                        sp_config_int(cfg, SP_KEY_FULL_EVERY), h.m, h.n, &p->why_full));
+           level_choose(level_req, copier_format, sp_config_int(cfg, SP_KEY_FULL_EVERY), h.m,
+                        h.n, &p->why_full));
   const struct sp_manifest *base = NULL;
   if (last && strcmp(p->level, "full") != 0) { /* not full: there is a last point */
     const char *full_id = strcmp(last->level, "full") == 0 ? last->id : last->full;
@@ -240,11 +288,11 @@ int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct prefl
         asprintf(&p->why_full, "point %s has no checkpoint to start from", base->id) < 0)
       p->why_full = NULL;
     if (base && base->checkpoint &&
-        ensure_checkpoint(dom, domain_dir, base, log, &p->why_full, e) < 0)
+        ensure_checkpoint(dom, domain_dir, rbd, base, log, &p->why_full, e) < 0)
       goto out;
   }
   if (base && !p->why_full) {
-    int r = plan_disks(domain_dir, pf, base, p, &p->why_full, e);
+    int r = plan_disks(domain_dir, rbd, pf, base, last, p, &p->why_full, e);
     if (r < 0)
       goto out;
   }
@@ -252,7 +300,7 @@ int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct prefl
     snprintf(p->level, sizeof p->level, "full");
     base = NULL;
     reset_disks(p);
-    if (plan_disks(domain_dir, pf, NULL, p, &p->why_full, e) < 0)
+    if (plan_disks(domain_dir, rbd, pf, NULL, NULL, p, &p->why_full, e) < 0)
       goto out;
   } else {
     p->parent_id = strdup(base->id);

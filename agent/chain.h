@@ -13,6 +13,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "preflight.h"
+#include "rbd_target.h"
 
 struct disk_plan {
   const struct pf_disk *pf;
@@ -20,6 +21,10 @@ struct disk_plan {
   char *parent_image;   /* absolute path of the image it overlays, NULL for full */
   char *parent_file;    /* the same, relative to the point's disks/ directory */
   bool bitmap;          /* gets a bitmap in the new checkpoint */
+  /* target = rbd: an inc or diff disk's image (parent_image is then
+   * rbd:POOL[/NS]/IMAGE@NEWEST, the snapshot the copier writes over);
+   * NULL for a full disk, which starts an image of its own. */
+  char *rbd_image;
 };
 
 struct chain_plan {
@@ -32,8 +37,11 @@ struct chain_plan {
   char *why_full;       /* when a requested or usual incremental became full */
 };
 
-/* level_req: "auto" | "full" | "inc" | "diff" (--level, else the policy). */
-int chain_plan_make(virDomainPtr dom, const char *domain_dir, const struct preflight *pf,
+/* level_req: "auto" | "full" | "inc" | "diff" (--level, else the policy).
+ * The chain is read from domain_dir, or from rbd when the target is a
+ * Ceph pool (then domain_dir is unused). */
+int chain_plan_make(virDomainPtr dom, const char *domain_dir, struct rbd_target *rbd,
+                    const struct preflight *pf,
                     const struct sp_config *cfg, const char *level_req,
                     const struct sp_log *log, struct chain_plan *p, struct sp_err *e);
 void chain_plan_free(struct chain_plan *p);

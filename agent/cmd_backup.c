@@ -27,7 +27,8 @@
 #include "virt.h"
 
 static const char usage[] =
-  "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff] [--target DIR]\n"
+  "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff]\n"
+  "                         [--target DIR|rbd:POOL[/NAMESPACE]]\n"
   "                         [-c URI] [--json] [--config FILE] [--set key=value]\n"
   "Takes one backup point of DOMAIN: disks, NVRAM and TPM state from one instant.\n"
   "--all: every VM whose policy says enabled = yes, max_parallel_vms at once.\n"
@@ -87,6 +88,13 @@ static void run_free(struct run *r)
   sp_config_free(&r->cfg);
   if (r->sigfd >= 0)
     close(r->sigfd);
+  /* A Ceph point's files were staged here: uploaded, or named by the
+   * run's intents in the pool. */
+  if (r->rbd_on && r->domain_dir) {
+    struct sp_err ignored = { 0 };
+    sp_rm_rf(r->domain_dir, &ignored);
+  }
+  rbd_target_close(&r->rbd);
   vm_lock_release(&r->lock);
   if (r->dom)
     virDomainFree(r->dom);
@@ -125,15 +133,24 @@ static int preflight(struct run *r, const char *name, struct sp_err *e)
     *e = le;
     return -1;
   }
+  /* A Ceph pool is shared by many hosts: the VM's lock there too, held
+   * until the run ends, and what failed runs left removed under it. */
+  if (r->rbd_on && (rbd_target_open(&r->rbd, &r->cfg, uuid, r->log, e) < 0 ||
+                    rbd_target_lock(&r->rbd, "backup", e) < 0))
+    return -1;
   return 0;
 }
 
 static int plan(struct run *r, const char *level_req, struct sp_err *e)
 {
-  if (asprintf(&r->domain_dir, "%s/%s", sp_config_str(&r->cfg, SP_KEY_TARGET),
-               r->pf.dom.name) < 0)
+  /* A Ceph point's small files are staged in a private local directory
+   * until they are uploaded. */
+  if (r->rbd_on ? asprintf(&r->domain_dir, "%s/%.36s", SP_RBD_STAGING_DIR, r->pf.dom.uuid) < 0
+                : asprintf(&r->domain_dir, "%s/%s", sp_config_str(&r->cfg, SP_KEY_TARGET),
+                           r->pf.dom.name) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "plan");
-  if (chain_plan_make(r->dom, r->domain_dir, &r->pf, &r->cfg, level_req, r->log, &r->plan, e) < 0)
+  if (chain_plan_make(r->dom, r->domain_dir, r->rbd_on ? &r->rbd : NULL, &r->pf, &r->cfg,
+                      level_req, r->log, &r->plan, e) < 0)
     return -1;
   if (r->plan.why_full)
     sp_warn(r->log, "taking a FULL point instead of %s: %s", level_req, r->plan.why_full);
@@ -149,7 +166,10 @@ static int plan(struct run *r, const char *level_req, struct sp_err *e)
      * target's point of this second has taken the name already. */
     _cleanup_checkpoint_ virDomainCheckpointPtr cp =
       virDomainCheckpointLookupByName(r->dom, r->id, 0);
-    if (!sp_exists(p) && !sp_exists(q) && !cp)
+    bool taken = false;
+    if (r->rbd_on && rbd_target_has_id(&r->rbd, r->id, &taken, e) < 0)
+      return -1;
+    if (!sp_exists(p) && !sp_exists(q) && !cp && !taken)
       return 0;
     sleep(1);
   }
@@ -277,18 +297,30 @@ static void report(const struct run *r)
             "%.0f ms%s", r->id, r->pf.dom.name, r->plan.level, r->m.ndisks,
             r->m.ndisks == 1 ? "" : "s", (double)bytes / 1048576.0, secs, r->m.window.pause_ms,
             r->m.window.paused ? "" : " (it was not running: not paused by stillpoint)");
-  sp_info(r->log, "point: %s", r->pd.final);
+  _cleanup_free_ char *name = r->rbd_on ? rbd_target_point_name(&r->rbd, r->id) : NULL;
+  const char *where = name ? name : r->pd.final;
+  sp_info(r->log, "point: %s", where);
   if (r->cli->json) {
     _cleanup_free_ char *json = NULL;
     struct sp_err e = { 0 };
     if (sp_manifest_to_json(&r->m, &json, &e) == 0) {
       json_object *o = json_tokener_parse(json);
-      json_object_object_add(o, "path", json_object_new_string(r->pd.final));
+      json_object_object_add(o, "path", json_object_new_string(where));
       puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
       json_object_put(o);
     }
   }
+}
+
+/* Where a failed run's point is, for the user. */
+static void left_behind(const struct run *r)
+{
+  if (r->rbd_on)
+    sp_error(r->log, "point %s was not committed: nothing of it is visible, and the next backup "
+             "or prune of %s removes what it left in the pool", r->id, r->pf.dom.name);
+  else
+    sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
 }
 
 /* A shut-off VM: its NVRAM and TPM state as they are, then the start,
@@ -321,7 +353,7 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
   t->state_ms = t3 - t2;
   if (rc < 0 || backup_open_transport(r, e) < 0 || backup_copy_disks(r, e) < 0) {
     undo_checkpoint(r);
-    sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
+    left_behind(r);
     return -1;
   }
   double t4 = phases_now();
@@ -335,7 +367,7 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
       sp_error(r->log, "%s", ce.msg);
-    sp_error(r->log, "the point is left incomplete in %s", r->pd.partial);
+    left_behind(r);
     return -1;
   }
   return 0;
@@ -357,6 +389,11 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
   /* Retention right after a good point, under the same lock. */
   long keep = sp_config_int(&r->cfg, SP_KEY_KEEP);
   struct sp_err pe = { 0 };
+  if (keep > 0 && r->rbd_on) {
+    if (prune_rbd(r->dom, &r->rbd, keep, false, r->log, NULL, &pe) < 0)
+      sp_warn(r->log, "the point is complete, but pruning failed: %s", pe.msg);
+    return 0;
+  }
   if (keep > 0 && prune_domain(r->dom, r->domain_dir, keep, false, r->log, NULL, &pe) < 0)
     sp_warn(r->log, "the point is complete, but pruning failed: %s", pe.msg);
   return 0;
@@ -401,6 +438,7 @@ int cmd_backup(int argc, char **argv)
   }
   r.cli = &c;
   r.log = &c.log;
+  r.rbd_on = rbd_target_is(sp_config_str(&r.cfg, SP_KEY_TARGET));
   const char *level = o.level ? o.level : sp_config_str(&r.cfg, SP_KEY_LEVEL);
   rc = run_point(&r, c.args[0], level, &e) < 0 ? cli_fail(&c, &e) : SP_EXIT_OK;
 out:

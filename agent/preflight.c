@@ -432,8 +432,11 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
   }
   check_transport(h, cfg, pf);
   check_qemu_access(h, cfg, pf, e);
-  check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
-  check_trusted_target(pf, sp_config_str(cfg, SP_KEY_TARGET));
+  /* A Ceph pool is checked when the run connects and locks the VM there. */
+  if (strncmp(sp_config_str(cfg, SP_KEY_TARGET), "rbd:", 4) != 0) {
+    check_writable_dir(pf, "target", sp_config_str(cfg, SP_KEY_TARGET));
+    check_trusted_target(pf, sp_config_str(cfg, SP_KEY_TARGET));
+  }
   /* Scratch files live on the hypervisor: a remote one says so when the
    * job's directories are made. */
   if (!h->remote)

@@ -14,11 +14,20 @@
 
 #include "err.h"
 #include "log.h"
+#include "rbd_target.h"
 
 /* dom may be NULL (domain gone): points are pruned, no checkpoint is
  * touched.  keep 0 keeps every complete point.  Each action is logged and,
  * when actions is not NULL, appended to it as {"action","point"/"checkpoint"}. */
 int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_run,
                  const struct sp_log *log, json_object *actions, struct sp_err *e);
+
+/* The same in a Ceph pool (t locked): every snapshot is a whole disk, so
+ * nothing is merged; each point beyond keep vanishes in one operation on
+ * the VM's index (its point.ID key becomes intents for its objects,
+ * snapshots and images), then those are removed, and its checkpoint is
+ * deleted. */
+int prune_rbd(virDomainPtr dom, struct rbd_target *t, long keep, bool dry_run,
+              const struct sp_log *log, json_object *actions, struct sp_err *e);
 
 #endif

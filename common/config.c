@@ -55,6 +55,12 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_BLOCK_START_ON_TPM_LOSS] = { "block_start_on_tpm_loss", "hook", SP_T_BOOL, "no" },
   [SP_KEY_STATE_DIR] = { "state_dir", "hook", SP_T_PATH, "/var/lib/stillpoint/state" },
   [SP_KEY_BACKUP_ON_STOP] = { "backup_on_stop", "hook", SP_T_BOOL, "no" },
+  /* target = rbd:POOL[/NAMESPACE]: the Ceph client's configuration and
+   * identity; empty means librados's own defaults (docs/design.md). */
+  [SP_KEY_CEPH_CONF] = { "ceph_conf", "defaults", SP_T_PATH, "", NULL, 0, 0, true },
+  [SP_KEY_CEPH_USER] = { "ceph_user", "defaults", SP_T_STRING, "", NULL, 0, 0, true },
+  [SP_KEY_CEPH_KEYRING] = { "ceph_keyring", "defaults", SP_T_PATH, "", NULL, 0, 0, true },
+  [SP_KEY_CEPH_TIMEOUT_S] = { "ceph_timeout_s", "defaults", SP_T_INT, "60", NULL, 5, 3600 },
 };
 
 /* inih's compiled-in line buffer (INI_MAX_LINE in Debian's build). */
@@ -140,7 +146,11 @@ static int check_value(enum sp_key k, const char *v, const char *where, struct s
                         v, list);
     }
   case SP_T_PATH:
-    if (v[0] != '/')
+    /* A Ceph pool is a target too; its names are checked where it is
+     * opened (rbd_target.c). */
+    if (k == SP_KEY_TARGET && strncmp(v, "rbd:", 4) == 0)
+      return 0;
+    if (*v && v[0] != '/')
       return sp_err_set(e, SP_EXIT_USAGE, "%s: key '%s': '%s' is not an absolute path", where,
                         d->name, v);
     return 0;

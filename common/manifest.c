@@ -154,8 +154,13 @@ int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *
     json_object_object_add(j, "format", jstr(d->format));
     json_object_object_add(j, "size", json_object_new_int64((int64_t)d->size));
     json_object_object_add(j, "level", jstr(d->level));
-    json_object_object_add(j, "file", jstr(d->file));
-    json_object_object_add(j, "parent_file", jstr(d->parent_file));
+    if (m->format == SP_MANIFEST_FORMAT_RBD) {
+      json_object_object_add(j, "rbd_image", jstr(d->rbd_image));
+      json_object_object_add(j, "rbd_snapshot", jstr(d->rbd_snapshot));
+    } else {
+      json_object_object_add(j, "file", jstr(d->file));
+      json_object_object_add(j, "parent_file", jstr(d->parent_file));
+    }
     json_object_object_add(j, "copier", jstr(d->copier));
     json_object_object_add(j, "image_format", jstr(d->image_format));
     json_object_object_add(j, "bytes_written", json_object_new_int64((int64_t)d->bytes_written));
@@ -197,6 +202,7 @@ int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *
 struct ctx {
   struct sp_err *e;
   char where[128];
+  int format;
 };
 
 static int bad(struct ctx *c, const char *field, const char *what)
@@ -333,8 +339,53 @@ static const char *inferred_image_format(const struct sp_manifest_disk *d)
                                                                                      : "raw";
 }
 
+/* An RBD image or snapshot name as stillpoint writes them (the same rule
+ * as ceph/rbd_spec.c's sp_rbd_name_ok): [A-Za-z0-9._-], not "." or "..",
+ * not starting with '-', at most 200 bytes. */
+static bool rbd_name_ok(const char *s)
+{
+  size_t n = strlen(s);
+  if (n == 0 || n > 200 || s[0] == '-' || !strcmp(s, ".") || !strcmp(s, ".."))
+    return false;
+  return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+/* Format 2: where the disk is in Ceph, and nothing of a directory's layout. */
+static int parse_rbd_disk(struct ctx *c, json_object *j, struct sp_manifest_disk *d)
+{
+  long long size, bw;
+  if (get_str(c, j, "target", true, &d->target) < 0 ||
+      get_str(c, j, "source", false, &d->source) < 0 ||
+      get_str(c, j, "format", false, &d->format) < 0 ||
+      get_str(c, j, "level", true, &d->level) < 0 ||
+      get_str(c, j, "rbd_image", true, &d->rbd_image) < 0 ||
+      get_str(c, j, "rbd_snapshot", true, &d->rbd_snapshot) < 0 ||
+      get_str(c, j, "copier", false, &d->copier) < 0 ||
+      get_int(c, j, "size", 0, INT64_MAX, &size) < 0 ||
+      get_int(c, j, "bytes_written", 0, INT64_MAX, &bw) < 0 ||
+      get_num(c, j, "seconds", &d->seconds) < 0)
+    return -1;
+  d->size = (unsigned long long)size;
+  d->bytes_written = (unsigned long long)bw;
+  static const char *const levels[] = { "full", "inc", "diff", NULL };
+  if (!sp_target_valid(d->target))
+    return bad(c, "target", "not a disk target name (letters, digits, '_' and '-')");
+  if (!one_of(d->level, levels))
+    return bad(c, "level", "not full, inc or diff");
+  if (!rbd_name_ok(d->rbd_image))
+    return bad(c, "rbd_image", "not an RBD image name");
+  if (!rbd_name_ok(d->rbd_snapshot))
+    return bad(c, "rbd_snapshot", "not an RBD snapshot name");
+  /* Every snapshot is a whole disk: raw, read as raw. */
+  if (!(d->image_format = strdup("raw")))
+    return sp_err_sys(c->e, SP_EXIT_FAILED, ENOMEM, "manifest");
+  return 0;
+}
+
 static int parse_disk(struct ctx *c, json_object *j, struct sp_manifest_disk *d)
 {
+  if (c->format == SP_MANIFEST_FORMAT_RBD)
+    return parse_rbd_disk(c, j, d);
   static const char *const levels[] = { "full", "inc", "diff", NULL };
   static const char *const image_formats[] = { "qcow2", "raw", NULL };
   long long size, bw;
@@ -503,9 +554,9 @@ static int parse_root(struct ctx *c, json_object *o, struct sp_manifest *m)
     return bad(c, "(top)", "not a JSON object");
   if (get_int(c, o, "format", 1, 1000, &format) < 0)
     return -1;
-  if (format != SP_MANIFEST_FORMAT)
+  if (format != SP_MANIFEST_FORMAT && format != SP_MANIFEST_FORMAT_RBD)
     return bad(c, "format", "a version this stillpoint does not know (newer tool?)");
-  m->format = (int)format;
+  m->format = c->format = (int)format;
   if (get_str(c, o, "tool", false, &m->tool) < 0 || get_str(c, o, "host", false, &m->host) < 0 ||
       get_str(c, o, "domain", true, &m->domain) < 0 || get_str(c, o, "uuid", true, &m->uuid) < 0 ||
       get_str(c, o, "id", true, &m->id) < 0 || get_str(c, o, "level", true, &m->level) < 0 ||
@@ -614,6 +665,11 @@ int sp_manifest_load_at(int point_fd, const char *point_dir, struct sp_manifest 
     return sp_err_prefix(e, "%s", point_dir);
   if (sp_manifest_parse(buf, len, m, e) < 0)
     return sp_err_prefix(e, "%s", point_dir);
+  if (m->format != SP_MANIFEST_FORMAT) {
+    sp_manifest_free(m);
+    return sp_err_set(e, SP_EXIT_FAILED, "%s: manifest.json has format %d (a point kept in "
+                      "Ceph), not a directory point's", point_dir, SP_MANIFEST_FORMAT_RBD);
+  }
   return 0;
 }
 
@@ -654,6 +710,8 @@ void sp_manifest_free(struct sp_manifest *m)
     free(d->parent_file);
     free(d->copier);
     free(d->image_format);
+    free(d->rbd_image);
+    free(d->rbd_snapshot);
   }
   free(m->disks);
   for (size_t i = 0; i < m->nskipped; i++) {

@@ -13,6 +13,11 @@
 #include "sha256.h"
 
 #define SP_MANIFEST_FORMAT 1
+/* A point in Ceph: disks are RBD snapshots (disks[].rbd_image and
+ * rbd_snapshot instead of file and parent_file), docs/design.md "Points in
+ * Ceph".  Another layout, so another format: a directory reader refuses it
+ * (sp_manifest_load) rather than misread it. */
+#define SP_MANIFEST_FORMAT_RBD 2
 
 struct sp_manifest_disk {
   char *target;       /* vda */
@@ -27,6 +32,8 @@ struct sp_manifest_disk {
    * its first bytes claim.  Inferred for points written before it was
    * recorded (sp_manifest_parse). */
   char *image_format;
+  char *rbd_image;    /* format 2: the disk's RBD image in the point's pool */
+  char *rbd_snapshot; /* format 2: its snapshot that is this point's disk */
   unsigned long long size;
   unsigned long long bytes_written;
   double seconds;
@@ -108,9 +115,10 @@ struct sp_manifest {
 
 /* Serialises (pretty, no "\/" escapes); *out is malloc'd. */
 int sp_manifest_to_json(const struct sp_manifest *m, char **out, struct sp_err *e);
+/* Either format; the caller checks m->format is the one its layout has. */
 int sp_manifest_parse(const char *text, size_t len, struct sp_manifest *m, struct sp_err *e);
 /* Reads <point_dir>/manifest.json (a regular file of at most 64 MiB, not a
- * FIFO, not a link: sp_read_file_at). */
+ * FIFO, not a link: sp_read_file_at); format 1 only. */
 int sp_manifest_load(const char *point_dir, struct sp_manifest *m, struct sp_err *e);
 /* The same below an open point directory; point_dir names it in errors. */
 int sp_manifest_load_at(int point_fd, const char *point_dir, struct sp_manifest *m,

@@ -4,19 +4,26 @@
  * shape is refused with the field named, never a crash. */
 #include "unit.h"
 
+#include <unistd.h>
+
 #include <json-c/json.h>
 
 #include "fsutil.h"
 #include "manifest.h"
 #include "point_layout.h"
 
-static char *sample(size_t *len)
+static char *sample_named(const char *name, size_t *len)
 {
   char path[512], *buf = NULL;
-  snprintf(path, sizeof path, "%s/manifests/inc.json", TEST_DATA_DIR);
+  snprintf(path, sizeof path, "%s/manifests/%s", TEST_DATA_DIR, name);
   struct sp_err e = { 0 };
   assert_int_equal(sp_read_file(path, 1 << 20, &buf, len, &e), 0);
   return buf;
+}
+
+static char *sample(size_t *len)
+{
+  return sample_named("inc.json", len);
 }
 
 static void parses_and_round_trips(void **state)
@@ -119,7 +126,7 @@ static void refuses_escapes_and_bad_forms(void **state)
   expect_bad("id", S("../x"), "id");
   expect_bad("id", S("20261126T070000Z-weekly"), "id");
   expect_bad("parent", NULL, "parent");
-  expect_bad("format", json_object_new_int(2), "format");
+  expect_bad("format", json_object_new_int(3), "format");
   expect_bad("window", NULL, "window");
   expect_bad("window.pause_ms", json_object_new_double(-1), "window.pause_ms");
   /* infinity (1e999 in the text): prune could not write it back as JSON */
@@ -282,6 +289,63 @@ static void writer_emits_the_sample(void **state)
   free(text);
 }
 
+/* Format 2, a point in Ceph: disks are RBD snapshots, and the writer
+ * writes tests/data/manifests/rbd.json as it is; a directory reader
+ * refuses it, and a format 2 disk naming a file or a bad image name is
+ * refused. */
+static void rbd_format(void **state)
+{
+  size_t len;
+  char *text = sample_named("rbd.json", &len), *out = NULL;
+  struct sp_manifest m;
+  struct sp_err e = { 0 };
+  if (sp_manifest_parse(text, len, &m, &e) < 0)
+    fail_msg("%s", e.msg);
+  assert_int_equal(m.format, SP_MANIFEST_FORMAT_RBD);
+  assert_string_equal(m.disks[0].rbd_snapshot, m.id);
+  assert_string_equal(m.disks[0].image_format, "raw");
+  assert_null(m.disks[0].file);
+  assert_int_equal(sp_manifest_to_json(&m, &out, &e), 0);
+  if (strlen(out) != len || memcmp(out, text, len) != 0)
+    fail_msg("sp_manifest_to_json no longer writes tests/data/manifests/rbd.json as it is; "
+             "the writer now gives:\n%s", out);
+  sp_manifest_free(&m);
+  free(out);
+
+  char dir[] = "/tmp/sp-manifest-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[600];
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fwrite(text, 1, len, f);
+  fclose(f);
+  sp_err_clear(&e);
+  assert_int_equal(sp_manifest_load(dir, &m, &e), -1);
+  assert_non_null(strstr(e.msg, "Ceph"));
+  unlink(path);
+  rmdir(dir);
+
+  static const char *const bad[][2] = {
+    { "\"rbd_image\":\"stillpoint.", "\"rbd_image\":\"../etc." },
+    { "\"rbd_image\":\"stillpoint.", "\"rbd_image\":\"-x." },
+    { "\"rbd_snapshot\":\"", "\"rbd_snapshot\":\"a@" },
+    { "\"rbd_snapshot\":", "\"rbd_snapshot\":null,\"x\":" },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *p = strstr(text, bad[i][0]);
+    assert_non_null(p);
+    char *mut = NULL;
+    assert_true(asprintf(&mut, "%.*s%s%s", (int)(p - text), text, bad[i][1],
+                         p + strlen(bad[i][0])) > 0);
+    sp_err_clear(&e);
+    if (sp_manifest_parse(mut, strlen(mut), &m, &e) == 0)
+      fail_msg("accepted: %s", bad[i][1]);
+    free(mut);
+  }
+  free(text);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -293,6 +357,7 @@ int main(void)
     cmocka_unit_test(sums),
     cmocka_unit_test(image_format_inferred_without_probing),
     cmocka_unit_test(writer_emits_the_sample),
+    cmocka_unit_test(rbd_format),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,85 @@
+/* A backup target in Ceph, target = rbd:POOL[/NAMESPACE] (docs/design.md,
+ * "Points in Ceph"): the coordinator's side of the RADOS point store.
+ * One value per run: connected with the policy's identity and timeouts,
+ * the VM's lock in the pool held as a lease a thread renews, what earlier
+ * runs left removed, the committed points read back as manifests, and a
+ * point's small files (staged in a local directory while the run writes
+ * them) uploaded and committed last. */
+#ifndef SP_RBD_TARGET_H
+#define SP_RBD_TARGET_H
+
+#include <pthread.h>
+#include <rados/librados.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "point_layout.h"
+#include "rados_points.h"
+
+#define SP_RBD_STAGING_DIR "/run/stillpoint/rbd-staging" /* 0700: a point's files before upload */
+
+struct rbd_target {
+  char *pool, *ns;              /* ns NULL: the pool's default namespace */
+  char *conf, *user, *keyring;  /* NULL: librados's defaults */
+  unsigned timeout_s;
+  rados_t cluster;
+  struct sp_rados_store store;
+  bool store_open;
+  const struct sp_log *log;
+  /* The lease's renewer (SP_RADOS_LEASE_S / 3). */
+  pthread_t renewer;
+  bool renewing, stop;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+};
+
+/* Whether a target names a Ceph pool ("rbd:..."). */
+bool rbd_target_is(const char *target);
+/* "rbd:POOL[/NAMESPACE]" into its names (each sp_rbd_name_ok); exit 2 otherwise. */
+int rbd_target_parse(const char *target, char **pool, char **ns, struct sp_err *e);
+
+/* Connects with ceph_conf/ceph_user/ceph_keyring/ceph_timeout_s of cfg and
+ * opens VM uuid's store in the target's pool. */
+int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const char *uuid,
+                    const struct sp_log *log, struct sp_err *e);
+/* Takes the VM's lock in the pool (what: "backup", "prune"), keeps it
+ * renewed until close, and removes what failed runs left (said in the log). */
+int rbd_target_lock(struct rbd_target *t, const char *what, struct sp_err *e);
+/* Stops renewing, unlocks, disconnects; safe on a zeroed value. */
+void rbd_target_close(struct rbd_target *t);
+
+/* rbd:POOL[/NAMESPACE]/IMAGE[@SNAP], malloc'd. */
+char *rbd_target_spec(const struct rbd_target *t, const char *image, const char *snap);
+/* The point's name for users and JSON: rbd:POOL[/NAMESPACE]/UUID@ID. */
+char *rbd_target_point_name(const struct rbd_target *t, const char *id);
+/* The copier contract's STILLPOINT_CEPH_* values ("" for a default). */
+const char *rbd_target_env(const struct rbd_target *t, const char *what, char *buf, size_t n);
+
+/* The newest snapshot of image into out ("" when it has none); 1 when the
+ * image does not exist. */
+int rbd_target_newest_snap(struct rbd_target *t, const char *image, char *out, size_t n,
+                           struct sp_err *e);
+/* The committed points' manifests (format 2, this VM's, ids matching),
+ * oldest first; unreadable ones are left out with a warning. */
+int rbd_target_load_points(struct rbd_target *t, struct sp_manifest **out, size_t *n,
+                           struct sp_err *e);
+/* Whether id is taken (committed or pending). */
+int rbd_target_has_id(struct rbd_target *t, const char *id, bool *taken, struct sp_err *e);
+/* One file of a committed point. */
+int rbd_target_read(struct rbd_target *t, const char *id, const char *rel, char **data,
+                    size_t *len, struct sp_err *e);
+/* Records that the run creates these items (sp_rados_intend). */
+int rbd_target_intend(struct rbd_target *t, const char *id, const char *const *items, size_t n,
+                      struct sp_err *e);
+/* Uploads every file listed in sums from the staged point directory
+ * dirfd, then SHA256SUMS, then commits point id with the manifest's hash
+ * and size (manifest.json must be among the files), and records the
+ * domain's name. */
+int rbd_target_commit(struct rbd_target *t, const char *id, int dirfd,
+                      const struct sp_sums *sums, const char *domain, struct sp_err *e);
+
+#endif
