@@ -26,7 +26,10 @@
 #include "domain_xml.h"
 #include "fsutil.h"
 #include "hypervisor.h"
+#include "instant_copy.h"
+#include "instant_xml.h"
 #include "manifest.h"
+#include "own_dirs.h"
 #include "point_chain.h"
 #include "qemu_access.h"
 #include "qemu_conf.h"
@@ -45,15 +48,23 @@ static const char usage[] =
   "                          [--disks-to DIR | --recorded-paths] [--flatten | --keep-chain]\n"
   "                          [--other-disks keep|drop] [--trust-domain-xml]\n"
   "                          [--define] [--start] [--replace] [-c URI] [--ssh-key FILE] [--json]\n"
+  "       stillpoint restore --instant POINT_DIR --name NEW --disks-to DIR [--bandwidth MIB]\n"
+  "                          [--other-disks keep|drop] [--trust-domain-xml] [--json]\n"
+  "       stillpoint restore --instant --resume NEW [--bandwidth MIB] [--json]\n"
   "Brings a VM back from a backup point: its disks, NVRAM and TPM state.\n"
-  "Without --define the domain XML is printed; --start defines and starts it.\n";
+  "Without --define the domain XML is printed; --start defines and starts it.\n"
+  "--instant starts it at once on overlays backed by the point, then copies\n"
+  "each disk into DIR underneath the running VM and switches over.\n";
 
 enum { OPT_NAME = 0x2200, OPT_KEEP_UUID, OPT_DISKS_TO, OPT_FLATTEN, OPT_KEEP_CHAIN, OPT_DEFINE,
-       OPT_START, OPT_REPLACE, OPT_RECORDED, OPT_OTHER_DISKS, OPT_TRUST_XML };
+       OPT_START, OPT_REPLACE, OPT_RECORDED, OPT_OTHER_DISKS, OPT_TRUST_XML, OPT_INSTANT,
+       OPT_RESUME, OPT_BANDWIDTH };
 
 struct restore_opts {
   const char *name, *disks_to;
   bool keep_uuid, keep_chain, define, start, replace, recorded, trust_xml;
+  bool instant, resume;
+  unsigned long long bandwidth; /* --bandwidth, bytes/s per disk; 0: no limit */
   enum restore_other_disks other_disks;
   bool other_disks_set;
 };
@@ -72,6 +83,17 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
   case OPT_REPLACE: o->replace = true; break;
   case OPT_RECORDED: o->recorded = true; break;
   case OPT_TRUST_XML: o->trust_xml = true; break;
+  case OPT_INSTANT: o->instant = true; break;
+  case OPT_RESUME: o->resume = true; break;
+  case OPT_BANDWIDTH: {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || end == arg || *end || v == 0 || v > (1ull << 30))
+      return sp_err_set(e, SP_EXIT_USAGE, "--bandwidth takes MiB/s, a whole number from 1");
+    o->bandwidth = v << 20;
+    break;
+  }
   case OPT_OTHER_DISKS:
     if (strcmp(arg, "keep") == 0)
       o->other_disks = RESTORE_OTHER_KEEP;
@@ -130,6 +152,13 @@ struct restore {
   char *tpm_kept;                 /* the state the TPM install moved aside */
   bool tpm_written;
   struct stat tpm_st;             /* the state directory restore put in place (local) */
+  /* --instant */
+  char run[PATH_MAX];             /* /run/stillpoint/instant/<uuid>: the NBD sockets */
+  bool run_made;
+  char **socks;                   /* per disk, NULL until served */
+  virDomainPtr dom;               /* defined on the overlays */
+  double t0;                      /* the command's start (monotonic) */
+  double started_s, copied_s;     /* when the VM started, when the last disk pivoted */
 };
 
 static void restore_free(struct restore *r)
@@ -172,6 +201,11 @@ static void restore_free(struct restore *r)
   free(r->tpm_kept);
   if (r->replaced)
     virDomainFree(r->replaced);
+  for (size_t i = 0; r->socks && i < r->plan.ndisks; i++)
+    free(r->socks[i]);
+  free(r->socks);
+  if (r->dom)
+    virDomainFree(r->dom);
   sp_point_close(&r->pt);
   hypervisor_close(&r->hv);
 }
@@ -875,6 +909,286 @@ static int run_restore(struct restore *r, const char *point, struct sp_err *e)
   return 0;
 }
 
+
+/* ---- restore --instant ---------------------------------------------------- */
+
+static double mono_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Serves each disk's chain, makes its overlay, defines the domain on the
+ * overlays and starts it.  The persistent definition names the overlays
+ * until every disk pivoted: a VM stopped in between starts again on them,
+ * never on a half-copied image. */
+static int instant_start(struct restore *r, struct sp_err *e)
+{
+  struct sp_host *h = &r->hv.host;
+  uid_t uid;
+  gid_t gid;
+  if (h->ops->ids(h, r->qc.user, r->qc.group, &uid, &gid, e) < 0 ||
+      instant_run_dir(r->uuid, r->run, e) < 0)
+    return -1;
+  if (sp_exists(r->run))
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s exists: an instant restore with UUID %s is "
+                      "under way", r->run, r->uuid);
+  if (sp_dirs_prepare_local(r->run, 0711, e) < 0)
+    return -1;
+  r->run_made = true;
+  size_t n = r->plan.ndisks;
+  _cleanup_free_ struct instant_xml_disk *xd = calloc(n ? n : 1, sizeof *xd);
+  _cleanup_free_ char **ov = calloc(n ? n : 1, sizeof *ov);
+  if (!xd || !ov || !(r->socks = calloc(n ? n : 1, sizeof *r->socks)))
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const struct restore_plan_disk *d = &r->plan.disks[i];
+    _cleanup_free_ char *name = instant_overlay_name(d->file);
+    struct stat st;
+    if (!name || !(ov[i] = sp_path_join(d->dir, name))) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+      break;
+    }
+    sp_info(r->log, "disk %s: serving the point's %zu image%s read-only, overlay %s", d->target,
+            r->chains[i].n, r->chains[i].n == 1 ? "" : "s", ov[i]);
+    if (instant_serve(&r->chains[i], r->run, uid, gid, &r->socks[i], e) < 0 ||
+        instant_overlay_create(r->disk_dirs[i], d->dir, name, r->socks[i],
+                               r->chains[i].links[0].vsize, e) < 0) {
+      rc = -1;
+      break;
+    }
+    struct restore_made *nv = realloc(r->made.v, (r->made.n + 1) * sizeof *nv);
+    if (!nv || fstatat(r->disk_dirs[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, nv ? errno : ENOMEM, "overlay %s", ov[i]);
+      if (nv)
+        r->made.v = nv;
+      break;
+    }
+    r->made.v = nv;
+    nv[r->made.n++] = (struct restore_made){
+      .dir_fd = fcntl(r->disk_dirs[i], F_DUPFD_CLOEXEC, 3), .name = strdup(name), .st = st };
+    xd[i] = (struct instant_xml_disk){ d->target, ov[i], "qcow2", r->socks[i] };
+  }
+  _cleanup_free_ char *live = NULL;
+  if (rc == 0 && instant_xml_disks(r->xml, strlen(r->xml), xd, n, &live, e) < 0)
+    rc = -1;
+  if (rc == 0 && !(r->dom = virDomainDefineXML(r->hv.conn, live)))
+    rc = sp_err_set(e, SP_EXIT_FAILED, "libvirt refused the restored domain: %s",
+                    virt_errmsg());
+  if (rc == 0) {
+    sp_info(r->log, "defined domain %s (%s) on the overlays", r->name, r->uuid);
+    if (virDomainCreate(r->dom) < 0)
+      rc = sp_err_set(e, SP_EXIT_FAILED, "domain %s did not start: %s", r->name,
+                      virt_errmsg());
+  }
+  for (size_t i = 0; i < n; i++)
+    free(ov[i]);
+  if (rc == 0) {
+    r->started_s = mono_s() - r->t0;
+    sp_info(r->log, "started domain %s %.1f s after the command began; copying its disks "
+            "underneath it", r->name, r->started_s);
+  }
+  return rc;
+}
+
+/* Before the VM ran: nothing of it stays. */
+static void instant_undo(struct restore *r)
+{
+  if (r->dom) {
+    if (virDomainIsActive(r->dom) == 1)
+      virDomainDestroy(r->dom);
+    virDomainUndefineFlags(r->dom, VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | VIR_DOMAIN_UNDEFINE_KEEP_TPM |
+                                     VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+                                     VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA);
+  }
+  for (size_t i = 0; r->socks && i < r->plan.ndisks; i++)
+    if (r->socks[i])
+      instant_unserve(r->run, r->plan.disks[i].target);
+  struct sp_err ignored = { 0 };
+  if (r->run_made)
+    sp_rm_rf(r->run, &ignored);
+}
+
+static int instant_resume_hint(const char *name, struct sp_err *e)
+{
+  _cleanup_free_ char *why = strdup(e->msg);
+  return sp_err_set(e, SP_EXIT_FAILED, "%s\n%s keeps running on its overlays, which read the "
+                    "point through qemu-nbd (leave the point where it is). Fix the cause, then "
+                    "finish with: stillpoint restore --instant --resume %s", why ? why : "",
+                    name, name);
+}
+
+static void instant_report(const struct restore *r, const struct instant_disk *d, size_t n)
+{
+  if (!r->cli->json) {
+    for (size_t i = 0; i < n; i++)
+      printf("%s %s: %s/%s\n", r->name, d[i].target, d[i].dir, d[i].final);
+    printf("%s started after %.1f s, its disks copied and switched over after %.1f s; the "
+           "point is no longer used\n", r->name, r->started_s, r->copied_s);
+    return;
+  }
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "event", json_object_new_string("done"));
+  json_object_object_add(o, "point", r->pt.path[0] ? json_object_new_string(r->pt.path) : NULL);
+  json_object_object_add(o, "name", json_object_new_string(r->name));
+  json_object_object_add(o, "uuid", json_object_new_string(r->uuid));
+  json_object_object_add(o, "started_after_s",
+                         r->started_s > 0 ? json_object_new_double(r->started_s) : NULL);
+  json_object_object_add(o, "finished_after_s", json_object_new_double(r->copied_s));
+  json_object *disks = json_object_new_array();
+  for (size_t i = 0; i < n; i++) {
+    json_object *x = json_object_new_object();
+    _cleanup_free_ char *p = sp_path_join(d[i].dir, d[i].final);
+    json_object_object_add(x, "target", json_object_new_string(d[i].target));
+    json_object_object_add(x, "path", json_object_new_string(p ? p : ""));
+    json_object_object_add(x, "format", json_object_new_string(d[i].format));
+    json_object_array_add(disks, x);
+  }
+  json_object_object_add(o, "disks", disks);
+  json_object_object_add(o, "nvram", r->nvram_path ? json_object_new_string(r->nvram_path) : NULL);
+  json_object_object_add(o, "tpm", r->plan.tpm_dir ? json_object_new_string(r->plan.tpm_dir)
+                                                   : NULL);
+  puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+}
+
+/* Copies, pivots and finishes; on failure the VM runs on and the message
+ * says how to resume. */
+static int instant_complete(struct restore *r, virDomainPtr dom, struct instant_disk *d,
+                            size_t n, struct sp_err *e)
+{
+  if (instant_copy(dom, d, n, r->o.bandwidth, r->cli->json, r->log, e) < 0 ||
+      instant_finish(r->hv.conn, dom, d, n, r->run, r->log, e) < 0)
+    return instant_resume_hint(r->name, e);
+  r->copied_s = mono_s() - r->t0;
+  instant_report(r, d, n);
+  return 0;
+}
+
+static int instant_usage(struct restore *r, struct sp_err *e)
+{
+  const struct restore_opts *o = &r->o;
+  if (o->replace || o->keep_chain || o->recorded || o->keep_uuid)
+    return sp_err_set(e, SP_EXIT_USAGE, "--instant restores a new VM beside the others: "
+                      "--replace, --keep-chain, --recorded-paths and --keep-uuid do not apply");
+  if (!o->resume && (!o->disks_to || !o->name))
+    return sp_err_set(e, SP_EXIT_USAGE, "--instant needs --name NEW and --disks-to DIR (where "
+                      "the overlays and the final images go)");
+  if (o->resume && (o->disks_to || o->name || o->other_disks_set || o->trust_xml))
+    return sp_err_set(e, SP_EXIT_USAGE, "--instant --resume takes the domain's name only");
+  if (r->hv.host.remote)
+    return sp_err_set(e, SP_EXIT_USAGE, "--instant is for this machine only");
+  return 0;
+}
+
+static int run_instant(struct restore *r, const char *point, struct sp_err *e)
+{
+  r->t0 = mono_s();
+  r->o.define = r->o.start = true;
+  if (instant_usage(r, e) < 0 ||
+      load_point(r, point, e) < 0 || check_manifest_sum(r, e) < 0 || load_xml(r, e) < 0 ||
+      load_state(r, e) < 0 || load_chains(r, e) < 0 || open_host(r, e) < 0 ||
+      instant_usage(r, e) < 0 || pick_identity(r, e) < 0 ||
+      sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
+      check_libvirt(r, e) < 0 || check_secret(r, e) < 0 || load_emulators(r, e) < 0 ||
+      plan(r, e) < 0 || check_disks_reach(r, e) < 0 || make_xml(r, e) < 0)
+    return -1;
+  show_trusted_diff(r);
+  if (write_state(r, e) < 0 || instant_start(r, e) < 0) {
+    instant_undo(r);
+    undo(r);
+    return -1;
+  }
+  size_t n = r->plan.ndisks;
+  struct instant_disk *d = calloc(n ? n : 1, sizeof *d);
+  int rc = d ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const struct restore_plan_disk *p = &r->plan.disks[i];
+    d[i] = (struct instant_disk){ .target = strdup(p->target), .dir = strdup(p->dir),
+                                  .dir_fd = fcntl(r->disk_dirs[i], F_DUPFD_CLOEXEC, 3),
+                                  .overlay = instant_overlay_name(p->file),
+                                  .final = strdup(p->file), .format = p->format };
+    if (!d[i].target || !d[i].dir || d[i].dir_fd < 0 || !d[i].overlay || !d[i].final)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  }
+  if (rc == 0)
+    rc = instant_complete(r, r->dom, d, n, e);
+  else
+    rc = instant_resume_hint(r->name, e);
+  instant_disks_free(d, n);
+  return rc;
+}
+
+/* --resume NEW: the disks whose persistent definition still names an
+ * overlay (<final>.overlay in its destination directory). */
+static int resume_disks(struct restore *r, const struct sp_domain *def, struct instant_disk **out,
+                        size_t *nout, struct sp_err *e)
+{
+  struct instant_disk *d = calloc(def->ndisks ? def->ndisks : 1, sizeof *d);
+  if (!d)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  size_t n = 0;
+  int rc = 0;
+  for (size_t i = 0; i < def->ndisks && rc == 0; i++) {
+    const struct sp_disk *k = &def->disks[i];
+    const char *slash = k->source ? strrchr(k->source, '/') : NULL;
+    _cleanup_free_ char *final = slash ? instant_final_name(slash + 1) : NULL;
+    if (!final)
+      continue;
+    size_t fl = strlen(final);
+    struct instant_disk *x = &d[n++];
+    *x = (struct instant_disk){ .target = strdup(k->target),
+                                .dir = strndup(k->source, (size_t)(slash - k->source)),
+                                .dir_fd = -1, .overlay = strdup(slash + 1),
+                                .final = strdup(final),
+                                .format = fl > 4 && strcmp(final + fl - 4, ".raw") == 0
+                                            ? "raw" : "qcow2" };
+    if (!x->target || !x->dir || !x->overlay || !x->final)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    else if ((x->dir_fd = sp_trusted_dir_open("disk destination", x->dir, e)) < 0)
+      rc = -1;
+  }
+  *out = d;
+  *nout = n;
+  return rc;
+}
+
+static int run_resume(struct restore *r, const char *name, struct sp_err *e)
+{
+  r->t0 = mono_s();
+  if (instant_usage(r, e) < 0 || open_host(r, e) < 0 || instant_usage(r, e) < 0)
+    return -1;
+  snprintf(r->name, sizeof r->name, "%s", name);
+  if (virt_lookup(r->hv.conn, name, &r->dom, e) < 0)
+    return -1;
+  if (virDomainGetUUIDString(r->dom, r->uuid) < 0 || instant_run_dir(r->uuid, r->run, e) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "domain %s: %s", name, virt_errmsg());
+  _cleanup_free_ char *xml = NULL;
+  struct sp_domain def = { 0 };
+  struct instant_disk *d = NULL;
+  size_t n = 0;
+  int rc = virt_xml(r->dom, VIR_DOMAIN_XML_INACTIVE, &xml, e);
+  if (rc == 0)
+    rc = sp_domain_parse(xml, strlen(xml), &def, e);
+  if (rc == 0)
+    rc = resume_disks(r, &def, &d, &n, e);
+  if (rc == 0 && n == 0)
+    rc = sp_err_set(e, SP_EXIT_PREFLIGHT, "domain %s has no disk on an instant restore's "
+                    "overlay: nothing to resume", name);
+  else if (rc == 0 && virDomainIsActive(r->dom) != 1)
+    rc = sp_err_set(e, SP_EXIT_PREFLIGHT, "domain %s is not running: start it (virsh start "
+                    "%s; its overlays read the point through qemu-nbd in %s), then resume",
+                    name, name, r->run);
+  if (rc == 0)
+    rc = instant_complete(r, r->dom, d, n, e);
+  instant_disks_free(d, n);
+  sp_domain_free(&def);
+  return rc;
+}
+
 int cmd_restore(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -889,6 +1203,9 @@ int cmd_restore(int argc, char **argv)
     { "define", no_argument, NULL, OPT_DEFINE },
     { "start", no_argument, NULL, OPT_START },
     { "replace", no_argument, NULL, OPT_REPLACE },
+    { "instant", no_argument, NULL, OPT_INSTANT },
+    { "resume", no_argument, NULL, OPT_RESUME },
+    { "bandwidth", required_argument, NULL, OPT_BANDWIDTH },
     { 0 },
   };
   struct cli c;
@@ -909,7 +1226,9 @@ int cmd_restore(int argc, char **argv)
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (run_restore(&r, c.args[0], &e) < 0)
+  int (*run)(struct restore *, const char *, struct sp_err *) =
+    !r.o.instant ? run_restore : r.o.resume ? run_resume : run_instant;
+  if (run(&r, c.args[0], &e) < 0)
     rc = cli_fail(&c, &e);
 out:
   restore_free(&r);

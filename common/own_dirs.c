@@ -12,6 +12,7 @@ static const struct sp_own_dir own[] = {
   { SP_LOCK_DIR, 0700, "per-VM locks" },
   { SP_MOUNT_DIR, 0700, "mounted points (qemu-nbd sockets, state)" },
   { SP_OFFLINE_DIR, 0700, "marks of offline backups, read by the hook" },
+  { SP_INSTANT_DIR, 0711, "instant restores (the points' qemu-nbd sockets)" },
   { SP_LIB_DIR, 0711, "state directory" },
   { SP_SCRATCH_DEFAULT, 0711, "default scratch_dir" },
   { SP_STATE_DEFAULT, 0700, "default state_dir (hook snapshots)" },

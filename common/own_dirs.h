@@ -20,6 +20,7 @@ struct sp_host;
 #define SP_LOCK_DIR SP_RUN_DIR "/locks"     /* 0700 */
 #define SP_MOUNT_DIR SP_RUN_DIR "/mounts"   /* 0700: stillpoint mount's run directories */
 #define SP_OFFLINE_DIR SP_RUN_DIR "/offline" /* 0700: marks of offline backups (offline_mark.h) */
+#define SP_INSTANT_DIR SP_RUN_DIR "/instant" /* 0711: QEMU reaches the point's NBD sockets */
 #define SP_LIB_DIR "/var/lib/stillpoint"    /* 0711: QEMU passes to scratch/ */
 #define SP_SCRATCH_DEFAULT SP_LIB_DIR "/scratch" /* 0711 */
 #define SP_STATE_DEFAULT SP_LIB_DIR "/state"     /* 0700: the hook's snapshots */

@@ -1,0 +1,137 @@
+#include "instant_xml.h"
+
+#include <errno.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+
+#define OVERLAY_SUFFIX ".overlay"
+
+static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
+
+static xmlNodePtr child(xmlNodePtr n, const char *name)
+{
+  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name))
+      return c;
+  return NULL;
+}
+
+static void remove_children(xmlNodePtr n, const char *name)
+{
+  for (xmlNodePtr c = n->children, next; c; c = next) {
+    next = c->next;
+    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name)) {
+      xmlUnlinkNode(c);
+      xmlFreeNode(c);
+    }
+  }
+}
+
+static xmlNodePtr find_disk(xmlNodePtr devices, const char *target, int *count)
+{
+  xmlNodePtr found = NULL;
+  *count = 0;
+  for (xmlNodePtr c = devices ? devices->children : NULL; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE || !xmlStrEqual(c->name, (const xmlChar *)"disk"))
+      continue;
+    xmlNodePtr t = child(c, "target");
+    _cleanup_free_ char *dev = t ? (char *)xmlGetProp(t, (const xmlChar *)"dev") : NULL;
+    if (dev && strcmp(dev, target) == 0) {
+      found = c;
+      (*count)++;
+    }
+  }
+  return found;
+}
+
+/* <backingStore type='network'><format type='raw'/><source protocol='nbd'>
+ * <host transport='unix' socket='S'/></source><backingStore/></backingStore>:
+ * the export is the whole chain read as one raw disk, and the empty
+ * backingStore tells libvirt there is nothing below it to look for. */
+static int add_backing(xmlNodePtr after, const char *sock)
+{
+  xmlNodePtr b = xmlNewNode(NULL, (const xmlChar *)"backingStore");
+  if (!b)
+    return -1;
+  xmlAddNextSibling(after, b);
+  xmlNodePtr f = xmlNewChild(b, NULL, (const xmlChar *)"format", NULL);
+  xmlNodePtr s = xmlNewChild(b, NULL, (const xmlChar *)"source", NULL);
+  xmlNodePtr h = s ? xmlNewChild(s, NULL, (const xmlChar *)"host", NULL) : NULL;
+  if (!f || !h || !xmlNewChild(b, NULL, (const xmlChar *)"backingStore", NULL))
+    return -1;
+  return xmlSetProp(b, (const xmlChar *)"type", (const xmlChar *)"network") &&
+             xmlSetProp(f, (const xmlChar *)"type", (const xmlChar *)"raw") &&
+             xmlSetProp(s, (const xmlChar *)"protocol", (const xmlChar *)"nbd") &&
+             xmlSetProp(h, (const xmlChar *)"transport", (const xmlChar *)"unix") &&
+             xmlSetProp(h, (const xmlChar *)"socket", (const xmlChar *)sock)
+           ? 0 : -1;
+}
+
+static int rewrite(xmlNodePtr disk, const struct instant_xml_disk *d)
+{
+  xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)"file");
+  remove_children(disk, "source");
+  remove_children(disk, "backingStore");
+  xmlNodePtr driver = child(disk, "driver");
+  if (!driver && !(driver = xmlNewChild(disk, NULL, (const xmlChar *)"driver", NULL)))
+    return -1;
+  xmlSetProp(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
+  xmlSetProp(driver, (const xmlChar *)"type", (const xmlChar *)d->format);
+  xmlNodePtr src = xmlNewNode(NULL, (const xmlChar *)"source");
+  if (!src || !xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)d->source))
+    return xmlFreeNode(src), -1;
+  xmlAddNextSibling(driver, src);
+  return d->nbd_socket ? add_backing(src, d->nbd_socket) : 0;
+}
+
+int instant_xml_disks(const char *xml, size_t len, const struct instant_xml_disk *d, size_t n,
+                      char **out, struct sp_err *e)
+{
+  *out = NULL;
+  if (len > (16u << 20))
+    return sp_err_set(e, SP_EXIT_FAILED, "domain XML larger than 16 MiB");
+  _cleanup_(docp) xmlDocPtr doc =
+    xmlReadMemory(xml, (int)len, "domain.xml", NULL,
+                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+  if (!root || !xmlStrEqual(root->name, (const xmlChar *)"domain"))
+    return sp_err_set(e, SP_EXIT_FAILED, "the domain XML libvirt gave is not a domain");
+  xmlNodePtr devices = child(root, "devices");
+  for (size_t i = 0; i < n; i++) {
+    int count;
+    xmlNodePtr disk = find_disk(devices, d[i].target, &count);
+    if (count != 1)
+      return sp_err_set(e, SP_EXIT_FAILED, "the domain XML has %s disk %s",
+                        count ? "more than one" : "no", d[i].target);
+    if (rewrite(disk, &d[i]) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+  }
+  xmlChar *mem = NULL;
+  int size = 0;
+  xmlDocDumpMemory(doc, &mem, &size);
+  if (!mem || !(*out = strndup((const char *)mem, (size_t)size))) {
+    xmlFree(mem);
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+  }
+  xmlFree(mem);
+  return 0;
+}
+
+char *instant_overlay_name(const char *final)
+{
+  char *p = NULL;
+  return asprintf(&p, "%s" OVERLAY_SUFFIX, final) < 0 ? NULL : p;
+}
+
+char *instant_final_name(const char *overlay)
+{
+  size_t n = strlen(overlay), s = strlen(OVERLAY_SUFFIX);
+  if (n <= s || strcmp(overlay + n - s, OVERLAY_SUFFIX) != 0)
+    return NULL;
+  return strndup(overlay, n - s);
+}
