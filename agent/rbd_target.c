@@ -50,11 +50,12 @@ static char *opt_dup(const struct sp_config *cfg, enum sp_key k, bool *oom)
   return s;
 }
 
-int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const char *uuid,
-                    const struct sp_log *log, struct sp_err *e)
+int rbd_target_connect(struct rbd_target *t, const struct sp_config *cfg, const char *target,
+                       const struct sp_log *log, struct sp_err *e)
 {
   t->log = log;
-  if (rbd_target_parse(sp_config_str(cfg, SP_KEY_TARGET), &t->pool, &t->ns, e) < 0)
+  if (rbd_target_parse(target ? target : sp_config_str(cfg, SP_KEY_TARGET), &t->pool, &t->ns,
+                       e) < 0)
     return -1;
   bool oom = false;
   t->conf = opt_dup(cfg, SP_KEY_CEPH_CONF, &oom);
@@ -65,12 +66,91 @@ int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const cha
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "target");
   struct sp_ceph_opts o = { .conf = t->conf, .user = t->user, .keyring = t->keyring,
                             .timeout_s = t->timeout_s };
-  if (sp_ceph_connect(&o, &t->cluster, e) < 0)
-    return -1;
+  return sp_ceph_connect(&o, &t->cluster, e);
+}
+
+int rbd_target_open_store(struct rbd_target *t, const char *uuid, struct sp_err *e)
+{
   if (sp_rados_store_open(t->cluster, t->pool, t->ns, uuid, &t->store, e) < 0)
     return -1;
   t->store_open = true;
   return 0;
+}
+
+int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const char *uuid,
+                    const struct sp_log *log, struct sp_err *e)
+{
+  return rbd_target_connect(t, cfg, NULL, log, e) < 0 ? -1 : rbd_target_open_store(t, uuid, e);
+}
+
+static void release_read_op(rados_read_op_t *op)
+{
+  if (*op)
+    rados_release_read_op(*op);
+}
+
+static void destroy_ioctx(rados_ioctx_t *io)
+{
+  if (*io)
+    rados_ioctx_destroy(*io);
+}
+
+static int add_uuid(char ***uuids, size_t *n, const char *u)
+{
+  char **v = reallocarray(*uuids, *n + 1, sizeof *v);
+  if (!v)
+    return -1;
+  *uuids = v;
+  if (!(v[*n] = strdup(u)))
+    return -1;
+  ++*n;
+  return 0;
+}
+
+int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids, size_t *n,
+                           struct sp_err *e)
+{
+  *uuids = NULL;
+  *n = 0;
+  _cleanup_(destroy_ioctx) rados_ioctx_t io = NULL;
+  if (sp_ceph_ioctx(t->cluster, t->pool, t->ns, &io, e) < 0)
+    return -1;
+  /* The directory of domains; a UUID given as the name is taken as is. */
+  if (sp_uuid_ok(name) && add_uuid(uuids, n, name) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domains");
+  char after[SP_UUID_LEN + 1] = "";
+  for (;;) {
+    _cleanup_(release_read_op) rados_read_op_t op = rados_create_read_op();
+    if (!op)
+      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domains");
+    rados_omap_iter_t it = NULL;
+    unsigned char more = 0;
+    int prval = 0;
+    rados_read_op_omap_get_vals2(op, after, "", 512, &it, &more, &prval);
+    int rc = rados_read_op_operate(op, io, SP_RADOS_VMS, 0);
+    if (rc == -ENOENT)
+      return 0;
+    if (rc < 0 || prval < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, rc < 0 ? -rc : -prval, "reading " SP_RADOS_VMS);
+    char *k, *v;
+    size_t kl, vl;
+    bool any = false;
+    while (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
+      any = true;
+      if (kl > SP_UUID_LEN)
+        continue; /* not a key of ours */
+      memcpy(after, k, kl);
+      after[kl] = '\0';
+      if (sp_uuid_ok(after) && vl == strlen(name) && memcmp(v, name, vl) == 0 &&
+          strcmp(after, name) != 0 && add_uuid(uuids, n, after) < 0) {
+        rados_omap_get_end(it);
+        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domains");
+      }
+    }
+    rados_omap_get_end(it);
+    if (!more || !any)
+      return 0;
+  }
 }
 
 /* Renews the lease every third of it until told to stop; a renewal that

@@ -42,10 +42,19 @@ bool rbd_target_is(const char *target);
 /* "rbd:POOL[/NAMESPACE]" into its names (each sp_rbd_name_ok); exit 2 otherwise. */
 int rbd_target_parse(const char *target, char **pool, char **ns, struct sp_err *e);
 
-/* Connects with ceph_conf/ceph_user/ceph_keyring/ceph_timeout_s of cfg and
- * opens VM uuid's store in the target's pool. */
+/* Connects with ceph_conf/ceph_user/ceph_keyring/ceph_timeout_s of cfg
+ * (target: the policy's, or an rbd: target given instead). */
+int rbd_target_connect(struct rbd_target *t, const struct sp_config *cfg, const char *target,
+                       const struct sp_log *log, struct sp_err *e);
+/* Connects as rbd_target_connect and opens VM uuid's store in the pool. */
 int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const char *uuid,
                     const struct sp_log *log, struct sp_err *e);
+/* Opens VM uuid's store on a connected target. */
+int rbd_target_open_store(struct rbd_target *t, const char *uuid, struct sp_err *e);
+/* The UUIDs the pool's stillpoint.vms maps to domain name (or the
+ * argument itself when it is a UUID with points), malloc'd. */
+int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids, size_t *n,
+                           struct sp_err *e);
 /* Takes the VM's lock in the pool (what: "backup", "prune"), keeps it
  * renewed until close, and removes what failed runs left (said in the log). */
 int rbd_target_lock(struct rbd_target *t, const char *what, struct sp_err *e);

@@ -103,6 +103,13 @@ def backup(bins, vm, pool, *args, level=None):
     return run(argv, timeout=TIMEOUT)
 
 
+def list_points(bins, vm, pool, domain=None):
+    r = run([bins.stillpoint, "list", domain or vm.name, "--target", pool.target, "--json",
+             *pool.sets()], timeout=TIMEOUT)
+    assert r.rc == 0, r
+    return r.json()
+
+
 def models_now(vm, tmp_path):
     """Each disk's model starting from what it holds now (the VM is shared
     by the module)."""
@@ -197,7 +204,17 @@ def test_full_inc_failed_inc_prune(bins, vm, pool, tmp_path):
     assert [k for k in keys if k.startswith("point.")] == [f"point.{p}" for p in points]
     failed = {k.split(".")[1] for k in keys if k.startswith("pending.")}
     assert len(failed) == 1, keys
-    assert pool.snapshots(vda)[-1] == failed.pop()  # left, named by an intent
+    failed = failed.pop()
+    assert pool.snapshots(vda)[-1] == failed  # left, named by an intent
+    # list: the committed points, and the failed run as incomplete.
+    listed = list_points(bins, vm, pool)
+    assert [(p["id"], p["complete"]) for p in listed] == \
+        [(p, True) for p in points] + [(failed, False)]
+    assert listed[0]["path"] == f"{pool.target}/{vm.uuid}@{points[0]}"
+    assert listed[1]["manifest"]["parent"] == points[0]
+    r = run([bins.stillpoint, "list", vm.name, "--target", pool.target, *pool.sets()],
+            timeout=TIMEOUT)
+    assert r.rc == 0 and "incomplete (not committed)" in r.out, r
 
     # The next run removes the leftovers and builds on the last good point;
     # keep = 2 then drops the full point (no merging: snapshots are whole disks).
@@ -220,6 +237,8 @@ def test_full_inc_failed_inc_prune(bins, vm, pool, tmp_path):
         manifest = json.loads(pool.get(f"stillpoint.point.{vm.uuid}.{pid}/manifest.json"))
         assert_point_equals(pool, manifest, st, tmp_path)
     assert points[0] not in sp_vm.checkpoints(vm.dom)
+    # Found by the domain's UUID as well as by its name.
+    assert [p["id"] for p in list_points(bins, vm, pool, vm.uuid)] == points[1:]
 
 
 def test_second_run_gets_the_holder(bins, vm, pool):
