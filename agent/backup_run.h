@@ -38,6 +38,7 @@ struct copy_result {
 struct run {
   const struct cli *cli;
   const struct sp_log *log;
+  bool only_offline;         /* --only-offline: refuse a VM that is not shut off */
   struct sp_config cfg;
   struct hypervisor hv;      /* this machine, or one over SSH */
   struct tunnel tunnel;      /* the remote NBD socket, brought here */

@@ -28,21 +28,23 @@
 
 static const char usage[] =
   "usage: stillpoint backup DOMAIN|--all [--level auto|full|inc|diff]\n"
-  "                         [--target DIR|rbd:POOL[/NAMESPACE]]\n"
+  "                         [--target DIR|rbd:POOL[/NAMESPACE]] [--only-offline]\n"
   "                         [-c URI] [--json] [--config FILE] [--set key=value]\n"
   "Takes one backup point of DOMAIN: disks, NVRAM and TPM state from one instant.\n"
   "--all: every VM whose policy says enabled = yes, max_parallel_vms at once.\n"
   "A shut-off VM gets an offline point (started paused, stopped again) unless\n"
-  "offline = skip.\n"
+  "offline = skip. --only-offline: refuse (exit 3) unless DOMAIN is shut off\n"
+  "(what the hook's backup_on_stop runs).\n"
   "Exit: 0 done, 1 failed (the VM runs on; the point is left as <id>.partial),\n"
   "2 bad usage or configuration, 3 refused before the VM was touched.\n";
 
-enum { OPT_LEVEL = 0x2000, OPT_TARGET, OPT_ALL };
+enum { OPT_LEVEL = 0x2000, OPT_TARGET, OPT_ALL, OPT_ONLY_OFFLINE };
 
 struct backup_opts {
   const char *level;
   const char *target;
   bool all;
+  bool only_offline;
 };
 
 static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
@@ -56,6 +58,8 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
     o->target = arg;
   } else if (opt == OPT_ALL) {
     o->all = true;
+  } else if (opt == OPT_ONLY_OFFLINE) {
+    o->only_offline = true;
   }
   return 0;
 }
@@ -114,6 +118,12 @@ static int preflight(struct run *r, const char *name, struct sp_err *e)
       virt_lookup(r->hv.conn, name, &r->dom, e) < 0 ||
       virDomainGetUUIDString(r->dom, uuid) < 0 || preflight_run(r->dom, &r->cfg, &r->hv.host, &r->pf, e) < 0)
     return -1;
+  /* backup_on_stop's run: a VM started again since its stop is its
+   * owner's, and a start must never be held up for a backup. */
+  if (r->only_offline && !r->pf.offline)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s is %s, not shut off (started again since it "
+                      "stopped?): --only-offline takes no point of it", name,
+                      virt_state_name(r->pf.state));
   /* A second run must name the first (exit 1) rather than report the
    * first one's backup job as a refusal; a user who cannot take the lock
    * at all hears the preflight's reasons first. */
@@ -405,6 +415,7 @@ int cmd_backup(int argc, char **argv)
     { "level", required_argument, NULL, OPT_LEVEL },
     { "target", required_argument, NULL, OPT_TARGET },
     { "all", no_argument, NULL, OPT_ALL },
+    { "only-offline", no_argument, NULL, OPT_ONLY_OFFLINE },
     { 0 },
   };
   struct cli c;
@@ -439,6 +450,7 @@ int cmd_backup(int argc, char **argv)
   r.cli = &c;
   r.log = &c.log;
   r.rbd_on = rbd_target_is(sp_config_str(&r.cfg, SP_KEY_TARGET));
+  r.only_offline = o.only_offline;
   const char *level = o.level ? o.level : sp_config_str(&r.cfg, SP_KEY_LEVEL);
   rc = run_point(&r, c.args[0], level, &e) < 0 ? cli_fail(&c, &e) : SP_EXIT_OK;
 out:

@@ -61,6 +61,7 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_CEPH_USER] = { "ceph_user", "defaults", SP_T_STRING, "", NULL, 0, 0, true },
   [SP_KEY_CEPH_KEYRING] = { "ceph_keyring", "defaults", SP_T_PATH, "", NULL, 0, 0, true },
   [SP_KEY_CEPH_TIMEOUT_S] = { "ceph_timeout_s", "defaults", SP_T_INT, "60", NULL, 5, 3600 },
+  [SP_KEY_STILLPOINT_BINARY] = { "stillpoint_binary", "hook", SP_T_PATH, "/usr/bin/stillpoint" },
 };
 
 /* inih's compiled-in line buffer (INI_MAX_LINE in Debian's build). */

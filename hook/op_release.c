@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "context.h"
 #include "hook.h"
+#include "handoff.h"
 #include "incoming.h"
 #include "offline_mark.h"
 #include "state_install.h"
@@ -115,6 +116,29 @@ static void store(const struct hook_call *c, const struct hook_ctx *x, struct sp
             removed == 1 ? "" : "s", keep);
 }
 
+/* snapshot_on_stop: TPM state and NVRAM as the stop left them. */
+static void snapshot(struct hook_call *c, const struct hook_ctx *x)
+{
+  _cleanup_(sp_snapshot_free) struct sp_snapshot s = { 0 };
+  bool tpm = capture_tpm(c, x, &s), nvram = capture_nvram(c, x, &s);
+  if (!tpm && !nvram) {
+    sp_info(&c->log, "%s: no emulated TPM state and no NVRAM file: nothing to snapshot",
+            c->domain);
+    return;
+  }
+  s.domain = strdup(c->domain);
+  s.uuid = strdup(x->dom.uuid);
+  if (asprintf(&s.event, "%s %s %s", c->op, c->subop, c->extra) < 0)
+    s.event = NULL;
+  s.xml = steal_pointer(&c->xml);
+  s.xml_len = c->xml_len;
+  if (!s.domain || !s.uuid || !s.event) {
+    sp_error(&c->log, "%s: not snapshotted: %s", c->domain, strerror(ENOMEM));
+    return;
+  }
+  store(c, x, &s);
+}
+
 void hook_release(struct hook_call *c)
 {
   if (strcmp(c->extra, "migrated") == 0) {
@@ -136,28 +160,8 @@ void hook_release(struct hook_call *c)
   }
   /* A migration that failed leaves its mark: the next start is a normal one. */
   hook_incoming_take(&x);
-  if (!sp_config_bool(&x.cfg, SP_KEY_SNAPSHOT_ON_STOP))
-    return;
-  _cleanup_(sp_snapshot_free) struct sp_snapshot s = { 0 };
-  bool tpm = capture_tpm(c, &x, &s), nvram = capture_nvram(c, &x, &s);
-  if (!tpm && !nvram) {
-    sp_info(&c->log, "%s: no emulated TPM state and no NVRAM file: nothing to snapshot",
-            c->domain);
-    return;
-  }
-  s.domain = strdup(c->domain);
-  s.uuid = strdup(x.dom.uuid);
-  if (asprintf(&s.event, "%s %s %s", c->op, c->subop, c->extra) < 0)
-    s.event = NULL;
-  s.xml = steal_pointer(&c->xml);
-  s.xml_len = c->xml_len;
-  if (!s.domain || !s.uuid || !s.event) {
-    sp_error(&c->log, "%s: not snapshotted: %s", c->domain, strerror(ENOMEM));
-    return;
-  }
-  store(c, &x, &s);
+  if (sp_config_bool(&x.cfg, SP_KEY_SNAPSHOT_ON_STOP))
+    snapshot(c, &x);
   if (sp_config_bool(&x.cfg, SP_KEY_BACKUP_ON_STOP))
-    sp_warn(&c->log, "%s: backup_on_stop = yes, but nothing was handed off: `stillpoint "
-            "backup`: the hand-off is not built yet (stillpoint-hook(8), BACKUP ON STOP)",
-            c->domain);
+    hook_backup_on_stop(c, &x);
 }

@@ -335,3 +335,56 @@ def test_hook_ignores_the_offline_backups_start_and_stop(bins, conn, confdir, tm
     finally:
         bed.uninstall()
         vm.remove()
+
+
+def test_backup_on_stop(bins, conn, confdir, tmp_path):
+    """backup_on_stop: the VM stops; the hook returns within its bound (the
+    stop call returns), and within a bounded time an offline point exists
+    that equals the disk after the stop. A start right after the next stop
+    is not held up, and no point is taken of the running VM."""
+    from sp_hooktest import HookBed
+    bed = HookBed(bins, tmp_path / "bed")
+    target = tmp_path / "p"
+    vm = sp_vm.TestVM(conn, tag="offstop", disks=(("vda", "qcow2", 16 * MiB),))
+    try:
+        with open(os.path.join(bed.conf, "vm.d", f"{vm.name}.conf"), "w") as f:
+            f.write(f"[defaults]\ntarget = {target}\n[hook]\nsnapshot_on_stop = yes\n"
+                    f"backup_on_stop = yes\nstillpoint_binary = {bins.stillpoint}\n")
+        bed.install()
+        vm.start()
+        vm.wait_settled(quiet_s=4.0)
+        vm.write("vda", 0x51, 2 * MiB, 1 * MiB)
+        since = bed.log_size()
+        t0 = time.monotonic()
+        vm.dom.destroy()
+        stop_s = time.monotonic() - t0
+        assert stop_s < 3.0, f"the stop took {stop_s:.1f} s: the hook did not return in time"
+        lines = bed.log(vm.name, since)
+        assert any("backup_on_stop: `" in l and "handed off" in l for l in lines), lines
+        after_stop = tmp_path / "vda.after-stop.raw"
+        subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", vm.disks["vda"],
+                        str(after_stop)], check=True)
+        deadline = time.time() + 120
+        done = []
+        while time.time() < deadline and not done:
+            done, _ = spp.points(target / vm.name)
+            time.sleep(0.5)
+        assert done, "no point within 120 s of the stop"
+        point = target / vm.name / done[0]
+        assert spp.manifest(point)["offline"] is True
+        assert run([bins.stillpoint, "verify", str(point)]).rc == 0
+        rc, out = spp.compare(str(after_stop), str(point / "disks" / "vda.qcow2"))
+        assert rc == 0, out
+        wait_state(vm, sp_vm.libvirt.VIR_DOMAIN_SHUTOFF, timeout=30)
+        # The next stop, and a start right after it: not held up, left alone.
+        vm.start()
+        since = bed.log_size()
+        vm.dom.destroy()
+        s = sp_vm.virsh("start", vm.name, check=False)
+        assert s.returncode == 0, s
+        time.sleep(6 + 2)  # the hand-off's settle time and its refusal
+        assert vm.is_running()
+        assert spp.points(target / vm.name)[0] == done
+    finally:
+        bed.uninstall()
+        vm.remove()

@@ -1,0 +1,17 @@
+/* backup_on_stop: at 'release end' the hook hands `stillpoint backup
+ * --only-offline DOMAIN` to a detached process and returns at once; it
+ * never calls libvirt itself (stillpoint-hook(8), BACKUP ON STOP). */
+#ifndef SP_HOOK_HANDOFF_H
+#define SP_HOOK_HANDOFF_H
+
+#include "context.h"
+#include "hook.h"
+
+/* Seconds the detached process waits after the hook has returned, so
+ * that libvirt has released the domain and a start that follows the stop
+ * at once comes first (the backup then refuses a running VM). */
+#define HOOK_HANDOFF_SETTLE_S 2
+
+void hook_backup_on_stop(const struct hook_call *c, const struct hook_ctx *x);
+
+#endif
