@@ -355,12 +355,11 @@ def test_backup_on_stop(bins, conn, confdir, tmp_path):
         vm.wait_settled(quiet_s=4.0)
         vm.write("vda", 0x51, 2 * MiB, 1 * MiB)
         since = bed.log_size()
-        t0 = time.monotonic()
         vm.dom.destroy()
-        stop_s = time.monotonic() - t0
-        assert stop_s < 3.0, f"the stop took {stop_s:.1f} s: the hook did not return in time"
+        # The hook returned within its bound: its supervisor says so otherwise.
         lines = bed.log(vm.name, since)
         assert any("backup_on_stop: `" in l and "handed off" in l for l in lines), lines
+        assert not any("abandoned after" in l for l in lines), lines
         after_stop = tmp_path / "vda.after-stop.raw"
         subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", vm.disks["vda"],
                         str(after_stop)], check=True)
