@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "host.h"
 #include "own_dirs.h"
+#include "test_knob.h"
 
 /* The directories holding this program and, in a build tree, the copier:
  * the default copier is found there before $PATH. */
@@ -45,6 +46,13 @@ static void copier_line(struct task *t, const char *line)
     res->bytes_written = w;
     res->have_bytes = true;
   }
+}
+
+/* The copy is under way (a copier runs, the export is open). */
+static void copier_started(struct task *t)
+{
+  const struct copy_result *res = t->user;
+  test_failpoint("copy", res->guardian);
 }
 
 /* A remote job's NBD socket, forwarded to a private local one; with
@@ -128,6 +136,8 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
     struct task *task = &r->tasks[r->ntasks];
     task->label = t;
     task->on_line = copier_line;
+    task->on_start = copier_started;
+    r->results[r->ntasks].guardian = r->guardian.pid;
     task->user = &r->results[r->ntasks++];
     char size[32], timeout[16];
     snprintf(size, sizeof size, "%llu", dp->pf->capacity);

@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "image_check.h"
 #include "point_names.h"
+#include "test_knob.h"
 #include "virt.h"
 
 int backup_save_state(struct run *r, struct sp_err *e)
@@ -38,6 +39,7 @@ int backup_save_state(struct run *r, struct sp_err *e)
     if (point_put_tree(&r->pd, rel, &r->cap.tree, e) < 0)
       return -1;
   }
+  test_failpoint("save-state", r->guardian.pid);
   return 0;
 }
 
@@ -221,6 +223,7 @@ int backup_finish(struct run *r, struct sp_err *e)
   if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
       point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
     return -1;
+  test_failpoint("finish-before-rename", r->guardian.pid);
   /* In Ceph the point becomes visible with one write on the VM's index,
    * after every object and snapshot exists. */
   if (r->rbd_on)

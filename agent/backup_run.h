@@ -32,6 +32,7 @@
 struct copy_result {
   unsigned long long bytes_written;
   bool have_bytes;
+  pid_t guardian; /* for the "copy" test failpoint */
 };
 
 /* Everything one run holds; freed in one place. */

@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "fsutil.h"
 #include "prune.h"
+#include "stale_job.h"
 #include "test_knob.h"
 #include "virt.h"
 
@@ -115,8 +116,19 @@ static int preflight(struct run *r, const char *name, struct sp_err *e)
                       r->cfg.source[SP_KEY_ENABLED]);
   char uuid[VIR_UUID_STRING_BUFLEN];
   if (hypervisor_open(&r->hv, r->cli, &r->cfg, e) < 0 ||
-      virt_lookup(r->hv.conn, name, &r->dom, e) < 0 ||
-      virDomainGetUUIDString(r->dom, uuid) < 0 || preflight_run(r->dom, &r->cfg, &r->hv.host, &r->pf, e) < 0)
+      virt_lookup(r->hv.conn, name, &r->dom, e) < 0 || virDomainGetUUIDString(r->dom, uuid) < 0)
+    return -1;
+  /* The lock first: held, no live run owns a backup job or checkpoint
+   * of ours on this VM, and what a dead one left is cleaned up before
+   * preflight looks (else "another job is running" forever). */
+  struct sp_err le = { 0 };
+  if (vm_lock_take(uuid, name, "backup", &r->lock, &le) == 0) {
+    _cleanup_free_ char *dir = NULL;
+    if (asprintf(&dir, "%s/%s", sp_config_str(&r->cfg, SP_KEY_TARGET), virDomainGetName(r->dom)) > 0)
+      stale_job_clean(r->dom, uuid, dir, &r->hv.host, sp_config_str(&r->cfg, SP_KEY_SCRATCH_DIR),
+                      r->log);
+  }
+  if (preflight_run(r->dom, &r->cfg, &r->hv.host, &r->pf, e) < 0)
     return -1;
   /* backup_on_stop's run: a VM started again since its stop is its
    * owner's, and a start must never be held up for a backup. */
@@ -127,8 +139,7 @@ static int preflight(struct run *r, const char *name, struct sp_err *e)
   /* A second run must name the first (exit 1) rather than report the
    * first one's backup job as a refusal; a user who cannot take the lock
    * at all hears the preflight's reasons first. */
-  struct sp_err le = { 0 };
-  if (vm_lock_take(uuid, name, "backup", &r->lock, &le) < 0 && le.code != SP_EXIT_PREFLIGHT) {
+  if (le.code && le.code != SP_EXIT_PREFLIGHT) {
     *e = le;
     return -1;
   }
@@ -218,6 +229,7 @@ static int prepare(struct run *r, struct sp_err *e)
                          e) < 0 ||
       point_create(&r->pd, r->domain_dir, r->id, e) < 0)
     return -1;
+  test_failpoint("prepare", -1);
 
   r->sigfd = task_pool_signalfd();
   if (r->sigfd < 0)
@@ -227,11 +239,16 @@ static int prepare(struct run *r, struct sp_err *e)
   _cleanup_free_ char *uri = r->hv.uri ? strdup(r->hv.uri) : virConnectGetURI(r->hv.conn);
   struct guardian_job gj = { .checkpoint = r->id,
                              .rundir = r->hv.host.remote ? "" : j->rundir,
-                             .scratchdir = r->hv.host.remote ? "" : j->scratchdir };
+                             .scratchdir = r->hv.host.remote ? "" : j->scratchdir,
+                             .point = r->pd.final };
+  /* A guardian that dies (OOM, an administrator) must not take us with
+   * it at the next word we tell it: we resume and thaw ourselves. */
+  signal(SIGPIPE, SIG_IGN);
   if (guardian_start(&r->guardian, uri ? uri : SP_DEFAULT_URI, r->pf.dom.uuid,
-                     sp_config_int(&r->cfg, SP_KEY_PAUSE_MAX_MS), &gj, r->log->debug, e) < 0)
+                     sp_config_int(&r->cfg, SP_KEY_PAUSE_MAX_MS), &gj, r->log, e) < 0)
     return -1;
   r->guardian_up = true;
+  test_failpoint("guardian", r->guardian.pid);
   return 0;
 }
 
@@ -240,17 +257,22 @@ static int prepare(struct run *r, struct sp_err *e)
 static int window(struct run *r, struct sp_err *e)
 {
   bool pause = sp_config_is(&r->cfg, SP_KEY_PAUSE, "on");
+  pid_t gp = r->guardian.pid;
   if (freeze_guest(r->dom, &r->cfg, &r->pf, &r->guardian, &r->fz, r->log, e) < 0)
     return -1;
+  test_failpoint("freeze", gp);
   long long t0 = sp_now_ms(), t1 = 0, t2 = 0, t3 = 0;
   int rc = window_open(r->dom, &r->guardian, pause, &r->win, e);
   t1 = sp_now_ms();
-  if (rc == 0)
+  if (rc == 0) {
+    test_failpoint("pause", gp);
     rc = capture_state(&r->hv.host, &r->pf, &r->cap, e);
+  }
   if (rc == 0 && r->pf.offline)
     rc = offline_same_state(&r->cap_before, &r->cap, e);
   t2 = sp_now_ms();
   if (rc == 0) {
+    test_failpoint("capture", gp);
     guardian_tell_begun(&r->guardian);
     rc = backup_job_begin(r->dom, &r->job, e);
     if (rc < 0)
@@ -258,13 +280,19 @@ static int window(struct run *r, struct sp_err *e)
   }
   t3 = sp_now_ms();
   if (rc == 0)
+    test_failpoint("begin", gp);
+  if (rc == 0)
     test_knob_sleep("STILLPOINT_TEST_WINDOW_DELAY_MS"); /* stretches the window */
   /* Every path out of here resumes and thaws; the first error is kept. */
   struct sp_err e2 = { 0 };
   if (window_close(r->dom, &r->guardian, &r->win, rc ? &e2 : e) < 0 && rc == 0)
     rc = -1;
+  if (rc == 0)
+    test_failpoint("resume", gp);
   if (thaw_guest(r->dom, &r->guardian, &r->fz, r->log, rc ? &e2 : e) < 0 && rc == 0)
     rc = -1;
+  if (rc == 0)
+    test_failpoint("thaw", gp);
   if (e2.code)
     sp_error(r->log, "%s", e2.msg);
   sp_debug(r->log, "window: suspend %lld ms, capture %lld ms (%d TPM reads), begin %lld ms, "
@@ -358,6 +386,7 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
   }
   double t2 = phases_now();
   t->window_ms = t2 - t1;
+  pid_t gp = r->guardian.pid;
   int rc = backup_save_state(r, e);
   double t3 = phases_now();
   t->state_ms = t3 - t2;
@@ -373,6 +402,8 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
   if (backup_job_end(r->dom, &r->job, &je) < 0)
     sp_warn(r->log, "%s", je.msg);
   t->job_end_ms = phases_now() - t4;
+  guardian_tell_ended(&r->guardian);
+  test_failpoint("end-job", gp);
   if (backup_finish(r, e) < 0) {
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
@@ -380,13 +411,20 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
     left_behind(r);
     return -1;
   }
+  test_failpoint("finish-after-rename", r->guardian.pid);
   return 0;
 }
 
 static int run_point(struct run *r, const char *name, const char *level_req, struct sp_err *e)
 {
   double t0 = phases_now();
-  if (preflight(r, name, e) < 0 || plan(r, level_req, e) < 0 || prepare(r, e) < 0)
+  if (preflight(r, name, e) < 0)
+    return -1;
+  test_failpoint("preflight", -1);
+  if (plan(r, level_req, e) < 0)
+    return -1;
+  test_failpoint("plan", -1);
+  if (prepare(r, e) < 0)
     return -1;
   int rc = take_point(r, t0, e);
   /* After the finish: a failed point's checkpoint is deleted while the VM
@@ -394,11 +432,16 @@ static int run_point(struct run *r, const char *name, const char *level_req, str
   offline_stop(r->dom, &r->guardian, &r->off, r->log);
   if (rc < 0)
     return -1;
+  /* The point is complete: nothing is left for the guardian to put
+   * right, and a kill from here on (during prune) must cost nothing. */
+  guardian_stop(&r->guardian);
+  r->guardian_up = false;
   phases_log(r->log, &r->m, &r->tail, phases_now() - t0);
   report(r);
   /* Retention right after a good point, under the same lock. */
   long keep = sp_config_int(&r->cfg, SP_KEY_KEEP);
   struct sp_err pe = { 0 };
+  test_failpoint("prune", -1);
   if (keep > 0 && r->rbd_on) {
     if (prune_rbd(r->dom, &r->rbd, keep, false, r->log, NULL, &pe) < 0)
       sp_warn(r->log, "the point is complete, but pruning failed: %s", pe.msg);

@@ -30,24 +30,40 @@ enum {
   MSG_NOT_BEGUN = 'b',
   MSG_STARTED = 'S',
   MSG_NOT_STARTED = 's',
+  MSG_ENDED = 'E',
   MSG_QUIT = 'Q',
 };
 
 enum { CMD_FD = 3, REPORT_FD = 4 };
 
-static void send_byte(int fd, char c)
+/* A failed write means the other side is gone (EPIPE: the coordinator
+ * ignores SIGPIPE before it starts a guardian, the guardian always). */
+static bool send_byte(int fd, char c)
 {
-  /* A failed write means the other side is gone; each side copes with
-   * that through EOF, so there is nothing to do here. */
-  while (write(fd, &c, 1) < 0 && errno == EINTR)
+  ssize_t n;
+  while ((n = write(fd, &c, 1)) < 0 && errno == EINTR)
     ;
+  return n == 1;
+}
+
+/* The coordinator's side: a dead guardian is said once; the coordinator
+ * goes on and puts the VM right itself on every path. */
+static void tell(struct guardian *g, char c)
+{
+  if (send_byte(g->cmd_fd, c) || g->lost)
+    return;
+  g->lost = true;
+  sp_warn(g->log, "guardian lost (%s): carrying on without it; stillpoint resumes and thaws "
+          "the VM itself, but nothing would if stillpoint died now", strerror(errno));
 }
 
 int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
-                   const struct guardian_job *job, bool debug, struct sp_err *e)
+                   const struct guardian_job *job, const struct sp_log *log, struct sp_err *e)
 {
   g->pid = -1;
   g->cmd_fd = g->report_fd = -1;
+  g->log = log;
+  g->lost = false;
   int cmd[2], rep[2];
   if (pipe2(cmd, O_CLOEXEC) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "guardian pipe");
@@ -60,8 +76,8 @@ int guardian_start(struct guardian *g, const char *uri, const char *uuid, long p
   char maxs[32];
   snprintf(maxs, sizeof maxs, "%ld", pause_max_ms);
   char *argv[] = { "/proc/self/exe", "__guardian", (char *)uri, (char *)uuid, maxs,
-                   debug ? "1" : "0", (char *)job->checkpoint, (char *)job->rundir,
-                   (char *)job->scratchdir, NULL };
+                   log->debug ? "1" : "0", (char *)job->checkpoint, (char *)job->rundir,
+                   (char *)job->scratchdir, (char *)job->point, NULL };
   /* The child gets the pipe ends at fixed numbers 3 and 4. */
   _cleanup_close_ int c3 = fcntl(cmd[0], F_DUPFD, 10), c4 = fcntl(rep[1], F_DUPFD, 10);
   close(cmd[0]);
@@ -85,14 +101,15 @@ int guardian_start(struct guardian *g, const char *uri, const char *uuid, long p
   return 0;
 }
 
-void guardian_tell_paused(struct guardian *g) { send_byte(g->cmd_fd, MSG_PAUSED); }
-void guardian_tell_resumed(struct guardian *g) { send_byte(g->cmd_fd, MSG_RESUMED); }
-void guardian_tell_frozen(struct guardian *g) { send_byte(g->cmd_fd, MSG_FROZEN); }
-void guardian_tell_thawed(struct guardian *g) { send_byte(g->cmd_fd, MSG_THAWED); }
-void guardian_tell_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_BEGUN); }
-void guardian_tell_not_begun(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_BEGUN); }
-void guardian_tell_started(struct guardian *g) { send_byte(g->cmd_fd, MSG_STARTED); }
-void guardian_tell_not_started(struct guardian *g) { send_byte(g->cmd_fd, MSG_NOT_STARTED); }
+void guardian_tell_paused(struct guardian *g) { tell(g, MSG_PAUSED); }
+void guardian_tell_resumed(struct guardian *g) { tell(g, MSG_RESUMED); }
+void guardian_tell_frozen(struct guardian *g) { tell(g, MSG_FROZEN); }
+void guardian_tell_thawed(struct guardian *g) { tell(g, MSG_THAWED); }
+void guardian_tell_begun(struct guardian *g) { tell(g, MSG_BEGUN); }
+void guardian_tell_not_begun(struct guardian *g) { tell(g, MSG_NOT_BEGUN); }
+void guardian_tell_ended(struct guardian *g) { tell(g, MSG_ENDED); }
+void guardian_tell_started(struct guardian *g) { tell(g, MSG_STARTED); }
+void guardian_tell_not_started(struct guardian *g) { tell(g, MSG_NOT_STARTED); }
 
 bool guardian_overran(struct guardian *g, int wait_ms)
 {
@@ -126,9 +143,9 @@ void guardian_stop(struct guardian *g)
 
 struct watch {
   virDomainPtr dom;
-  bool paused, frozen, begun, started;
+  bool paused, frozen, begun, ended, started;
   const char *uuid;
-  const char *checkpoint, *rundir, *scratchdir;
+  const char *checkpoint, *rundir, *scratchdir, *point;
   long long deadline;
   const struct sp_log *log;
 };
@@ -165,13 +182,19 @@ static void rescue(struct watch *w, const char *why)
   }
 }
 
-/* The coordinator died: end the job and drop the checkpoint of a point
- * that will never be complete (if the job began), and remove the job's
- * directories (made before we started, whether it began or not). */
+/* The coordinator died: end the job (unless it had ended it) and drop the
+ * checkpoint of a point that will never be complete (if the job began) -
+ * but never the checkpoint of a point that was renamed complete before the
+ * coordinator died - and remove the job's directories (made before we
+ * started, whether it began or not). */
 static void abandon_job(struct watch *w)
 {
+  if (w->begun && w->point[0] && sp_exists(w->point)) {
+    sp_info(w->log, "guardian: point %s is complete: its checkpoint stays", w->point);
+    w->begun = false;
+  }
   if (w->begun) {
-    if (virDomainAbortJob(w->dom) == 0)
+    if (!w->ended && virDomainAbortJob(w->dom) == 0)
       sp_warn(w->log, "guardian: ended the backup job of %s", virDomainGetName(w->dom));
     for (int i = 0; i < 20; i++) {
       _cleanup_checkpoint_ virDomainCheckpointPtr cp =
@@ -218,7 +241,7 @@ static void stop_offline(struct watch *w)
 
 int guardian_main(int argc, char **argv)
 {
-  if (argc != 8)
+  if (argc != 9)
     return SP_EXIT_USAGE;
   struct sp_log log = { .prog = "stillpoint", .debug = strcmp(argv[4], "1") == 0 };
   /* Out of the coordinator's process group (a terminal's ^C must not take
@@ -240,7 +263,7 @@ int guardian_main(int argc, char **argv)
   send_byte(REPORT_FD, MSG_READY);
 
   struct watch w = { .dom = dom, .deadline = -1, .log = &log, .uuid = argv[2], .checkpoint = argv[5],
-                     .rundir = argv[6], .scratchdir = argv[7] };
+                     .rundir = argv[6], .scratchdir = argv[7], .point = argv[8] };
   for (;;) {
     int timeout = -1;
     if (w.paused) {
@@ -278,6 +301,7 @@ int guardian_main(int argc, char **argv)
     case MSG_NOT_BEGUN: w.begun = false; break;
     case MSG_STARTED: w.started = true; break;
     case MSG_NOT_STARTED: w.started = false; break;
+    case MSG_ENDED: w.ended = true; break;
     case MSG_QUIT:
       rescue(&w, "the coordinator left the VM paused or frozen");
       return SP_EXIT_OK;

@@ -7,7 +7,9 @@
  * /proc/self/exe rather than forked: a fresh process image owes nothing to
  * the coordinator's libvirt connection or threads.  The coordinator tells
  * it what state the VM is in over a pipe; the pipe's EOF is how it learns
- * the coordinator is gone. */
+ * the coordinator is gone.  The coordinator outlives a dead guardian: it
+ * ignores SIGPIPE, says "guardian lost" once, and still resumes and thaws
+ * the VM itself. */
 #ifndef SP_GUARDIAN_H
 #define SP_GUARDIAN_H
 
@@ -15,11 +17,14 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "log.h"
 
 struct guardian {
   pid_t pid;
   int cmd_fd;    /* coordinator -> guardian */
   int report_fd; /* guardian -> coordinator */
+  const struct sp_log *log;
+  bool lost;     /* it died under us: said once, then we carry on alone */
 };
 
 /* What the guardian cleans up when the coordinator dies after the job
@@ -29,12 +34,14 @@ struct guardian_job {
   const char *checkpoint;
   const char *rundir;
   const char *scratchdir;
+  const char *point; /* the point's final path ("" when not on this machine): once it
+                      * exists the point is complete and its checkpoint is kept */
 };
 
 /* Starts it and waits until it holds its own libvirt connection to the
  * domain (so it can act from the first instant of the pause). */
 int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
-                   const struct guardian_job *job, bool debug, struct sp_err *e);
+                   const struct guardian_job *job, const struct sp_log *log, struct sp_err *e);
 /* The VM is (about to be) paused by us / resumed / frozen / thawed. */
 void guardian_tell_paused(struct guardian *g);
 void guardian_tell_resumed(struct guardian *g);
@@ -48,6 +55,10 @@ void guardian_tell_not_begun(struct guardian *g);
  * the coordinator dies (unless someone resumed it meanwhile). */
 void guardian_tell_started(struct guardian *g);
 void guardian_tell_not_started(struct guardian *g);
+/* The backup job has ended (the copy is over): a coordinator dying from
+ * here on leaves no job to abort, and the checkpoint goes only if the
+ * point never became complete. */
+void guardian_tell_ended(struct guardian *g);
 /* Whether the guardian had to resume the VM because the window overran;
  * waits up to wait_ms for its word. */
 bool guardian_overran(struct guardian *g, int wait_ms);
@@ -56,7 +67,7 @@ bool guardian_overran(struct guardian *g, int wait_ms);
 void guardian_stop(struct guardian *g);
 
 /* The guardian process itself: argv = { "__guardian", URI, UUID, MAX_MS,
- * DEBUG, CHECKPOINT, RUNDIR, SCRATCHDIR },
+ * DEBUG, CHECKPOINT, RUNDIR, SCRATCHDIR, POINT },
  * commands on fd 3, reports on fd 4. */
 int guardian_main(int argc, char **argv);
 

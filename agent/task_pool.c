@@ -161,6 +161,8 @@ static int start(struct running *r, struct task *t, struct sp_err *e)
   r->linelen = 0;
   if (r->pidfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "pidfd_open");
+  if (t->on_start)
+    t->on_start(t);
   return 0;
 }
 

@@ -19,6 +19,8 @@ struct task {
   bool capture_out;        /* keep stdout in out (else it is inherited) */
   /* Called for every stderr line (without the label). */
   void (*on_line)(struct task *t, const char *line);
+  /* Called once it runs (may be NULL). */
+  void (*on_start)(struct task *t);
   void *user;
   /* results */
   int status;              /* exit code (128 + signal when killed); -1 not run */
