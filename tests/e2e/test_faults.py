@@ -38,7 +38,7 @@ STEPS = ["preflight", "plan", "prepare", "guardian", "freeze", "pause", "capture
 # paused, job begun after resume/thaw, job ended, point renamed.
 GUARDIAN_STEPS = ["guardian", "freeze", "pause", "begin", "thaw", "copy", "end-job",
                   "finish-before-rename"]
-SETS = ("pause_max_ms=10000", "freeze=required", "keep=0")
+SETS = ("pause_max_ms=30000", "freeze=required", "keep=0")
 
 
 def argv(bins, guest, target, level="auto", sets=()):
