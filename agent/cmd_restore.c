@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
@@ -914,9 +915,7 @@ static int run_restore(struct restore *r, const char *point, struct sp_err *e)
 
 static double mono_s(void)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  return (double)sp_now_ms() / 1000.0;
 }
 
 /* Serves each disk's chain, makes its overlay, defines the domain on the

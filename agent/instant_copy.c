@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "cleanup.h"
 #include "domain_xml.h"
 #include "fsutil.h"
@@ -29,13 +30,6 @@ static void sleep_ms(long ms)
 {
   struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
   nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int instant_run_dir(const char *uuid, char out[PATH_MAX], struct sp_err *e)
@@ -308,7 +302,7 @@ int instant_copy(virDomainPtr dom, struct instant_disk *d, size_t n, unsigned lo
       live[i] = true;
     }
   }
-  double t0 = now_s(), last = 0, c0 = -1;
+  double t0 = (double)sp_now_ms() / 1000.0, last = 0, c0 = -1;
   for (size_t running = n; running;) {
     running = 0;
     unsigned long long sc = 0, se = 0;
@@ -348,7 +342,7 @@ int instant_copy(virDomainPtr dom, struct instant_disk *d, size_t n, unsigned lo
       running += live[i];
       sc += cur[i], se += end[i];
     }
-    double t = now_s();
+    double t = (double)sp_now_ms() / 1000.0;
     if (c0 < 0)
       c0 = (double)sc;
     if (running && t - last >= PROGRESS_MS / 1000.0) {
