@@ -218,3 +218,34 @@ def test_backup_all_and_prune_over_ssh(bins, sshd, vm, tmp_path):
     r = run([bins.stillpoint, "prune", vm.name, "--json", *common], env=env)
     assert r.rc == 0, r
     assert len(spp.points(tmp_path / "p" / vm.name)[0]) == 1
+
+
+def test_offline_points_over_ssh(bins, sshd, make_vm, tmp_path):
+    """A shut-off VM over qemu+ssh: an offline full and an offline incremental,
+    each equal to the image at its time, the VM shut off after each, its NVRAM
+    and TPM untouched, the hook's mark (written over SFTP) gone."""
+    vm = make_vm(tag="rmoff", disks=(("vda", "qcow2", 16 * MiB),))
+    nvram = vm.nvram_path
+    vm.wait_settled(quiet_s=4.0)
+    vm.dom.destroy()
+    state = (spp.sha256(nvram), spp.sha256(os.path.join(vm.tpm_dir, "tpm2-00.permall")))
+    parent = None
+    for i, level in enumerate(("full", "inc")):
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0x{0x61 + i:02x} "
+                        f"{(1 + 2 * i) * MiB} {MiB}", vm.disks["vda"]], check=True,
+                       capture_output=True)
+        r = rbackup(bins, sshd, vm, tmp_path / "p", "--level", level)
+        assert r.rc == 0, r
+        j = r.json()
+        assert j["offline"] is True and j["level"] == level and j["host"] == "127.0.0.1"
+        assert j["parent"] == parent
+        parent = j["id"]
+        assert vm.state() == libvirt.VIR_DOMAIN_SHUTOFF
+        assert not os.path.exists(f"/run/stillpoint/offline/{vm.uuid}")
+        assert run([bins.stillpoint, "verify", j["path"]]).rc == 0
+        now = tmp_path / "vda.raw"
+        subprocess.run(["qemu-img", "convert", "-O", "raw", vm.disks["vda"], str(now)],
+                       check=True)
+        rc, out = spp.compare(str(now), os.path.join(j["path"], "disks", "vda.qcow2"))
+        assert rc == 0, out
+    assert (spp.sha256(nvram), spp.sha256(os.path.join(vm.tpm_dir, "tpm2-00.permall"))) == state
