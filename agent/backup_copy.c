@@ -130,6 +130,8 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
   if (!r->tasks || !r->results || !path)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
   const char *copier = sp_config_str(&r->cfg, SP_KEY_COPIER);
+  char stall[32];
+  snprintf(stall, sizeof stall, "%ld", sp_config_int(&r->cfg, SP_KEY_STALL_TIMEOUT_S));
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
     const char *t = dp->pf->disk->target;
@@ -163,6 +165,7 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
         env_add(&task->env, "STILLPOINT_DOMAIN", r->pf.dom.name) < 0 ||
         env_add(&task->env, "STILLPOINT_DOMAIN_UUID", r->pf.dom.uuid) < 0 ||
         env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
+        env_add(&task->env, "STILLPOINT_STALL_TIMEOUT_S", stall) < 0 ||
         env_add(&task->env, "PATH", path) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
     if (r->rbd_on &&

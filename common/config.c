@@ -40,6 +40,7 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_COPIER_FORMAT] = { "copier_format", "defaults", SP_T_ENUM, "qcow2",
                              image_format_choices },
   [SP_KEY_PARALLEL] = { "parallel", "defaults", SP_T_INT, "1", NULL, 1, 64 },
+  [SP_KEY_STALL_TIMEOUT_S] = { "stall_timeout_s", "defaults", SP_T_INT, "300", NULL, 0, 86400 },
   [SP_KEY_MAX_PARALLEL_VMS] = { "max_parallel_vms", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_SCRATCH_DIR] = { "scratch_dir", "defaults", SP_T_PATH, "/var/lib/stillpoint/scratch" },
   [SP_KEY_TRANSPORT] = { "transport", "defaults", SP_T_ENUM, "unix", transport_choices },

@@ -45,6 +45,7 @@ struct loop {
   struct sp_segq q;
   char *mem;
   size_t memlen;
+  double last_io; /* when a socket last moved: a stalled export is detected from it */
 };
 
 static void loop_free(struct loop *lp)
@@ -269,9 +270,24 @@ static int wait_io(struct loop *lp, struct sp_err *e)
     n++;
   }
   pfd[n] = (struct pollfd){ .fd = lp->job->intr->fd, .events = POLLIN };
-  int r = poll(pfd, n + 1, progress_timeout_ms(lp->job->prog, progress_now()));
+  double now = progress_now();
+  int timeout = progress_timeout_ms(lp->job->prog, now);
+  if (lp->job->stall_timeout_s) {
+    /* A stalled server (stuck storage, a partition) would hang the run
+     * forever while the scratch file grows: bounded here. */
+    double left = lp->last_io + lp->job->stall_timeout_s - now;
+    if (left <= 0)
+      return sp_err_set(e, SP_EXIT_FAILED, "no progress for %u s (stall_timeout_s): the export "
+                        "or the output stalled", lp->job->stall_timeout_s);
+    int left_ms = (int)(left * 1000) + 1;
+    if (timeout < 0 || left_ms < timeout)
+      timeout = left_ms;
+  }
+  int r = poll(pfd, n + 1, timeout);
   if (r < 0 && errno != EINTR)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "poll");
+  if (r > 0)
+    lp->last_io = progress_now();
   for (size_t i = 0; r > 0 && i < n; i++) {
     int rc = 0;
     if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
@@ -290,7 +306,7 @@ static int wait_io(struct loop *lp, struct sp_err *e)
 static int loop_init(struct loop *lp, const struct copy_job *job, struct sp_copy_stats *st,
                      struct sp_err *e)
 {
-  *lp = (struct loop){ .job = job, .st = st, .nslots = job->requests };
+  *lp = (struct loop){ .job = job, .st = st, .nslots = job->requests, .last_io = progress_now() };
   sp_plan_init(&lp->plan, job->src->size, SP_COPY_CLUSTER, enqueue, lp);
   /* One mapping for all buffers, touched once and reused for the whole
    * copy: fresh pages per request are what makes naive copiers slow here. */

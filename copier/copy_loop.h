@@ -23,6 +23,7 @@ struct copy_job {
   unsigned requests;     /* requests in flight, each with its own buffer */
   const struct interrupt *intr;
   struct progress *prog;
+  unsigned stall_timeout_s; /* fail when no request completes this long (0: wait forever) */
 };
 
 /* Walks the source's block status once and returns the bytes the copy

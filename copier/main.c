@@ -136,6 +136,7 @@ static int copy(struct run *r, struct sp_err *e)
     .request_size = r->o->request_size < r->src.max_request ? r->o->request_size
                                                             : r->src.max_request,
     .requests = r->o->requests,
+    .stall_timeout_s = r->o->stall_timeout_s,
     .intr = &r->intr,
     .prog = &r->prog,
   };

@@ -166,6 +166,10 @@ static int from_env(sp_getenv_fn *env, struct copy_opts *o, struct sp_err *e)
   if (v && *v && parse_uint(v, 5, 3600, &o->ceph_timeout) < 0)
     return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_CEPH_TIMEOUT=%s: expected 5 to 3600 seconds",
                       v);
+  v = env("STILLPOINT_STALL_TIMEOUT_S");
+  if (v && *v && parse_uint(v, 0, 86400, &o->stall_timeout_s) < 0)
+    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_STALL_TIMEOUT_S=%s: expected 0 to 86400 "
+                      "seconds", v);
   v = env("STILLPOINT_DISK_SIZE");
   if (v && *v && (copy_parse_size(v, &o->size) < 0 || o->size == 0))
     return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_DISK_SIZE=%s: expected a size in bytes", v);

@@ -38,6 +38,7 @@ struct copy_opts {
    * user, keyring and op timeout in seconds (NULL, 0: the defaults). */
   char *ceph_conf, *ceph_user, *ceph_keyring;
   unsigned ceph_timeout;
+  unsigned stall_timeout_s; /* STILLPOINT_STALL_TIMEOUT_S; 0: none */
   bool help, version;
 };
 

@@ -666,3 +666,29 @@ def test_nbdcopy_alternatives_in_config_work(bins, src, tmp_path):
             assert rc == 0, text
     # The plain one writes raw data under the .qcow2 name, as the text says.
     assert formats == ["raw", "qcow2"]
+
+
+def test_stalled_server_fails_within_stall_timeout(bins, tmp_path):
+    """A server that stops answering reads (nbdkit's delay filter holds every
+    read 600 s, as a stuck NFS disk or a partition would): the copier fails
+    after STILLPOINT_STALL_TIMEOUT_S without progress, instead of hanging the
+    run, and leaves no output behind."""
+    sock = str(tmp_path / "k.sock")
+    proc = subprocess.Popen(["nbdkit", "-U", sock, "-f", "--filter=delay", "sparse-random",
+                             "16M", "seed=5", "percent=50", "runlength=102400", "rdelay=600"])
+    try:
+        sp_nbd.wait_for_socket(sock, proc)
+        out = str(tmp_path / "o" / "d.qcow2")
+        t0 = time.monotonic()
+        r = copy(bins, env={"STILLPOINT_STALL_TIMEOUT_S": "2"},
+                 args=["--uri", f"nbd+unix:///?socket={sock}", "--output", out], timeout=120)
+        took = time.monotonic() - t0
+        line = failed(r)
+        assert "no progress for 2 s (stall_timeout_s)" in line, line
+        # 2 s plus a generous margin for a loaded host; far below the 600 s hang.
+        assert 2 <= took < 30, took
+        print(f"stall detected after {took:.1f} s (stall_timeout_s = 2)")
+        nothing_left(out)
+    finally:
+        proc.terminate()
+        proc.wait()
