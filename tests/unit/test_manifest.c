@@ -293,6 +293,36 @@ static void writer_emits_the_sample(void **state)
  * writes tests/data/manifests/rbd.json as it is; a directory reader
  * refuses it, and a format 2 disk naming a file or a bad image name is
  * refused. */
+/* "offline" is optional (points of older versions lack it) and, when
+ * present, a boolean that round-trips. */
+static void offline_flag(void **state)
+{
+  (void)state;
+  size_t len;
+  char *text = sample(&len);
+  struct sp_manifest m;
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_manifest_parse(text, len, &m, &e), 0);
+  assert_false(m.offline);
+  m.offline = true;
+  char *out = NULL;
+  assert_int_equal(sp_manifest_to_json(&m, &out, &e), 0);
+  sp_manifest_free(&m);
+  assert_int_equal(sp_manifest_parse(out, strlen(out), &m, &e), 0);
+  assert_true(m.offline);
+  sp_manifest_free(&m);
+  free(out);
+  json_object *root = json_tokener_parse(text);
+  json_object_object_del(root, "offline");
+  const char *old = json_object_to_json_string(root);
+  assert_int_equal(sp_manifest_parse(old, strlen(old), &m, &e), 0);
+  assert_false(m.offline);
+  sp_manifest_free(&m);
+  json_object_put(root);
+  free(text);
+  expect_bad("offline", S("yes"), "offline");
+}
+
 static void rbd_format(void **state)
 {
   size_t len;
@@ -358,6 +388,7 @@ int main(void)
     cmocka_unit_test(image_format_inferred_without_probing),
     cmocka_unit_test(writer_emits_the_sample),
     cmocka_unit_test(rbd_format),
+    cmocka_unit_test(offline_flag),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
