@@ -151,7 +151,7 @@ int backup_all(const struct cli *c, const char *level, const char *target)
   sigfd = task_pool_signalfd();
   int signo = 0;
   sp_err_clear(&e);
-  bool ok = task_pool_run(tasks, ntasks, sp_config_int(&global, SP_KEY_MAX_PARALLEL_VMS), sigfd,
+  bool ok = task_pool_run(tasks, ntasks, sp_config_int(&global, SP_KEY_MAX_PARALLEL_VMS), false, sigfd,
                           &c->log, &signo, &e) == 0;
   report(c, v, n, ok);
   if (!ok) {

@@ -187,7 +187,7 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
     snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
   sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
           r->ntasks == 1 ? "" : "s", r->pf.dom.name, r->plan.level, r->id, via);
-  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), r->sigfd,
+  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), true, r->sigfd,
                     r->log, &signo, e) < 0)
     return sp_err_prefix(e, signo ? "while copying" : "the copier");
   /* In Ceph the copier's exit 0 means its snapshot exists (the contract). */

@@ -213,7 +213,7 @@ static void stop_all(struct running *run, size_t nrun)
   }
 }
 
-int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
+int task_pool_run(struct task *tasks, size_t n, long parallel, bool first_failure_stops, int sigfd,
                   const struct sp_log *log, int *signo, struct sp_err *e)
 {
   *signo = 0;
@@ -231,7 +231,8 @@ int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
 
   size_t next = 0, active = 0;
   int rc = 0;
-  while (rc == 0 && (next < n || active > 0)) {
+  bool stopping = false;
+  while (rc == 0 && !stopping && (next < n || active > 0)) {
     for (size_t s = 0; s < slots && next < n; s++) {
       if (run[s].pid > 0 || run[s].errfd >= 0)
         continue;
@@ -273,6 +274,12 @@ int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
         drain(r, log); /* the summary line is read before the disk is done */
         reap(r);
         active--;
+        if (first_failure_stops && r->task->status != 0) {
+          if (active > 0 || next < n)
+            sp_error(log, "%s failed (exit %d): stopping the others", r->task->label,
+                     r->task->status);
+          stopping = true;
+        }
       }
     }
   }
@@ -283,8 +290,12 @@ int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
   for (size_t i = 0; i < n; i++)
     if (tasks[i].status != 0) {
       size_t l = strlen(failed);
-      snprintf(failed + l, sizeof failed - l, "%s%s (exit %d)", l ? ", " : "",
-               tasks[i].label, tasks[i].status);
+      if (tasks[i].status < 0)
+        snprintf(failed + l, sizeof failed - l, "%s%s (not started)", l ? ", " : "",
+                 tasks[i].label);
+      else
+        snprintf(failed + l, sizeof failed - l, "%s%s (exit %d)", l ? ", " : "",
+                 tasks[i].label, tasks[i].status);
     }
   if (failed[0])
     return sp_err_set(e, SP_EXIT_FAILED, "failed for %s", failed);

@@ -35,8 +35,11 @@ struct task {
 int task_pool_signalfd(void);
 
 /* Returns 0 when every task exited 0; -1 with e naming the failed ones,
- * or the signal that stopped the run (*signo set). */
-int task_pool_run(struct task *tasks, size_t n, long parallel, int sigfd,
+ * or the signal that stopped the run (*signo set).  first_failure_stops:
+ * the first task that fails stops the others (SIGTERM) and starts no more -
+ * the copiers of one point, which is lost anyway (a full target must not
+ * be filled further); not the VMs of `backup --all`, which are independent. */
+int task_pool_run(struct task *tasks, size_t n, long parallel, bool first_failure_stops, int sigfd,
                   const struct sp_log *log, int *signo, struct sp_err *e);
 void task_free(struct task *t);
 

@@ -263,6 +263,22 @@ def test_copier_failure(bins, vm, tmp_path):
     assert vm.dom.jobInfo()[0] == 0  # no job left behind
 
 
+def test_first_failing_copier_stops_the_others(bins, vm, tmp_path):
+    """One copier fails (a full target): its siblings, which would run for
+    60 s more, are stopped at once, and the point fails cleanly."""
+    before = sp_vm.checkpoints(vm.dom)
+    copier = ('if [ "$STILLPOINT_DISK" = vdb ]; then echo target full >&2; exit 1; fi; '
+              + slow_copier(60))
+    t0 = time.monotonic()
+    r = backup(bins, vm, tmp_path, "--set", f"copier={copier}", "--set", "parallel=3")
+    took = time.monotonic() - t0
+    assert r.rc == 1, r
+    assert "vdb failed (exit 1): stopping the others" in r.err, r.err
+    assert "failed for vda (exit 143), vdb (exit 1)" in r.err, r.err
+    assert took < 45, took
+    assert_running_no_new_checkpoint(vm, before)
+
+
 def test_begin_failure(bins, vm, tmp_path):
     """backupBegin fails inside the pause (QEMU runs an NBD server of its own,
     started outside libvirt: "NBD server already running"); the VM must come
