@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "sha256.h"
+#include "state_capture.h"
 
 struct remote {
   ssh_session ssh;
@@ -155,12 +156,11 @@ static int r_read_tree(struct sp_host *h, const char *dir, struct sp_tree *t, bo
     return -1;
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    if (strcmp(names[i], ".lock") == 0)
-      continue;
-    if (strncmp(names[i], "TMP", 3) == 0) {
+    enum sp_tree_entry kind = sp_tree_entry_kind(names[i]);
+    if (kind == SP_TREE_TEMP)
       *temp = true;
+    if (kind != SP_TREE_FILE)
       continue;
-    }
     _cleanup_free_ char *p = sp_path_join(dir, names[i]);
     __attribute__((cleanup(attrsp))) sftp_attributes a = p ? sftp_lstat(R(h)->sftp, p) : NULL;
     if (!a) {

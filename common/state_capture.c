@@ -188,6 +188,15 @@ int sp_tree_read_at(int dirfd, const char *rel, struct sp_tree *t, struct sp_err
   return 0;
 }
 
+enum sp_tree_entry sp_tree_entry_kind(const char *name)
+{
+  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, ".lock") == 0)
+    return SP_TREE_SKIP;
+  if (strncmp(name, "TMP", 3) == 0)
+    return SP_TREE_TEMP;
+  return SP_TREE_FILE;
+}
+
 static int tree_read_fd(int dfd, const char *dir, struct sp_tree *t, bool *temp_present,
                         struct sp_err *e)
 {
@@ -204,12 +213,11 @@ static int tree_read_fd(int dfd, const char *dir, struct sp_tree *t, bool *temp_
   int rc = 0;
   while (rc == 0 && (de = readdir(d))) {
     const char *name = de->d_name;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, ".lock") == 0)
-      continue;
-    if (strncmp(name, "TMP", 3) == 0) {
+    enum sp_tree_entry kind = sp_tree_entry_kind(name);
+    if (kind == SP_TREE_TEMP)
       *temp_present = true;
+    if (kind != SP_TREE_FILE)
       continue;
-    }
     struct sp_blob *nf = realloc(t->files, (t->n + 1) * sizeof *nf);
     if (!nf) {
       rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", dir);

@@ -35,6 +35,14 @@ struct sp_capture_stats {
   long ms;
 };
 
+/* What a name in a TPM state directory is, the rule every host's read
+ * follows (sp_tree_read here, the SFTP read of agent/host_ssh.c): ".",
+ * ".." and swtpm's ".lock" are skipped, swtpm's "TMP*" temporaries are
+ * reported (a write is under way), anything else is a file of the state,
+ * which must be a regular file. */
+enum sp_tree_entry { SP_TREE_SKIP, SP_TREE_TEMP, SP_TREE_FILE };
+enum sp_tree_entry sp_tree_entry_kind(const char *name);
+
 /* One read of a flat directory: regular files only, ".lock" and swtpm's
  * "TMP*" temp files left out (temp_present tells whether one was seen).
  * Anything that is not a regular file is an error: a state directory

@@ -93,6 +93,19 @@ static void refuses_symlinks_and_subdirs(void **state)
   free(dir);
 }
 
+/* The rule both hosts' reads follow (the SFTP one has no unit of its own). */
+static void tree_entry_kinds(void **state)
+{
+  assert_int_equal(sp_tree_entry_kind("."), SP_TREE_SKIP);
+  assert_int_equal(sp_tree_entry_kind(".."), SP_TREE_SKIP);
+  assert_int_equal(sp_tree_entry_kind(".lock"), SP_TREE_SKIP);
+  assert_int_equal(sp_tree_entry_kind("TMP2-00.permall"), SP_TREE_TEMP);
+  assert_int_equal(sp_tree_entry_kind("TMP"), SP_TREE_TEMP);
+  assert_int_equal(sp_tree_entry_kind("tpm2-00.permall"), SP_TREE_FILE);
+  assert_int_equal(sp_tree_entry_kind(".lock2"), SP_TREE_FILE);
+  assert_int_equal(sp_tree_entry_kind("tmp-lower"), SP_TREE_FILE);
+}
+
 static void blob_capture(void **state)
 {
   char *dir = unit_tmpdir();
@@ -170,6 +183,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(reads_flat_tree_sorted_without_lock),
     cmocka_unit_test(refuses_symlinks_and_subdirs),
+    cmocka_unit_test(tree_entry_kinds),
     cmocka_unit_test(blob_capture),
     cmocka_unit_test(blob_map),
   };
