@@ -19,7 +19,8 @@
 #include "vm_lock.h"
 
 static const char usage[] =
-  "usage: stillpoint prune DOMAIN|--all [--dry-run] [--target DIR] [-c URI] [--json]\n"
+  "usage: stillpoint prune DOMAIN|--all [--dry-run] [--target DIR|rbd:POOL[/NAMESPACE]]\n"
+  "                        [-c URI] [--json]\n"
   "                        [--config FILE] [--set key=value]\n"
   "Keeps the newest `keep` points of each domain (policy), merging where a kept point\n"
   "depends on one that goes, and deletes libvirt checkpoints no future point needs.\n";
@@ -42,6 +43,36 @@ static int extra_opt(void *user, int opt, const char *arg, struct sp_err *e)
   else if (opt == OPT_TARGET)
     o->target = arg;
   return 0;
+}
+
+/* One domain in a Ceph pool: each UUID its name maps to (or the domain's
+ * own), under the VM's lock in the pool; a dry run takes no lock and
+ * changes nothing, not even a failed run's leftovers. */
+static int prune_rbd_one(const struct cli *c, const struct prune_opts *o,
+                         const struct sp_config *cfg, virDomainPtr dom, const char *name,
+                         json_object *actions, struct sp_err *e)
+{
+  struct rbd_target t = { 0 };
+  char **uuids = NULL;
+  size_t n = 0;
+  char own[VIR_UUID_STRING_BUFLEN];
+  int rc = rbd_target_connect(&t, cfg, o->target, &c->log, e);
+  if (rc == 0)
+    rc = rbd_target_find_domain(&t, dom && virDomainGetUUIDString(dom, own) == 0 ? own : name,
+                                &uuids, &n, e);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = rbd_target_open_store(&t, uuids[i], e);
+    if (rc == 0 && !o->dry_run)
+      rc = rbd_target_lock(&t, "prune", e);
+    if (rc == 0)
+      rc = prune_rbd(dom, &t, sp_config_int(cfg, SP_KEY_KEEP), o->dry_run, &c->log, actions, e);
+    rbd_target_close_store(&t);
+  }
+  for (size_t i = 0; i < n; i++)
+    free(uuids[i]);
+  free(uuids);
+  rbd_target_close(&t);
+  return rc;
 }
 
 /* One domain; its directory may outlive its libvirt definition. */
@@ -67,7 +98,11 @@ static int prune_one(const struct cli *c, const struct prune_opts *o, virConnect
               vm_lock_take(uuid, name, "prune", &lock, e) < 0))
     goto done;
   json_object *actions = out ? json_object_new_array() : NULL;
-  rc = prune_domain(dom, dir, sp_config_int(&cfg, SP_KEY_KEEP), o->dry_run, &c->log, actions, e);
+  if (rbd_target_is(o->target ? o->target : sp_config_str(&cfg, SP_KEY_TARGET)))
+    rc = prune_rbd_one(c, o, &cfg, dom, name, actions, e);
+  else
+    rc = prune_domain(dom, dir, sp_config_int(&cfg, SP_KEY_KEEP), o->dry_run, &c->log, actions,
+                      e);
   if (out) {
     json_object *j = json_object_new_object();
     json_object_object_add(j, "domain", json_object_new_string(name));
@@ -108,6 +143,9 @@ int cmd_prune(int argc, char **argv)
   if (!o.all) {
     if (prune_one(&c, &o, hv.conn, c.args[0], out, &e) < 0)
       rc = cli_fail(&c, &e);
+  } else if (rbd_target_is(o.target ? o.target : sp_config_str(&cfg, SP_KEY_TARGET))) {
+    rc = cli_fail(&c, (sp_err_set(&e, SP_EXIT_USAGE, "prune --all of a Ceph pool is not built "
+                                  "yet: prune each DOMAIN"), &e));
   } else {
     /* Every domain directory under the target, defined in libvirt or not. */
     const char *target = o.target ? o.target : sp_config_str(&cfg, SP_KEY_TARGET);

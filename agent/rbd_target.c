@@ -203,7 +203,7 @@ int rbd_target_lock(struct rbd_target *t, const char *what, struct sp_err *e)
   return 0;
 }
 
-void rbd_target_close(struct rbd_target *t)
+void rbd_target_close_store(struct rbd_target *t)
 {
   if (t->renewing) {
     pthread_mutex_lock(&t->mu);
@@ -217,6 +217,13 @@ void rbd_target_close(struct rbd_target *t)
   }
   if (t->store_open)
     sp_rados_store_close(&t->store);
+  t->store_open = false;
+  t->stop = false;
+}
+
+void rbd_target_close(struct rbd_target *t)
+{
+  rbd_target_close_store(t);
   if (t->cluster)
     rados_shutdown(t->cluster);
   free(t->pool);

@@ -58,6 +58,8 @@ int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids
 /* Takes the VM's lock in the pool (what: "backup", "prune"), keeps it
  * renewed until close, and removes what failed runs left (said in the log). */
 int rbd_target_lock(struct rbd_target *t, const char *what, struct sp_err *e);
+/* Stops renewing, unlocks and closes the VM's store, staying connected. */
+void rbd_target_close_store(struct rbd_target *t);
 /* Stops renewing, unlocks, disconnects; safe on a zeroed value. */
 void rbd_target_close(struct rbd_target *t);
 

@@ -240,6 +240,21 @@ def test_full_inc_failed_inc_prune(bins, vm, pool, tmp_path):
     # Found by the domain's UUID as well as by its name.
     assert [p["id"] for p in list_points(bins, vm, pool, vm.uuid)] == points[1:]
 
+    # prune as a command: a dry run changes nothing, then keep = 1.
+    prune = [bins.stillpoint, "prune", vm.name, "--target", pool.target, "--json",
+             *pool.sets(), "--set", "keep=1"]
+    r = run([*prune, "--dry-run"], timeout=TIMEOUT)
+    assert r.rc == 0, r
+    assert [a["point"] for a in r.json()[0]["actions"]] == [points[1]]
+    assert pool.snapshots(vda) == points[1:]
+    r = run(prune, timeout=TIMEOUT)
+    assert r.rc == 0, r
+    assert [a["point"] for a in r.json()[0]["actions"]] == [points[1]]
+    assert [p["id"] for p in list_points(bins, vm, pool)] == points[2:]
+    assert pool.snapshots(vda) == points[2:]
+    manifest = json.loads(pool.get(f"stillpoint.point.{vm.uuid}.{points[2]}/manifest.json"))
+    assert_point_equals(pool, manifest, states[2], tmp_path)
+
 
 def test_second_run_gets_the_holder(bins, vm, pool):
     """While one run holds the VM's lock in the pool, another (another host,
