@@ -190,7 +190,7 @@ int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
   return 0;
 }
 
-int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
+int backup_job_abort(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
 {
   if (!j->begun)
     return 0;
@@ -199,6 +199,18 @@ int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
   if (virDomainAbortJob(dom) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot end the backup job of %s: %s (end it with "
                       "`virsh domjobabort %s`)", name, virt_errmsg(), name);
+  j->ending = true;
+  return 0;
+}
+
+int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
+{
+  if (backup_job_abort(dom, j, e) < 0)
+    return -1;
+  if (!j->ending)
+    return 0; /* never begun, or already waited for */
+  const char *name = virDomainGetName(dom);
+  j->ending = false;
   /* The abort returns before libvirt has torn the job down (QEMU cancels
    * the block jobs asynchronously): a backup started right after would be
    * refused as "another job", so wait until the job is gone. */

@@ -36,6 +36,7 @@ struct backup_job {
   char *backup_xml, *checkpoint_xml;
   bool reuse_scratch;      /* scratch files made before the pause (local hosts) */
   bool begun;
+  bool ending;             /* aborted, not yet seen gone */
 };
 
 /* Makes the directories (owned by QEMU's user, 0700), the scratch files
@@ -45,7 +46,12 @@ int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct 
                        const char *scratch_root, const char *tag, struct sp_err *e);
 /* Inside the window. */
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
-/* Ends the pull job (the NBD exports go away). */
+/* Asks libvirt to end the pull job (the NBD exports go away) without
+ * waiting for QEMU to tear it down: the point's images are hashed
+ * meanwhile. */
+int backup_job_abort(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
+/* Ends the pull job (aborted first if it was not) and waits until it is
+ * gone, so that the next backup of the domain is not refused. */
 int backup_job_end(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
 /* Removes the runtime and scratch directories and frees. */
 void backup_job_free(struct backup_job *j);

@@ -399,12 +399,22 @@ static int take_point(struct run *r, double t0, struct sp_err *e)
   t->copy_ms = t4 - t3;
   struct sp_err je = { 0 };
   tunnel_close(&r->tunnel);
-  if (backup_job_end(r->dom, &r->job, &je) < 0)
+  /* QEMU tears the job down while the images are hashed (backup_finish);
+   * only the wait for it is counted here. */
+  if (backup_job_abort(r->dom, &r->job, &je) < 0)
     sp_warn(r->log, "%s", je.msg);
   t->job_end_ms = phases_now() - t4;
+  /* Asked to end, the job goes away by itself: nothing for the guardian
+   * to abort if we die while hashing. */
   guardian_tell_ended(&r->guardian);
   test_failpoint("end-job", gp);
-  if (backup_finish(r, e) < 0) {
+  int frc = backup_finish(r, e);
+  double t5 = phases_now();
+  sp_err_clear(&je);
+  if (backup_job_end(r->dom, &r->job, &je) < 0)
+    sp_warn(r->log, "%s", je.msg);
+  r->tail.job_wait_ms = phases_now() - t5;
+  if (frc < 0) {
     struct sp_err ce = { 0 };
     if (checkpoint_delete(r->dom, r->id, &ce) < 0)
       sp_error(r->log, "%s", ce.msg);

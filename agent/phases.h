@@ -13,6 +13,7 @@ struct phases_tail {
   double sums_ms;   /* SHA256SUMS written */
   double dirs_ms;   /* the point's directories fsynced */
   double rename_ms; /* <id>.partial renamed to <id>, its directory fsynced */
+  double job_wait_ms; /* the backup job seen gone, after the rename */
 };
 
 /* Milliseconds on the monotonic clock, with fractions. */

@@ -88,7 +88,7 @@ struct sp_manifest_timings {
   double window_ms;    /* freeze, pause, capture, begin, resume, thaw */
   double state_ms;     /* domain.xml, checkpoint.xml, NVRAM, TPM written */
   double copy_ms;      /* every copier, start to last exit */
-  double job_end_ms;   /* the pull job ended */
+  double job_end_ms;   /* the pull job's end asked for (its teardown overlaps hashing) */
   double check_ms;     /* the copiers' images checked (header, backing) */
   double hash_ms;      /* the images hashed for SHA256SUMS */
   double fsync_ms;     /* the images fsynced */

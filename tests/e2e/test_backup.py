@@ -91,7 +91,7 @@ def test_full_then_incrementals(bins, vm, tmp_path):
             spp.apply(vm, raw if t == "vdc" else models[t], t, op, pat, off, ln)
         r = backup(bins, vm, target, "--verbose")
         assert r.rc == 0, r
-        assert re.search(r"phases \(ms\): prepare [0-9.]+, window .* rename [0-9.]+; total", r.err), r
+        assert re.search(r"phases \(ms\): prepare [0-9.]+, window .* rename [0-9.]+, job gone [0-9.]+; total", r.err), r
         j = r.json()
         ids.append(j["id"])
         assert j["level"] == ("full" if i == 0 else "inc")
