@@ -193,7 +193,7 @@ def test_backup_all_running_shut_off_and_skipped(bins, conn, tmp_path):
         assert "offline" in r.out and "skip" in r.out
         r = run([bins.stillpoint, "backup", "--all", "--json", "--target", str(tmp_path / "p")],
                 env=env)
-        assert r.rc == 0, r
+        assert r.rc == 0, [v for v in json.loads(r.out)["vms"] if "offall" in v["domain"]]
         status = {v["domain"]: v for v in r.json()["vms"]}
         assert status[vms[0].name]["status"] == "ok"
         assert status[vms[0].name]["manifest"]["offline"] is False
