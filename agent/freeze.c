@@ -1,7 +1,5 @@
 #include "freeze.h"
 
-#include <json-c/json.h>
-#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,50 +48,6 @@ static __attribute__((format(printf, 2, 3))) void note(struct freeze *f, const c
   va_start(ap, fmt);
   vsnprintf(f->note + len, sizeof f->note - len, fmt, ap);
   va_end(ap);
-}
-
-static void bound_agent(virDomainPtr dom, int timeout_s, const struct sp_log *log)
-{
-  /* Per domain in libvirtd: it bounds our calls and the guardian's, and
-   * libvirt's guest-sync, which a per-call timeout does not. */
-  if (virDomainAgentSetResponseTimeout(dom, timeout_s, 0) < 0 && log)
-    sp_warn(log, "cannot bound the guest agent's answer time: %s", virt_errmsg());
-}
-
-static void unbound_agent(virDomainPtr dom)
-{
-  /* libvirt has no getter for the previous value: back to its default. */
-  virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
-}
-
-enum pf_agent freeze_probe(virDomainPtr dom, int timeout_s, char *why, size_t n)
-{
-  why[0] = '\0';
-  bound_agent(dom, timeout_s, NULL);
-  _cleanup_free_ char *reply =
-    virDomainQemuAgentCommand(dom, "{\"execute\":\"guest-fsfreeze-status\"}", timeout_s, 0);
-  enum pf_agent st = PF_AGENT_SILENT;
-  if (!reply) {
-    /* Read the error before libvirt is called again. */
-    st = virt_errcode() == VIR_ERR_AGENT_UNRESPONSIVE ? PF_AGENT_SILENT : PF_AGENT_NO_FREEZE;
-    snprintf(why, n, "%s", virt_errmsg());
-  } else {
-    json_object *o = json_tokener_parse(reply), *ret = NULL;
-    const char *s = o && json_object_object_get_ex(o, "return", &ret) &&
-                    json_object_is_type(ret, json_type_string) ? json_object_get_string(ret)
-                                                               : NULL;
-    if (s && strcmp(s, "thawed") == 0)
-      st = PF_AGENT_THAWED;
-    else if (s && strcmp(s, "frozen") == 0)
-      st = PF_AGENT_FROZEN;
-    else {
-      st = PF_AGENT_NO_FREEZE;
-      snprintf(why, n, "unexpected answer to guest-fsfreeze-status: %.200s", reply);
-    }
-    json_object_put(o);
-  }
-  unbound_agent(dom);
-  return st;
 }
 
 /* The freeze got no answer within the bound: it may still happen, so it
@@ -162,7 +116,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
   const char *mounts[64];
   size_t nm = mp ? split_mountpoints(mp, mounts, 64) : 0;
 
-  bound_agent(dom, f->timeout_s, log);
+  freeze_agent_bound(dom, f->timeout_s, log);
   f->t_freeze = sp_now_ms();
   sp_utc_now(f->freeze_at);
   /* Told first: if we die while the agent freezes, the guardian thaws. */
@@ -177,7 +131,7 @@ int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct pre
      * before it answers, so there is nothing to thaw (and a thaw would
      * thaw a freeze of someone else who got in before us). */
     guardian_tell_thawed(g);
-    unbound_agent(dom);
+    freeze_agent_unbound(dom);
     f->freeze_at[0] = '\0';
     f->t_freeze = 0;
     if (required)
@@ -233,7 +187,7 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
   }
   f->t_thaw = sp_now_ms();
   sp_utc_now(f->thaw_at);
-  unbound_agent(dom);
+  freeze_agent_unbound(dom);
   if (n < 0) {
     /* The guardian still believes it frozen and tries once more at quit. */
     note(f, "THAW FAILED after %d s (%s): run `virsh domfsthaw %s`",

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "freeze_probe.h"
 #include "guardian.h"
 #include "log.h"
 #include "preflight.h"
@@ -37,11 +38,6 @@ struct freeze {
   char freeze_at[32], thaw_at[32];
   char note[512];       /* what happened instead of a plain freeze, for the manifest */
 };
-
-/* guest-fsfreeze-status, answered within timeout_s or not at all; a reason
- * for anything but THAWED/FROZEN goes to why.  Leaves the domain's agent
- * response timeout at libvirt's default. */
-enum pf_agent freeze_probe(virDomainPtr dom, int timeout_s, char *why, size_t n);
 
 int freeze_guest(virDomainPtr dom, const struct sp_config *cfg, const struct preflight *pf,
                  struct guardian *g, struct freeze *f, const struct sp_log *log,

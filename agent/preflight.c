@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "freeze.h"
+#include "freeze_probe.h"
 #include "fsutil.h"
 #include "host.h"
 #include "nbd_tcp.h"

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "domain_xml.h"
 #include "err.h"
+#include "freeze_probe.h"
 #include "host.h"
 #include "qemu_access.h"
 #include "qemu_conf.h"
@@ -21,16 +22,6 @@ struct pf_disk {
   const char *skip;           /* why it is left out, NULL when copied */
   bool full_only;             /* no dirty bitmap possible (raw) */
   unsigned long long capacity;
-};
-
-/* What the guest agent answered to guest-fsfreeze-status in preflight
- * (asked only when freeze != off and the VM runs with an agent connected). */
-enum pf_agent {
-  PF_AGENT_NOT_ASKED,
-  PF_AGENT_THAWED,
-  PF_AGENT_FROZEN,    /* frozen by someone else */
-  PF_AGENT_SILENT,    /* no answer within freeze_timeout_s: hung or stopped */
-  PF_AGENT_NO_FREEZE, /* answered with an error: it cannot freeze */
 };
 
 struct preflight {
