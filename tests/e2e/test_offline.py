@@ -387,3 +387,43 @@ def test_backup_on_stop(bins, conn, confdir, tmp_path):
     finally:
         bed.uninstall()
         vm.remove()
+
+
+def test_backup_on_stop_one_pending_run_per_vm(bins, tmp_path):
+    """The hand-off's rate limit, with the hook run directly (no libvirt): a
+    second stop while the first hand-off is pending hands nothing off; once
+    it ended, the next stop hands off again."""
+    uuid = "0ff1ce00-5eed-4a11-8b0b-000000000017"
+    conf = tmp_path / "conf"
+    (conf / "vm.d").mkdir(parents=True)
+    ran = tmp_path / "ran"
+    fake = tmp_path / "fake-stillpoint"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {ran}\nsleep 3\n")
+    fake.chmod(0o755)
+    (conf / "stillpoint.conf").write_text(
+        f"[hook]\nsnapshot_on_stop = no\nstate_dir = {tmp_path / 'state'}\n"
+        f"backup_on_stop = yes\nstillpoint_binary = {fake}\n")
+    xml = (f"<domain type='qemu'><name>sptest-pending</name><uuid>{uuid}</uuid>"
+           "<memory>1</memory><os><type>hvm</type></os><devices/></domain>")
+    env = {"STILLPOINT_CONFDIR": str(conf)}
+    pending = f"/run/stillpoint/offline/{uuid}.pending"
+    try:
+        hook = [bins.hook, "sptest-pending", "release", "end", "-"]
+        first = run(hook, env=env, input=xml)
+        assert first.rc == 0 and "handed off" in first.err, first
+        second = run(hook, env=env, input=xml)
+        assert second.rc == 0 and "pending already" in second.err, second
+        deadline = time.time() + 30
+        while time.time() < deadline and not ran.exists():
+            time.sleep(0.2)
+        assert ran.read_text() == "backup --only-offline sptest-pending\n"
+        time.sleep(4)  # the fake backup ends, and the lock with it
+        third = run(hook, env=env, input=xml)
+        assert third.rc == 0 and "handed off" in third.err, third
+        time.sleep(6)
+        assert ran.read_text().count("backup --only-offline") == 2
+    finally:
+        try:
+            os.unlink(pending)
+        except FileNotFoundError:
+            pass
