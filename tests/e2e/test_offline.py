@@ -387,6 +387,10 @@ def test_backup_on_stop(bins, conn, confdir, tmp_path):
     finally:
         bed.uninstall()
         vm.remove()
+        try:  # the rate limit's lock file
+            os.unlink(f"/run/stillpoint/offline/{vm.uuid}.pending")
+        except FileNotFoundError:
+            pass
 
 
 def test_backup_on_stop_one_pending_run_per_vm(bins, tmp_path):
