@@ -99,23 +99,39 @@ static char *disk_output(const struct run *r, const struct disk_plan *dp, char *
 
 /* Before a copier creates anything in the pool, the run's intents name
  * it: an image for a full disk, the snapshot for every disk. */
+/* "@IMAGE" or "@IMAGE@SNAP", NULL when out of memory (asprintf leaves
+ * its pointer undefined then). */
+static char *intent_item(const char *image, const char *snap)
+{
+  char *s = NULL;
+  if (asprintf(&s, "@%s%s%s", image, snap ? "@" : "", snap ? snap : "") < 0)
+    return NULL;
+  return s;
+}
+
 static int intend_disks(struct run *r, struct sp_err *e)
 {
-  size_t n = r->plan.ndisks;
+  size_t n = r->plan.ndisks, k = 0;
   char **items = calloc(2 * n + 1, sizeof *items);
-  size_t k = 0;
-  int rc = items ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  if (!items)
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  int rc = 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
     _cleanup_free_ char *image = NULL;
     _cleanup_free_ char *out = disk_output(r, dp, &image);
-    if (!out || (!dp->rbd_image && asprintf(&items[k++], "@%s", image) < 0) ||
-        asprintf(&items[k++], "@%s@%s", image, r->id) < 0)
+    char *whole = out && !dp->rbd_image ? intent_item(image, NULL) : NULL;
+    char *snap = out ? intent_item(image, r->id) : NULL;
+    if (whole)
+      items[k++] = whole;
+    if (snap)
+      items[k++] = snap;
+    if (!out || !snap || (!dp->rbd_image && !whole))
       rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
   }
   if (rc == 0)
     rc = rbd_target_intend(&r->rbd, r->id, (const char *const *)items, k, e);
-  for (size_t i = 0; items && i < k; i++)
+  for (size_t i = 0; i < k; i++)
     free(items[i]);
   free(items);
   return rc;
