@@ -8,29 +8,11 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "xml_tree.h"
 
 #define OVERLAY_SUFFIX ".overlay"
 
 static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
-
-static xmlNodePtr child(xmlNodePtr n, const char *name)
-{
-  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name))
-      return c;
-  return NULL;
-}
-
-static void remove_children(xmlNodePtr n, const char *name)
-{
-  for (xmlNodePtr c = n->children, next; c; c = next) {
-    next = c->next;
-    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name)) {
-      xmlUnlinkNode(c);
-      xmlFreeNode(c);
-    }
-  }
-}
 
 static xmlNodePtr find_disk(xmlNodePtr devices, const char *target, int *count)
 {
@@ -39,7 +21,7 @@ static xmlNodePtr find_disk(xmlNodePtr devices, const char *target, int *count)
   for (xmlNodePtr c = devices ? devices->children : NULL; c; c = c->next) {
     if (c->type != XML_ELEMENT_NODE || !xmlStrEqual(c->name, (const xmlChar *)"disk"))
       continue;
-    xmlNodePtr t = child(c, "target");
+    xmlNodePtr t = sp_xml_child(c, "target");
     _cleanup_free_ char *dev = t ? (char *)xmlGetProp(t, (const xmlChar *)"dev") : NULL;
     if (dev && strcmp(dev, target) == 0) {
       found = c;
@@ -75,9 +57,9 @@ static int add_backing(xmlNodePtr after, const char *sock)
 static int rewrite(xmlNodePtr disk, const struct instant_xml_disk *d)
 {
   xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)"file");
-  remove_children(disk, "source");
-  remove_children(disk, "backingStore");
-  xmlNodePtr driver = child(disk, "driver");
+  sp_xml_remove_children(disk, "source");
+  sp_xml_remove_children(disk, "backingStore");
+  xmlNodePtr driver = sp_xml_child(disk, "driver");
   if (!driver && !(driver = xmlNewChild(disk, NULL, (const xmlChar *)"driver", NULL)))
     return -1;
   xmlSetProp(driver, (const xmlChar *)"name", (const xmlChar *)"qemu");
@@ -101,7 +83,7 @@ int instant_xml_disks(const char *xml, size_t len, const struct instant_xml_disk
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
   if (!root || !xmlStrEqual(root->name, (const xmlChar *)"domain"))
     return sp_err_set(e, SP_EXIT_FAILED, "the domain XML libvirt gave is not a domain");
-  xmlNodePtr devices = child(root, "devices");
+  xmlNodePtr devices = sp_xml_child(root, "devices");
   for (size_t i = 0; i < n; i++) {
     int count;
     xmlNodePtr disk = find_disk(devices, d[i].target, &count);

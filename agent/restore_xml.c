@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "xml_tree.h"
 #include "domain_filter.h"
 
 static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
@@ -32,31 +33,10 @@ int restore_new_uuid(char out[37], struct sp_err *e)
   return 0;
 }
 
-static xmlNodePtr child(xmlNodePtr n, const char *name)
-{
-  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name))
-      return c;
-  return NULL;
-}
-
-static void remove_children(xmlNodePtr n, const char *name)
-{
-  xmlNodePtr c = n->children;
-  while (c) {
-    xmlNodePtr next = c->next;
-    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, (const xmlChar *)name)) {
-      xmlUnlinkNode(c);
-      xmlFreeNode(c);
-    }
-    c = next;
-  }
-}
-
 /* Sets the text content of the first <name> child of n (created if absent). */
 static int set_text(xmlNodePtr n, const char *name, const char *text)
 {
-  xmlNodePtr c = child(n, name);
+  xmlNodePtr c = sp_xml_child(n, name);
   if (!c && !(c = xmlNewChild(n, NULL, (const xmlChar *)name, NULL)))
     return -1;
   _cleanup_free_ char *esc = (char *)xmlEncodeSpecialChars(n->doc, (const xmlChar *)text);
@@ -76,10 +56,10 @@ static int rewrite_disk(xmlXPathContextPtr ctx, const struct restored_disk *d, s
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has no disk %s", d->target);
   xmlNodePtr disk = o->nodesetval->nodeTab[0];
   xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)"file");
-  remove_children(disk, "source");
-  remove_children(disk, "backingStore");
+  sp_xml_remove_children(disk, "source");
+  sp_xml_remove_children(disk, "backingStore");
   xmlNodePtr src = xmlNewNode(NULL, (const xmlChar *)"source");
-  xmlNodePtr driver = child(disk, "driver");
+  xmlNodePtr driver = sp_xml_child(disk, "driver");
   if (!src)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
   xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)d->path);
@@ -96,17 +76,17 @@ static int rewrite_disk(xmlXPathContextPtr ctx, const struct restored_disk *d, s
 
 static int rewrite_nvram(xmlNodePtr root, const char *path, struct sp_err *e)
 {
-  xmlNodePtr os = child(root, "os");
+  xmlNodePtr os = sp_xml_child(root, "os");
   if (!os)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has no <os>");
-  xmlNodePtr nv = child(os, "nvram");
+  xmlNodePtr nv = sp_xml_child(os, "nvram");
   if (!nv) {
     /* firmware='efi' autoselection: libvirt 9.0 keeps the path only in
      * the live XML; an explicit path makes it use ours. */
     if (!(nv = xmlNewChild(os, NULL, (const xmlChar *)"nvram", NULL)))
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
   }
-  xmlNodePtr src = child(nv, "source");
+  xmlNodePtr src = sp_xml_child(nv, "source");
   if (src) {
     xmlUnsetProp(src, (const xmlChar *)"dev");
     xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)path);
@@ -130,7 +110,7 @@ static int rewrite_tpm(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
     xmlXPathEvalExpression((const xmlChar *)"/domain/devices/tpm/backend", ctx);
   for (int i = 0; b && b->nodesetval && i < b->nodesetval->nodeNr; i++) {
     xmlNodePtr backend = b->nodesetval->nodeTab[i];
-    remove_children(backend, "source");
+    sp_xml_remove_children(backend, "source");
     if (!o->tpm_source)
       continue;
     xmlNodePtr src = xmlNewChild(backend, NULL, (const xmlChar *)"source", NULL);
@@ -161,13 +141,13 @@ static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
   size_t off = 0;
   for (int i = 0; d && d->nodesetval && i < d->nodesetval->nodeNr; i++) {
     xmlNodePtr disk = d->nodesetval->nodeTab[i];
-    xmlNodePtr target = child(disk, "target");
+    xmlNodePtr target = sp_xml_child(disk, "target");
     xmlChar *dev = target ? xmlGetProp(target, (const xmlChar *)"dev") : NULL;
     xmlChar *device = xmlGetProp(disk, (const xmlChar *)"device");
     xmlChar *type = xmlGetProp(disk, (const xmlChar *)"type");
     bool removable = device && (xmlStrEqual(device, (const xmlChar *)"cdrom") ||
                                 xmlStrEqual(device, (const xmlChar *)"floppy"));
-    bool has_source = child(disk, "source") != NULL;
+    bool has_source = sp_xml_child(disk, "source") != NULL;
     const char *name = dev ? (const char *)dev : "(no target)";
     if (!restored(o, (const char *)dev) && has_source) {
       if (o->other_disks == RESTORE_OTHER_KEEP) {
@@ -183,7 +163,7 @@ static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
         (*nkept)++;
       } else if (o->other_disks == RESTORE_OTHER_DROP) {
         if (removable) {
-          remove_children(disk, "source");
+          sp_xml_remove_children(disk, "source");
         } else {
           xmlUnlinkNode(disk);
           xmlFreeNode(disk);
@@ -244,7 +224,7 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
     _cleanup_(xobjp) xmlXPathObjectPtr macs =
       xmlXPathEvalExpression((const xmlChar *)"/domain/devices/interface", ctx);
     for (int i = 0; macs && macs->nodesetval && i < macs->nodesetval->nodeNr; i++)
-      remove_children(macs->nodesetval->nodeTab[i], "mac");
+      sp_xml_remove_children(macs->nodesetval->nodeTab[i], "mac");
   }
   for (size_t i = 0; i < o->ndisks; i++)
     if (rewrite_disk(ctx, &o->disks[i], e) < 0)
