@@ -7,6 +7,7 @@ a failed run that leaves nothing visible and whose leftovers the next run
 removes, and retention that drops whole points without touching the others.
 """
 import hashlib
+import time
 import json
 import subprocess
 import uuid as uuidlib
@@ -271,3 +272,33 @@ def test_second_run_gets_the_holder(bins, vm, pool):
     assert "otherhost pid 4242" in r.err, r
     assert sp_vm.checkpoints(vm.dom) == before
     assert vm.is_running()
+
+
+def test_two_coordinators_one_pool(bins, conn, vm, pool):
+    """Two backups of two VMs into one pool at once both commit, each under
+    its own VM's lock; a third run on a VM being backed up fails at once
+    naming the holder (on one host the local lock answers first)."""
+    other = sp_vm.TestVM(conn, tag="rbd2")
+    try:
+        other.start()
+        other.wait_settled()
+        slow = ["--set", f'copier=sleep 15; exec "{Bins.copy}"']
+        procs = [subprocess.Popen([bins.stillpoint, "backup", v.name, "--target", pool.target,
+                                   "--json", *pool.sets(), *slow], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for v in (vm, other)]
+        # Wait (no timing assumption) until vm's run is copying: its intents exist.
+        deadline = time.monotonic() + TIMEOUT
+        while not any(k.startswith("pending.") for k in pool.omap(f"stillpoint.vm.{vm.uuid}")):
+            assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].stderr.read()
+            time.sleep(0.5)
+        third = backup(bins, vm, pool)
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            assert p.returncode == 0, err
+        assert third.rc == 1 and "busy" in third.err, third
+        for v, (out, _) in zip((vm, other), outs):
+            j = json.loads(out)
+            assert [p["id"] for p in list_points(bins, v, pool)] == [j["id"]]
+            assert pool.omap(f"stillpoint.vm.{v.uuid}") == [f"point.{j['id']}"]
+    finally:
+        other.remove()
