@@ -86,6 +86,12 @@ static void run_free(struct run *r)
   free(r->results);
   free(r->checkpoint_xml);
   free(r->inactive_xml);
+  /* A Ceph point's files were staged here: uploaded, or named by the
+   * run's intents in the pool. */
+  if (r->rbd_on && r->domain_dir) {
+    struct sp_err ignored = { 0 };
+    sp_rm_rf(r->domain_dir, &ignored);
+  }
   free(r->domain_dir);
   chain_plan_free(&r->plan);
   preflight_free(&r->pf);
@@ -93,12 +99,6 @@ static void run_free(struct run *r)
   sp_config_free(&r->cfg);
   if (r->sigfd >= 0)
     close(r->sigfd);
-  /* A Ceph point's files were staged here: uploaded, or named by the
-   * run's intents in the pool. */
-  if (r->rbd_on && r->domain_dir) {
-    struct sp_err ignored = { 0 };
-    sp_rm_rf(r->domain_dir, &ignored);
-  }
   rbd_target_close(&r->rbd);
   vm_lock_release(&r->lock);
   if (r->dom)

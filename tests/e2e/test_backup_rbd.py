@@ -7,6 +7,7 @@ a failed run that leaves nothing visible and whose leftovers the next run
 removes, and retention that drops whole points without touching the others.
 """
 import hashlib
+import os
 import time
 import json
 import subprocess
@@ -188,6 +189,7 @@ def test_full_inc_failed_inc_prune(bins, vm, pool, tmp_path):
             assert disks["vda"]["bytes_written"] <= 1 * MiB
         assert_point_equals(pool, j, models, tmp_path)
         assert_committed(pool, vm, j)
+        assert not os.path.exists(f"/run/stillpoint/rbd-staging/{vm.uuid}")  # staging removed
         points.append(j["id"])
         states.append({t: m.copy() for t, m in models.items()})
         assert vm.is_running()
@@ -200,6 +202,7 @@ def test_full_inc_failed_inc_prune(bins, vm, pool, tmp_path):
     r = backup(bins, vm, pool, "--set", f'copier="{Bins.copy}"; exit 1')
     assert r.rc == 1, r
     assert "not committed" in r.err, r
+    assert not os.path.exists(f"/run/stillpoint/rbd-staging/{vm.uuid}")
     assert sp_vm.checkpoints(vm.dom) == before
     keys = pool.omap(f"stillpoint.vm.{vm.uuid}")
     assert [k for k in keys if k.startswith("point.")] == [f"point.{p}" for p in points]
