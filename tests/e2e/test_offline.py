@@ -8,12 +8,15 @@ offline incremental, then a start during an offline backup.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
 
+import sp_guest
 import sp_points as spp
 import sp_vm
 from conftest import Bins, run
@@ -169,6 +172,40 @@ def test_offline_inc_after_online(bins, chain, tmp_path):
     assert c.vm.state() == sp_vm.libvirt.VIR_DOMAIN_SHUTOFF
     assert state_hashes(c) == (nvram, tpm)
     check_point(bins, c, j, tmp_path, nvram, tpm)
+    restore_and_start(bins, c, j["path"], tmp_path, nvram, tpm)
+
+
+def restore_and_start(bins, c, point, tmp_path, nvram, tpm):
+    """An offline point restores like any other: a new domain whose disks
+    equal the source images now, whose TPM and NVRAM are the point's (as the
+    shut-off VM's were), and whose firmware starts on them."""
+    name = sp_vm.unique_name("offrs")
+    disks = tempfile.mkdtemp(prefix=f"{name}-", dir="/var/tmp")
+    os.chmod(disks, 0o711)
+    conn = c.vm.dom.connect()
+    try:
+        r = run([bins.stillpoint, "restore", point, "--name", name, "--disks-to", disks,
+                 "--define", "--json"])
+        assert r.rc == 0, r
+        j = r.json()
+        for d in j["disks"]:
+            src = tmp_path / f"{d['target']}.now.raw"
+            rc, out = spp.compare(str(src), d["path"])
+            assert rc == 0, f"restored {d['target']}: {out}"
+        dom = conn.lookupByName(name)
+        restored_tpm = tree_hashes(f"/var/lib/libvirt/swtpm/{dom.UUIDString()}/tpm2")
+        assert restored_tpm == tpm, (restored_tpm, tpm)
+        xml = dom.XMLDesc(sp_vm.libvirt.VIR_DOMAIN_XML_INACTIVE)
+        nv_path = xml.split("<nvram")[1].split(">", 1)[1].split("<")[0].strip()
+        assert list(tree_hashes(nv_path).values()) == list(nvram.values())
+        dom.create()
+        time.sleep(3)   # OVMF runs under TCG with the restored TPM and NVRAM
+        assert dom.state()[0] == sp_vm.libvirt.VIR_DOMAIN_RUNNING
+    finally:
+        with_dom = [d for d in conn.listAllDomains() if d.name() == name]
+        for d in with_dom:
+            sp_guest.remove_domain(d)
+        shutil.rmtree(disks, ignore_errors=True)
 
 
 def test_backup_all_running_shut_off_and_skipped(bins, conn, tmp_path):
