@@ -15,6 +15,14 @@ static void check_paths(const struct sp_manifest *m)
 {
   for (size_t i = 0; i < m->ndisks; i++) {
     const struct sp_manifest_disk *d = &m->disks[i];
+    if (m->format == SP_MANIFEST_FORMAT_RBD) {
+      /* A point in Ceph: its disks are RBD snapshots, never files; the
+       * names go to librbd, so no '/' or '@' may reach it. */
+      if (d->file || !d->rbd_image || !d->rbd_snapshot || !sp_target_valid(d->target) ||
+          strpbrk(d->rbd_image, "/@") || strpbrk(d->rbd_snapshot, "/@"))
+        abort();
+      continue;
+    }
     if (!sp_relpath_ok(d->file) || strncmp(d->file, "disks/", 6) != 0 ||
         !sp_target_valid(d->target) || !d->image_format ||
         (strcmp(d->image_format, "qcow2") != 0 && strcmp(d->image_format, "raw") != 0) ||
