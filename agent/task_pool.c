@@ -149,7 +149,7 @@ static int start(struct running *r, struct task *t, struct sp_err *e)
     return sp_err_sys(e, SP_EXIT_FAILED, err, "memfd_create");
   }
   r->task = t;
-  r->pid = sp_spawn(t->argv, t->env, r->outfd, p[1], e);
+  r->pid = sp_spawn_group(t->argv, t->env, r->outfd, p[1], e);
   close(p[1]);
   if (r->pid < 0) {
     close(p[0]);
@@ -198,11 +198,14 @@ static void reap(struct running *r)
   r->pid = -1;
 }
 
+/* Each copier leads a process group of its own (sp_spawn_group): the whole
+ * group is stopped, so a wrapper's children (a `sleep`, a real copier it
+ * started) do not live on holding our output or the export. */
 static void stop_all(struct running *run, size_t nrun)
 {
   for (size_t i = 0; i < nrun; i++)
     if (run[i].pid > 0)
-      kill(run[i].pid, SIGTERM);
+      kill(-run[i].pid, SIGTERM);
   for (size_t i = 0; i < nrun; i++) {
     if (run[i].pid > 0)
       reap(&run[i]);

@@ -49,8 +49,10 @@ static char **merged_env(char *const extra[])
   return env;
 }
 
+/* own: 0, POSIX_SPAWN_SETSID (a session of its own) or POSIX_SPAWN_SETPGROUP
+ * (a process group of its own, led by the child). */
 static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
-                   const int *fds, size_t nfds, bool session, struct sp_err *e)
+                   const int *fds, size_t nfds, short own, struct sp_err *e)
 {
   _cleanup_free_ char **env = merged_env(env_extra);
   if (!env)
@@ -73,8 +75,8 @@ static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int 
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-                                      (session ? POSIX_SPAWN_SETSID : 0));
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | own);
   pid_t pid;
   int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, env);
   posix_spawn_file_actions_destroy(&fa);
@@ -87,19 +89,25 @@ static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int 
 pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
                struct sp_err *e)
 {
-  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, false, e);
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, 0, e);
+}
+
+pid_t sp_spawn_group(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+                     struct sp_err *e)
+{
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, POSIX_SPAWN_SETPGROUP, e);
 }
 
 pid_t sp_spawn_session(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
                        struct sp_err *e)
 {
-  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, true, e);
+  return spawn(argv, env_extra, out_fd, err_fd, NULL, 0, POSIX_SPAWN_SETSID, e);
 }
 
 pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
                    struct sp_err *e)
 {
-  return spawn(argv, env_extra, -1, -1, fds, nfds, false, e);
+  return spawn(argv, env_extra, -1, -1, fds, nfds, 0, e);
 }
 
 static int append(char **buf, size_t *len, const char *data, size_t n)
@@ -130,7 +138,7 @@ static int run(char *const argv[], char *const env_extra[], const int *fds, size
     }
     return sp_err_sys(e, SP_EXIT_FAILED, err, "pipe");
   }
-  pid_t pid = spawn(argv, env_extra, outp[1], errp[1], fds, nfds, false, e);
+  pid_t pid = spawn(argv, env_extra, outp[1], errp[1], fds, nfds, 0, e);
   if (outp[1] >= 0)
     close(outp[1]);
   if (errp[1] >= 0)

@@ -37,6 +37,11 @@ void sp_run_result_free(struct sp_run_result *r);
  * given (-1 = inherit).  Returns the pid, or -1 with e set. */
 pid_t sp_spawn(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
                struct sp_err *e);
+/* As sp_spawn, in a process group of its own that the child leads (its
+ * pgid is its pid): a copier may be a shell wrapper, and stopping it must
+ * stop what it started too (kill(-pid, ...)). */
+pid_t sp_spawn_group(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
+                     struct sp_err *e);
 /* As sp_spawn, in a session of its own (setsid): for a daemon that must
  * outlive us and not get the terminal's signals. */
 pid_t sp_spawn_session(char *const argv[], char *const env_extra[], int out_fd, int err_fd,
