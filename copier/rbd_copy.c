@@ -58,8 +58,41 @@ struct rloop {
   size_t memlen;
 };
 
+/* After a failure or a signal, writes may still be in flight. librbd
+ * queues each one's completion for rbd_poll_io_events when it ends, and
+ * nobody else frees it: wait for them (rbd_flush, bounded by the client's
+ * op timeout) and release them. A broken sink (an OSD timed out) is left
+ * alone, as rbd_sink_close leaves it. */
+static void drain_inflight(struct rloop *lp)
+{
+  unsigned pending = 0;
+  for (unsigned i = 0; lp->slots && i < lp->nslots; i++)
+    pending += lp->slots[i].pending;
+  if (!pending || !lp->dst || lp->dst->broken)
+    return;
+  (void)rbd_flush(lp->dst->image);
+  unsigned released = 0;
+  for (int tries = 0; released < pending && tries < 100; tries++) {
+    rbd_completion_t done[64];
+    int n;
+    while ((n = rbd_poll_io_events(lp->dst->image, done, 64)) > 0) {
+      for (int i = 0; i < n; i++)
+        rbd_aio_release(done[i]);
+      released += (unsigned)n;
+    }
+    if (released < pending) {
+      /* a completion not queued yet: its thread is about to */
+      struct pollfd pfd = { .fd = lp->dst->evfd, .events = POLLIN };
+      uint64_t count;
+      if (poll(&pfd, 1, 100) > 0 && read(lp->dst->evfd, &count, sizeof count) < 0)
+        break;
+    }
+  }
+}
+
 static void rloop_free(struct rloop *lp)
 {
+  drain_inflight(lp);
   /* Safe with writes still in flight after a failure: librbd copied
    * their data when they were submitted (rbd_sink.c, copy_writes). */
   if (lp->mem)
@@ -219,8 +252,12 @@ static int reap(struct rloop *lp, struct sp_err *e)
   if (read(lp->dst->evfd, &count, sizeof count) < 0 && errno != EAGAIN)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "librbd eventfd");
   rbd_completion_t done[64];
-  int n;
-  while ((n = rbd_poll_io_events(lp->dst->image, done, 64)) > 0) {
+  int n = 0;
+  struct slot *failed = NULL;
+  /* Every completion taken from the queue is released, also after a
+   * failure: the rest of a batch would otherwise leak, and the drain on
+   * the way out would wait for completions that never come again. */
+  while (!failed && (n = rbd_poll_io_events(lp->dst->image, done, 64)) > 0) {
     for (int i = 0; i < n; i++) {
       struct slot *sl = rbd_aio_get_arg(done[i]);
       ssize_t rc = rbd_aio_get_return_value(done[i]);
@@ -230,13 +267,15 @@ static int reap(struct rloop *lp, struct sp_err *e)
         sl->err = (int)-rc;
       if (rc < 0)
         rbd_sink_failed(lp->dst, (int)-rc);
-      if (sl->err && !sl->pending)
-        return sp_err_sys(e, SP_EXIT_FAILED, sl->err,
-                          "writing the RBD image at offset %" PRIu64 "%s", sl->seg.off,
-                          sl->err == ETIMEDOUT ? " (an OSD did not answer in time)" : "");
+      if (sl->err && !sl->pending && !failed)
+        failed = sl;
       retire_if_done(lp, sl);
     }
   }
+  if (failed)
+    return sp_err_sys(e, SP_EXIT_FAILED, failed->err,
+                      "writing the RBD image at offset %" PRIu64 "%s", failed->seg.off,
+                      failed->err == ETIMEDOUT ? " (an OSD did not answer in time)" : "");
   if (n < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, -n, "librbd completions");
   return 0;
