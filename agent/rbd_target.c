@@ -83,18 +83,6 @@ int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const cha
   return rbd_target_connect(t, cfg, NULL, log, e) < 0 ? -1 : rbd_target_open_store(t, uuid, e);
 }
 
-static void release_read_op(rados_read_op_t *op)
-{
-  if (*op)
-    rados_release_read_op(*op);
-}
-
-static void destroy_ioctx(rados_ioctx_t *io)
-{
-  if (*io)
-    rados_ioctx_destroy(*io);
-}
-
 static int add_uuid(char ***uuids, size_t *n, const char *u)
 {
   char **v = reallocarray(*uuids, *n + 1, sizeof *v);
@@ -112,7 +100,7 @@ int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids
 {
   *uuids = NULL;
   *n = 0;
-  _cleanup_(destroy_ioctx) rados_ioctx_t io = NULL;
+  _cleanup_ioctx_ rados_ioctx_t io = NULL;
   if (sp_ceph_ioctx(t->cluster, t->pool, t->ns, &io, e) < 0)
     return -1;
   /* The directory of domains; a UUID given as the name is taken as is. */
@@ -120,7 +108,7 @@ int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domains");
   char after[SP_UUID_LEN + 1] = "";
   for (;;) {
-    _cleanup_(release_read_op) rados_read_op_t op = rados_create_read_op();
+    _cleanup_rop_ rados_read_op_t op = rados_create_read_op();
     if (!op)
       return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domains");
     rados_omap_iter_t it = NULL;

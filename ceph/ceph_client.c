@@ -57,3 +57,21 @@ int sp_ceph_ioctx(rados_t cluster, const char *pool, const char *ns, rados_ioctx
   rados_ioctx_set_namespace(*out, ns);
   return 0;
 }
+
+void sp_rados_ioctx_destroy(rados_ioctx_t *io)
+{
+  if (*io)
+    rados_ioctx_destroy(*io);
+}
+
+void sp_rados_read_op_release(rados_read_op_t *op)
+{
+  if (*op)
+    rados_release_read_op(*op);
+}
+
+void sp_rados_write_op_release(rados_write_op_t *op)
+{
+  if (*op)
+    rados_release_write_op(*op);
+}

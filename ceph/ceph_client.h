@@ -27,4 +27,13 @@ int sp_ceph_connect(const struct sp_ceph_opts *o, rados_t *out, struct sp_err *e
 int sp_ceph_ioctx(rados_t cluster, const char *pool, const char *ns, rados_ioctx_t *out,
                   struct sp_err *e);
 
+/* Cleanup helpers for librados handles, beside their types: each takes a
+ * pointer to a handle that may be NULL. */
+void sp_rados_ioctx_destroy(rados_ioctx_t *io);
+void sp_rados_read_op_release(rados_read_op_t *op);
+void sp_rados_write_op_release(rados_write_op_t *op);
+#define _cleanup_ioctx_ __attribute__((cleanup(sp_rados_ioctx_destroy)))
+#define _cleanup_rop_ __attribute__((cleanup(sp_rados_read_op_release)))
+#define _cleanup_wop_ __attribute__((cleanup(sp_rados_write_op_release)))
+
 #endif

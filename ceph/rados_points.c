@@ -7,26 +7,13 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "ceph_client.h"
 #include "cleanup.h"
 #include "point_layout.h"
 #include "sha256.h"
 
 #define MAX_ITEMS 8192 /* intents per operation: far more than a point has files */
 
-static void release_write_op(rados_write_op_t *op)
-{
-  if (*op)
-    rados_release_write_op(*op);
-}
-
-static void release_read_op(rados_read_op_t *op)
-{
-  if (*op)
-    rados_release_read_op(*op);
-}
-
-#define _cleanup_wop_ _cleanup_(release_write_op)
-#define _cleanup_rop_ _cleanup_(release_read_op)
 
 static void free_strv(char ***v)
 {
