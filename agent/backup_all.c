@@ -28,28 +28,39 @@ static int by_name(const void *a, const void *b)
 
 /* The same command line for one VM: this program, `backup NAME --json`,
  * and the options this run was given - as argv, never through a shell. */
-static int vm_argv(const struct cli *c, const char *self, const char *name, const char *level,
-                   const char *target, char ***argv)
+static void vm_argv(const struct cli *c, const char *self, const char *name, const char *level,
+                    const char *target, struct sp_strv *argv)
 {
-  if (argv_add(argv, self) < 0 || argv_add(argv, "backup") < 0 || argv_add(argv, name) < 0 ||
-      argv_add(argv, "--json") < 0)
-    return -1;
-  if (c->uri && (argv_add(argv, "-c") < 0 || argv_add(argv, c->uri) < 0))
-    return -1;
-  if (c->ssh_key && (argv_add(argv, "--ssh-key") < 0 || argv_add(argv, c->ssh_key) < 0))
-    return -1;
-  if (c->config_file && (argv_add(argv, "--config") < 0 || argv_add(argv, c->config_file) < 0))
-    return -1;
-  for (size_t i = 0; i < c->nsets; i++)
-    if (argv_add(argv, "--set") < 0 || argv_add(argv, c->sets[i]) < 0)
-      return -1;
-  if (level && (argv_add(argv, "--level") < 0 || argv_add(argv, level) < 0))
-    return -1;
-  if (target && (argv_add(argv, "--target") < 0 || argv_add(argv, target) < 0))
-    return -1;
-  if (c->log.quiet && argv_add(argv, "-q") < 0)
-    return -1;
-  return 0;
+  argv_add(argv, self);
+  argv_add(argv, "backup");
+  argv_add(argv, name);
+  argv_add(argv, "--json");
+  if (c->uri) {
+    argv_add(argv, "-c");
+    argv_add(argv, c->uri);
+  }
+  if (c->ssh_key) {
+    argv_add(argv, "--ssh-key");
+    argv_add(argv, c->ssh_key);
+  }
+  if (c->config_file) {
+    argv_add(argv, "--config");
+    argv_add(argv, c->config_file);
+  }
+  for (size_t i = 0; i < c->nsets; i++) {
+    argv_add(argv, "--set");
+    argv_add(argv, c->sets[i]);
+  }
+  if (level) {
+    argv_add(argv, "--level");
+    argv_add(argv, level);
+  }
+  if (target) {
+    argv_add(argv, "--target");
+    argv_add(argv, target);
+  }
+  if (c->log.quiet)
+    argv_add(argv, "-q");
 }
 
 static void report(const struct cli *c, struct vm_entry *v, size_t n, bool all_ok)
@@ -143,10 +154,7 @@ int backup_all(const struct cli *c, const char *level, const char *target)
     t->label = v[i].name;
     t->capture_out = true;
     v[i].task = t;
-    if (vm_argv(c, self, v[i].name, level, target, &t->argv) < 0) {
-      rc = SP_EXIT_FAILED;
-      goto out;
-    }
+    vm_argv(c, self, v[i].name, level, target, &t->argv);
   }
   sigfd = task_pool_signalfd();
   int signo = 0;

@@ -12,13 +12,16 @@
 
 #include "backup_run.h"
 #include "cleanup.h"
+#include "copier_contract.h"
 #include "fsutil.h"
 #include "host.h"
 #include "own_dirs.h"
 #include "test_knob.h"
+#include "xalloc.h"
 
 /* The directories holding this program and, in a build tree, the copier:
- * the default copier is found there before $PATH. */
+ * the default copier is found there before $PATH.  NULL (errno set) when
+ * /proc/self/exe cannot be read. */
 static char *copier_path(void)
 {
   char exe[PATH_MAX];
@@ -28,11 +31,8 @@ static char *copier_path(void)
   exe[n] = '\0';
   const char *dir = dirname(exe);
   const char *old = getenv("PATH");
-  char *p = NULL;
-  if (asprintf(&p, "%s:%s/../copier:%s", dir, dir,
-               old ? old : "/usr/local/bin:/usr/bin:/bin") < 0)
-    return NULL;
-  return p;
+  return sp_xasprintf("%s:%s/../copier:%s", dir, dir,
+                      old ? old : "/usr/local/bin:/usr/bin:/bin");
 }
 
 /* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...";
@@ -63,23 +63,22 @@ int backup_open_transport(struct run *r, struct sp_err *e)
     return 0;
   char tag[128];
   snprintf(tag, sizeof tag, "%s/%.36s-%s.local", SP_RUN_DIR, r->pf.dom.uuid, r->id);
-  if (sp_dirs_prepare_local(SP_RUN_DIR, 0711, e) < 0 || !(r->local_rundir = strdup(tag)))
+  if (sp_dirs_prepare_local(SP_RUN_DIR, 0711, e) < 0)
     return -1;
+  r->local_rundir = sp_xstrdup(tag);
   if (mkdir(r->local_rundir, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", r->local_rundir);
   _cleanup_free_ char *local = sp_path_join(r->local_rundir, "nbd.sock");
-  return local ? tunnel_open(&r->tunnel, &r->hv.target, local, r->job.socket, e)
-               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tunnel");
+  return remote_tunnel_open(&r->tunnel, &r->hv.target, local, r->job.socket, e);
 }
 
 /* The URI the copier reads a disk from: the job's socket or TLS port, or
  * the local end of the tunnel to the socket. */
 static char *disk_uri(const struct run *r, const char *target)
 {
-  char *u = NULL;
   if (!r->hv.host.remote || r->job.tcp)
     return backup_job_uri(&r->job, target);
-  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, r->tunnel.local) < 0 ? NULL : u;
+  return sp_xasprintf("nbd+unix:///%s?socket=%s", target, r->tunnel.local);
 }
 
 /* Where the copier writes a disk: a file of the point, or for a Ceph
@@ -89,45 +88,40 @@ static char *disk_output(const struct run *r, const struct disk_plan *dp, char *
   *image = NULL;
   if (!r->rbd_on) {
     char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", dp->pf->disk->target);
+    snprintf(rel, sizeof rel, SP_POINT_DISK_FMT, dp->pf->disk->target);
     return point_path(&r->pd, rel);
   }
-  *image = dp->rbd_image ? strdup(dp->rbd_image)
+  *image = dp->rbd_image ? sp_xstrdup(dp->rbd_image)
                          : sp_rados_image_name(r->pf.dom.uuid, dp->pf->disk->target, r->id);
   return *image ? rbd_target_spec(&r->rbd, *image, r->id) : NULL;
 }
 
 /* Before a copier creates anything in the pool, the run's intents name
  * it: an image for a full disk, the snapshot for every disk. */
-/* "@IMAGE" or "@IMAGE@SNAP", NULL when out of memory (asprintf leaves
- * its pointer undefined then). */
+/* "@IMAGE" or "@IMAGE@SNAP". */
 static char *intent_item(const char *image, const char *snap)
 {
-  char *s = NULL;
-  if (asprintf(&s, "@%s%s%s", image, snap ? "@" : "", snap ? snap : "") < 0)
-    return NULL;
-  return s;
+  return sp_xasprintf("@%s%s%s", image, snap ? "@" : "", snap ? snap : "");
 }
 
 static int intend_disks(struct run *r, struct sp_err *e)
 {
   size_t n = r->plan.ndisks, k = 0;
-  char **items = calloc(2 * n + 1, sizeof *items);
-  if (!items)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+  char **items = sp_xcalloc(2 * n + 1, sizeof *items);
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
     _cleanup_free_ char *image = NULL;
     _cleanup_free_ char *out = disk_output(r, dp, &image);
-    char *whole = out && !dp->rbd_image ? intent_item(image, NULL) : NULL;
-    char *snap = out ? intent_item(image, r->id) : NULL;
-    if (whole)
-      items[k++] = whole;
-    if (snap)
-      items[k++] = snap;
-    if (!out || !snap || (!dp->rbd_image && !whole))
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "intents");
+    /* NULL only when the image's name cannot be formed from the disk's. */
+    if (!out) {
+      rc = sp_err_set(e, SP_EXIT_FAILED, "disk %s: no RBD image name can be formed from it",
+                      dp->pf->disk->target);
+      break;
+    }
+    if (!dp->rbd_image)
+      items[k++] = intent_item(image, NULL);
+    items[k++] = intent_item(image, r->id);
   }
   if (rc == 0)
     rc = rbd_target_intend(&r->rbd, r->id, (const char *const *)items, k, e);
@@ -137,14 +131,46 @@ static int intend_disks(struct run *r, struct sp_err *e)
   return rc;
 }
 
+/* While the job runs, QEMU's copy-before-write filter saves each block the
+ * guest overwrites into the scratch file first; when it cannot (a full
+ * scratch_dir), the guest's write fails and the disk's error policy pauses
+ * the VM.  Nobody else is watching: the copy stops at once, and the
+ * failure path aborts the job (which drops the filter) and resumes it. */
+static int paused_on_error(struct run *r, struct sp_err *e)
+{
+  int state = 0, reason = 0;
+  if (virDomainGetState(r->dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_PAUSED ||
+      reason != VIR_DOMAIN_PAUSED_IOERROR)
+    return 0;
+  r->paused_on_error = true;
+  return sp_err_set(e, SP_EXIT_FAILED, "%s was paused on an I/O error during the copy (a full "
+                    "scratch_dir %s? the backup job saves there what the guest overwrites): the "
+                    "copy is stopped, the job aborted and the VM resumed; free space in "
+                    "scratch_dir or point it at a bigger file system",
+                    r->pf.dom.name, sp_config_str(&r->cfg, SP_KEY_SCRATCH_DIR));
+}
+
+/* Every every_ms while the copiers run: the VM not paused on an I/O
+ * error, the run within run_timeout_s.  Either failing stops the copiers
+ * and sends the run down its failure path. */
+static int copy_watch(void *user, struct sp_err *e)
+{
+  struct run *r = user;
+  if (backup_within_deadline(r, "while copying", e) < 0 || paused_on_error(r, e) < 0) {
+    r->watch_stopped = true;
+    return -1;
+  }
+  return 0;
+}
+
 int backup_copy_disks(struct run *r, struct sp_err *e)
 {
   size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
-  r->tasks = calloc(n, sizeof *r->tasks);
-  r->results = calloc(n, sizeof *r->results);
+  r->tasks = sp_xcalloc(n, sizeof *r->tasks);
+  r->results = sp_xcalloc(n, sizeof *r->results);
   _cleanup_free_ char *path = copier_path();
-  if (!r->tasks || !r->results || !path)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copiers");
+  if (!path)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno ? errno : EIO, "cannot read /proc/self/exe");
   const char *copier = sp_config_str(&r->cfg, SP_KEY_COPIER);
   char stall[32];
   snprintf(stall, sizeof stall, "%ld", sp_config_int(&r->cfg, SP_KEY_STALL_TIMEOUT_S));
@@ -163,37 +189,38 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
     _cleanup_free_ char *image = NULL;
     _cleanup_free_ char *out = disk_output(r, dp, &image);
     _cleanup_free_ char *bitmap = NULL;
-    bool full = strcmp(dp->level, "full") == 0;
-    if (!full && asprintf(&bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
-      bitmap = NULL;
+    if (dp->level != SP_LEVEL_FULL)
+      bitmap = sp_xasprintf("qemu:dirty-bitmap:backup-%s", t);
+    if (!out)
+      return sp_err_set(e, SP_EXIT_FAILED, "disk %s: no RBD image name can be formed from it", t);
     /* The command goes through the shell as the policy wrote it; every
      * value it needs is in the environment, never in the string. */
-    if (!uri || !out || (!full && !bitmap) || argv_add(&task->argv, "/bin/sh") < 0 ||
-        argv_add(&task->argv, "-c") < 0 || argv_add(&task->argv, copier) < 0 ||
-        env_add(&task->env, "STILLPOINT_NBD_URI", uri) < 0 ||
-        env_add(&task->env, "STILLPOINT_DISK", t) < 0 ||
-        env_add(&task->env, "STILLPOINT_DISK_SIZE", size) < 0 ||
-        env_add(&task->env, "STILLPOINT_LEVEL", dp->level) < 0 ||
-        env_add(&task->env, "STILLPOINT_BITMAP", bitmap) < 0 ||
-        env_add(&task->env, "STILLPOINT_OUTPUT", out) < 0 ||
-        env_add(&task->env, "STILLPOINT_PARENT_OUTPUT", dp->parent_image) < 0 ||
-        env_add(&task->env, "STILLPOINT_POINT_DIR", r->pd.partial) < 0 ||
-        env_add(&task->env, "STILLPOINT_DOMAIN", r->pf.dom.name) < 0 ||
-        env_add(&task->env, "STILLPOINT_DOMAIN_UUID", r->pf.dom.uuid) < 0 ||
-        env_add(&task->env, "STILLPOINT_CHECKPOINT", r->id) < 0 ||
-        env_add(&task->env, "STILLPOINT_STALL_TIMEOUT_S", stall) < 0 ||
-        env_add(&task->env, "PATH", path) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
-    if (r->rbd_on &&
-        (env_add(&task->env, "STILLPOINT_CEPH_CONF",
-                 rbd_target_env(&r->rbd, "conf", timeout, sizeof timeout)) < 0 ||
-         env_add(&task->env, "STILLPOINT_CEPH_USER",
-                 rbd_target_env(&r->rbd, "user", timeout, sizeof timeout)) < 0 ||
-         env_add(&task->env, "STILLPOINT_CEPH_KEYRING",
-                 rbd_target_env(&r->rbd, "keyring", timeout, sizeof timeout)) < 0 ||
-         env_add(&task->env, "STILLPOINT_CEPH_TIMEOUT",
-                 rbd_target_env(&r->rbd, "timeout", timeout, sizeof timeout)) < 0))
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copier environment");
+    argv_add(&task->argv, "/bin/sh");
+    argv_add(&task->argv, "-c");
+    argv_add(&task->argv, copier);
+    env_add(&task->env, SP_ENV_NBD_URI, uri);
+    env_add(&task->env, SP_ENV_DISK, t);
+    env_add(&task->env, SP_ENV_DISK_SIZE, size);
+    env_add(&task->env, SP_ENV_LEVEL, sp_level_name(dp->level));
+    env_add(&task->env, SP_ENV_BITMAP, bitmap);
+    env_add(&task->env, SP_ENV_OUTPUT, out);
+    env_add(&task->env, SP_ENV_PARENT_OUTPUT, dp->parent_image);
+    env_add(&task->env, SP_ENV_POINT_DIR, r->pd.partial);
+    env_add(&task->env, SP_ENV_DOMAIN, r->pf.dom.name);
+    env_add(&task->env, SP_ENV_DOMAIN_UUID, r->pf.dom.uuid);
+    env_add(&task->env, SP_ENV_CHECKPOINT, r->id);
+    env_add(&task->env, SP_ENV_STALL_TIMEOUT_S, stall);
+    env_add(&task->env, "PATH", path);
+    if (r->rbd_on) {
+      env_add(&task->env, SP_ENV_CEPH_CONF,
+              rbd_target_env(&r->rbd, "conf", timeout, sizeof timeout));
+      env_add(&task->env, SP_ENV_CEPH_USER,
+              rbd_target_env(&r->rbd, "user", timeout, sizeof timeout));
+      env_add(&task->env, SP_ENV_CEPH_KEYRING,
+              rbd_target_env(&r->rbd, "keyring", timeout, sizeof timeout));
+      env_add(&task->env, SP_ENV_CEPH_TIMEOUT,
+              rbd_target_env(&r->rbd, "timeout", timeout, sizeof timeout));
+    }
   }
   if (r->rbd_on && intend_disks(r, e) < 0)
     return -1;
@@ -202,14 +229,15 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
   if (r->job.tcp)
     snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
   sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
-          r->ntasks == 1 ? "" : "s", r->pf.dom.name, r->plan.level, r->id, via);
-  if (task_pool_run(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), true, r->sigfd,
-                    r->log, &signo, e) < 0)
-    return sp_err_prefix(e, signo ? "while copying" : "the copier");
+          r->ntasks == 1 ? "" : "s", r->pf.dom.name, sp_level_name(r->plan.level), r->id, via);
+  struct pool_watch watch = { .every_ms = 500, .check = copy_watch, .user = r };
+  if (task_pool_run_watched(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), true,
+                            r->sigfd, &watch, r->log, &signo, e) < 0)
+    return r->watch_stopped ? -1 : sp_err_prefix(e, signo ? "while copying" : "the copier");
   /* In Ceph the copier's exit 0 means its snapshot exists (the contract). */
   for (size_t i = 0; !r->rbd_on && i < r->ntasks; i++) {
     char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
+    snprintf(rel, sizeof rel, SP_POINT_DISK_FMT, r->tasks[i].label);
     _cleanup_free_ char *out = point_path(&r->pd, rel);
     if (!out || !sp_exists(out))
       return sp_err_set(e, SP_EXIT_FAILED, "the copier exited 0 for %s but wrote no %s",

@@ -17,6 +17,7 @@
 #include "point_names.h"
 #include "test_knob.h"
 #include "virt.h"
+#include "xalloc.h"
 
 int backup_save_state(struct run *r, struct sp_err *e)
 {
@@ -43,9 +44,9 @@ int backup_save_state(struct run *r, struct sp_err *e)
   return 0;
 }
 
-static char *dupn(const char *s) { return s ? strdup(s) : NULL; }
+static char *dupn(const char *s) { return s ? sp_xstrdup(s) : NULL; }
 
-static int fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi,
+static void fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi,
                       const char *path, const struct sp_blob *files, size_t n)
 {
   s->present = true;
@@ -54,21 +55,17 @@ static int fill_state(struct sp_manifest_state *s, const struct sp_file_info *fi
   s->owner = dupn(fi->owner);
   s->group = dupn(fi->group);
   s->mode = fi->mode;
-  s->files = calloc(n ? n : 1, sizeof *s->files);
-  if (!s->host_path || !s->path || !s->files)
-    return -1;
+  s->files = sp_xcalloc(n ? n : 1, sizeof *s->files);
   s->nfiles = n;
   for (size_t i = 0; i < n; i++) {
-    if (!(s->files[i].name = strdup(files[i].name)))
-      return -1;
+    s->files[i].name = sp_xstrdup(files[i].name);
     memcpy(s->files[i].sha256, files[i].sha256, sizeof s->files[i].sha256);
     s->files[i].mode = files[i].mode;
     s->files[i].size = (long long)files[i].len;
   }
-  return 0;
 }
 
-static int build_manifest(struct run *r, struct sp_err *e)
+static void build_manifest(struct run *r)
 {
   struct sp_manifest *m = &r->m;
   char host[256] = "", created[32];
@@ -79,86 +76,81 @@ static int build_manifest(struct run *r, struct sp_err *e)
     gethostname(host, sizeof host - 1);
   sp_utc_now(created);
   m->format = r->rbd_on ? SP_MANIFEST_FORMAT_RBD : SP_MANIFEST_FORMAT;
-  m->tool = strdup("stillpoint " STILLPOINT_VERSION);
-  m->host = strdup(host);
-  m->domain = strdup(r->pf.dom.name);
-  m->uuid = strdup(r->pf.dom.uuid);
-  m->id = strdup(r->id);
-  m->level = strdup(r->plan.level);
+  m->tool = sp_xstrdup("stillpoint " STILLPOINT_VERSION);
+  m->host = sp_xstrdup(host);
+  m->domain = sp_xstrdup(r->pf.dom.name);
+  m->uuid = sp_xstrdup(r->pf.dom.uuid);
+  m->id = sp_xstrdup(r->id);
+  m->level = r->plan.level;
   m->parent = dupn(r->plan.parent_id);
   m->full = dupn(r->plan.full_id);
-  m->checkpoint = strdup(r->id);
+  m->checkpoint = sp_xstrdup(r->id);
   m->parent_checkpoint = dupn(r->plan.parent_checkpoint);
-  m->created = strdup(created);
-  m->disks = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *m->disks);
-  m->skipped = calloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *m->skipped);
-  if (!m->tool || !m->disks || !m->skipped)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+  m->created = sp_xstrdup(created);
+  m->disks = sp_xcalloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *m->disks);
+  m->skipped = sp_xcalloc(r->pf.ndisks ? r->pf.ndisks : 1, sizeof *m->skipped);
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct disk_plan *dp = &r->plan.disks[i];
     const struct task *t = &r->tasks[i];
     const struct copy_result *res = &r->results[i];
     struct sp_manifest_disk *d = &m->disks[m->ndisks++];
-    d->target = strdup(dp->pf->disk->target);
+    d->target = sp_xstrdup(dp->pf->disk->target);
     d->source = dupn(dp->pf->disk->source);
     d->format = dupn(dp->pf->disk->format);
-    d->level = strdup(dp->level);
+    d->level = dp->level;
     d->parent_file = dupn(dp->parent_file);
-    d->copier = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
+    d->copier = sp_xstrdup(sp_config_str(&r->cfg, SP_KEY_COPIER));
     d->size = dp->pf->capacity;
     d->seconds = t->seconds;
     if (r->rbd_on) {
       /* The snapshot is a whole disk, read as raw. */
-      d->image_format = strdup("raw");
+      d->image_format = sp_xstrdup("raw");
       d->rbd_image = dp->rbd_image
-                       ? strdup(dp->rbd_image)
+                       ? sp_xstrdup(dp->rbd_image)
                        : sp_rados_image_name(r->pf.dom.uuid, d->target, r->id);
-      d->rbd_snapshot = strdup(r->id);
+      d->rbd_snapshot = sp_xstrdup(r->id);
       d->bytes_written = res->bytes_written;
       continue;
     }
-    d->image_format = strdup(sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT));
-    if (asprintf(&d->file, "disks/%s.qcow2", d->target) < 0)
-      d->file = NULL;
+    d->image_format = sp_xstrdup(sp_config_str(&r->cfg, SP_KEY_COPIER_FORMAT));
+    d->file = sp_xasprintf(SP_POINT_DISK_FMT, d->target);
     if (res->have_bytes) {
       d->bytes_written = res->bytes_written;
     } else {
       struct stat st;
-      _cleanup_free_ char *p = point_path(&r->pd, d->file ? d->file : "");
-      if (p && stat(p, &st) == 0)
+      _cleanup_free_ char *p = point_path(&r->pd, d->file);
+      if (stat(p, &st) == 0)
         d->bytes_written = (unsigned long long)st.st_blocks * 512;
     }
   }
   for (size_t i = 0; i < r->pf.ndisks; i++)
     if (r->pf.disks[i].skip) {
-      m->skipped[m->nskipped].target = strdup(r->pf.disks[i].disk->target);
-      m->skipped[m->nskipped++].reason = strdup(r->pf.disks[i].skip);
+      m->skipped[m->nskipped].target = sp_xstrdup(r->pf.disks[i].disk->target);
+      m->skipped[m->nskipped++].reason = sp_xstrdup(r->pf.disks[i].skip);
     }
   if (r->cap.nvram) {
     char path[300];
     snprintf(path, sizeof path, "nvram/%s", r->cap.nv.name);
-    if (fill_state(&m->nvram, &r->pf.nvram, path, &r->cap.nv, 1) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
-    m->nvram.type = strdup(r->pf.dom.nvram.type == SP_NVRAM_BLOCK ? "block" : "file");
+    fill_state(&m->nvram, &r->pf.nvram, path, &r->cap.nv, 1);
+    m->nvram.type = sp_xstrdup(r->pf.dom.nvram.type == SP_NVRAM_BLOCK ? "block" : "file");
     m->nvram.format = dupn(r->pf.dom.nvram.format);
     m->nvram.template_path = dupn(r->pf.dom.nvram.template_path);
   }
   if (r->cap.tpm) {
     char path[32];
     snprintf(path, sizeof path, "tpm/%s", r->pf.tpm.subdir);
-    if (fill_state(&m->tpm, &r->pf.tpm.dir, path, r->cap.tree.files, r->cap.tree.n) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "manifest");
+    fill_state(&m->tpm, &r->pf.tpm.dir, path, r->cap.tree.files, r->cap.tree.n);
     m->tpm.version = dupn(r->pf.dom.tpm.version);
     m->tpm.secret_uuid = dupn(r->pf.dom.tpm.secret_uuid);
   }
   m->offline = r->pf.offline;
   struct sp_manifest_window *w = &m->window;
   w->paused = r->win.we_paused;
-  w->paused_at = strdup(r->win.paused_at);
-  w->resumed_at = strdup(r->win.resumed_at);
+  w->paused_at = sp_xstrdup(r->win.paused_at);
+  w->resumed_at = sp_xstrdup(r->win.resumed_at);
   w->pause_ms = window_ms(&r->win);
-  w->freeze_at = r->fz.freeze_at[0] ? strdup(r->fz.freeze_at) : NULL;
-  w->thawed_at = r->fz.thaw_at[0] ? strdup(r->fz.thaw_at) : NULL;
+  w->freeze_at = r->fz.freeze_at[0] ? sp_xstrdup(r->fz.freeze_at) : NULL;
+  w->thawed_at = r->fz.thaw_at[0] ? sp_xstrdup(r->fz.thaw_at) : NULL;
   w->freeze_ms = freeze_ms(&r->fz);
   w->frozen = r->fz.count;
   w->thawed = r->fz.thawed;
@@ -166,8 +158,8 @@ static int build_manifest(struct run *r, struct sp_err *e)
    * paused by us, or paused already. */
   w->consistent = r->win.we_paused || r->win.was_paused;
   w->capture_reads = r->cap.tpm_stats.reads;
-  for (size_t i = 0; i < r->pf.nwarnings; i++)
-    sp_manifest_warn(m, r->pf.warnings[i]);
+  for (size_t i = 0; i < r->pf.warnings.n; i++)
+    sp_manifest_warn(m, r->pf.warnings.v[i]);
   if (r->plan.why_full) {
     char buf[1024];
     snprintf(buf, sizeof buf, "full point instead of an incremental: %s", r->plan.why_full);
@@ -177,7 +169,6 @@ static int build_manifest(struct run *r, struct sp_err *e)
     sp_manifest_warn(m, r->fz.note);
   if (!w->consistent)
     sp_manifest_warn(m, "pause = off: disks, NVRAM and TPM state were not taken at one instant");
-  return 0;
 }
 
 /* What a copier wrote must be what the chain will take for it, read the
@@ -208,7 +199,7 @@ int backup_finish(struct run *r, struct sp_err *e)
   struct sp_manifest_timings *t = &r->m.timings;
   for (size_t i = 0; !r->rbd_on && i < r->ntasks; i++) {
     char rel[300];
-    snprintf(rel, sizeof rel, "disks/%s.qcow2", r->tasks[i].label);
+    snprintf(rel, sizeof rel, SP_POINT_DISK_FMT, r->tasks[i].label);
     struct stat st;
     double t0 = phases_now();
     _cleanup_close_ int fd = sp_open_regular_at(r->pd.fd, rel, &st, e);
@@ -220,13 +211,21 @@ int backup_finish(struct run *r, struct sp_err *e)
   }
   t->present = true;
   _cleanup_free_ char *json = NULL;
-  if (build_manifest(r, e) < 0 || sp_manifest_to_json(&r->m, &json, e) < 0 ||
+  build_manifest(r);
+  if (sp_manifest_to_json(&r->m, &json, e) < 0 ||
       point_put(&r->pd, "manifest.json", json, strlen(json), 0600, e) < 0)
     return -1;
   test_failpoint("finish-before-rename", r->guardian.pid);
   /* In Ceph the point becomes visible with one write on the VM's index,
    * after every object and snapshot exists. */
-  if (r->rbd_on)
-    return rbd_target_commit(&r->rbd, r->id, r->pd.fd, &r->pd.sums, r->pf.dom.name, e);
-  return point_finish(&r->pd, &r->tail, e);
+  int rc = r->rbd_on ? rbd_target_commit(&r->rbd, r->id, r->pd.fd, &r->pd.sums, r->pf.dom.name,
+                                          &r->made.maybe_point, e)
+                      : point_finish(&r->pd, &r->tail, e);
+  /* Complete from here, wherever it lives: the guardian keeps its
+   * checkpoint if we die before we stop it (a Ceph point has no local
+   * path the guardian could look at).  So does a point that may have
+   * been committed: the next run decides from the pool's index. */
+  if (rc == 0 || r->made.maybe_point)
+    guardian_tell_published(&r->guardian);
+  return rc;
 }

@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "own_dirs.h"
 #include "virt.h"
+#include "xalloc.h"
 
 
 static char *xml_escape(const char *s)
@@ -23,9 +24,7 @@ static char *xml_escape(const char *s)
   size_t n = 1;
   for (const char *p = s; *p; p++)
     n += strchr("<>&'\"", *p) ? 6 : 1;
-  char *out = malloc(n), *o = out;
-  if (!out)
-    return NULL;
+  char *out = sp_xmalloc(n), *o = out;
   for (const char *p = s; *p; p++) {
     const char *rep = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
                       : *p == '\'' ? "&apos;" : *p == '"' ? "&quot;" : NULL;
@@ -38,34 +37,24 @@ static char *xml_escape(const char *s)
   return out;
 }
 
-/* Appends printf output to a growing string; NULL stays NULL (ENOMEM). */
+/* Appends printf output to a growing string. */
 static __attribute__((format(printf, 2, 3))) void cat(char **s, const char *fmt, ...)
 {
-  if (!*s)
-    return;
-  char *add = NULL;
   va_list ap;
   va_start(ap, fmt);
-  int r = vasprintf(&add, fmt, ap);
+  char *add = sp_xvasprintf(fmt, ap);
   va_end(ap);
-  char *joined = NULL;
-  if (r < 0 || asprintf(&joined, "%s%s", *s, add) < 0)
-    joined = NULL;
+  char *joined = sp_xasprintf("%s%s", *s, add);
   free(add);
   free(*s);
   *s = joined;
 }
 
-static int build_xml(struct backup_job *j, struct sp_err *e)
+static void build_xml(struct backup_job *j)
 {
   _cleanup_free_ char *sock = xml_escape(j->socket), *cp = xml_escape(j->checkpoint);
   _cleanup_free_ char *inc = j->incremental ? xml_escape(j->incremental) : NULL;
-  char *b = strdup(""), *c = strdup("");
-  if (!sock || !cp || (j->incremental && !inc)) {
-    free(b);
-    free(c);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
-  }
+  char *b = sp_xstrdup(""), *c = sp_xstrdup("");
   cat(&b, "<domainbackup mode='pull'>");
   if (inc)
     cat(&b, "<incremental>%s</incremental>", inc);
@@ -74,11 +63,6 @@ static int build_xml(struct backup_job *j, struct sp_err *e)
    * with a certificate of the same CA. */
   if (j->tcp) {
     _cleanup_free_ char *host = xml_escape(j->tcp->host);
-    if (!host) {
-      free(b);
-      free(c);
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
-    }
     cat(&b, "<server transport='tcp' tls='yes' name='%s' port='%d'/><disks>", host, j->tcp->port);
   } else {
     cat(&b, "<server transport='unix' socket='%s'/><disks>", sock);
@@ -89,11 +73,6 @@ static int build_xml(struct backup_job *j, struct sp_err *e)
     const struct job_disk *d = &j->disks[i];
     _cleanup_free_ char *t = xml_escape(d->target);
     _cleanup_free_ char *s = d->scratch ? xml_escape(d->scratch) : NULL;
-    if (!t || (d->scratch && !s)) {
-      free(b);
-      free(c);
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
-    }
     if (d->copy)
       cat(&b, "<disk name='%s' backup='yes' type='file'%s><scratch file='%s'/></disk>", t,
           inc && d->full ? " backupmode='full'" : "", s);
@@ -105,18 +84,12 @@ static int build_xml(struct backup_job *j, struct sp_err *e)
   cat(&c, "</disks></domaincheckpoint>");
   j->backup_xml = b;
   j->checkpoint_xml = c;
-  if (!b || !c)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup XML");
-  return 0;
 }
 
 static int make_scratch(struct job_disk *d, const char *dir, uid_t uid, gid_t gid,
                         struct sp_err *e)
 {
-  if (asprintf(&d->scratch, "%s/%s.scratch", dir, d->target) < 0) {
-    d->scratch = NULL;
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "scratch");
-  }
+  d->scratch = sp_xasprintf("%s/%s.scratch", dir, d->target);
   /* An EMPTY qcow2 of exactly the disk's size: libvirt reuses it
    * (REUSE_EXTERNAL), which keeps its creation out of the pause. */
   char size[32];
@@ -150,10 +123,9 @@ int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct 
   if (sp_dirs_prepare(host, SP_RUN_DIR, 0711, e) < 0 ||
       sp_dirs_prepare(host, scratch_root, 0711, e) < 0)
     return -1;
-  if (asprintf(&j->rundir, "%s/%s", SP_RUN_DIR, tag) < 0 ||
-      asprintf(&j->socket, "%s/nbd.sock", j->rundir) < 0 ||
-      asprintf(&j->scratchdir, "%s/%s", scratch_root, tag) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "backup job");
+  j->rundir = sp_xasprintf("%s/%s", SP_RUN_DIR, tag);
+  j->socket = sp_xasprintf("%s/nbd.sock", j->rundir);
+  j->scratchdir = sp_xasprintf("%s/%s", scratch_root, tag);
   if (strlen(j->socket) >= 108)
     return sp_err_set(e, SP_EXIT_FAILED, "socket path %s is too long for a unix socket",
                       j->socket);
@@ -171,12 +143,12 @@ int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct 
     if (j->reuse_scratch) {
       if (make_scratch(d, j->scratchdir, uid, gid, e) < 0)
         return -1;
-    } else if (asprintf(&d->scratch, "%s/%s.scratch", j->scratchdir, d->target) < 0) {
-      d->scratch = NULL;
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "scratch");
+    } else {
+      d->scratch = sp_xasprintf("%s/%s.scratch", j->scratchdir, d->target);
     }
   }
-  return build_xml(j, e);
+  build_xml(j);
+  return 0;
 }
 
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)
@@ -249,6 +221,5 @@ char *backup_job_uri(const struct backup_job *j, const char *target)
 {
   if (j->tcp)
     return nbd_tcp_uri(j->tcp, target);
-  char *u = NULL;
-  return asprintf(&u, "nbd+unix:///%s?socket=%s", target, j->socket) < 0 ? NULL : u;
+  return sp_xasprintf("nbd+unix:///%s?socket=%s", target, j->socket);
 }

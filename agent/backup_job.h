@@ -13,6 +13,7 @@
 #include "host.h"
 #include "nbd_tcp.h"
 #include "qemu_conf.h"
+#include "xalloc.h"
 
 struct job_disk {
   const char *target;
@@ -58,6 +59,6 @@ void backup_job_free(struct backup_job *j);
 
 /* nbd+unix:///<target>?socket=<socket>, or with tcp
  * nbds://<host>:<port>/<target>?tls-certificates=<client dir> */
-char *backup_job_uri(const struct backup_job *j, const char *target);
+SP_XALLOC char *backup_job_uri(const struct backup_job *j, const char *target);
 
 #endif

@@ -1,6 +1,8 @@
-/* One `stillpoint backup DOMAIN` run: everything it holds, and the steps
- * that live outside cmd_backup.c - the copy (backup_copy.c) and the
- * point's files and manifest (backup_finish.c). */
+/* One `stillpoint backup DOMAIN` run: everything it holds, the driver
+ * (backup_run.c: run_point, the protocol step by step) and the steps that
+ * live in files of their own - the copy (backup_copy.c) and the point's
+ * files and manifest (backup_finish.c).  cmd_backup.c parses the
+ * arguments and calls run_point. */
 #ifndef SP_BACKUP_RUN_H
 #define SP_BACKUP_RUN_H
 
@@ -9,7 +11,7 @@
 
 #include "backup_job.h"
 #include "capture.h"
-#include "chain.h"
+#include "level_plan.h"
 #include "cli.h"
 #include "config.h"
 #include "freeze.h"
@@ -23,8 +25,9 @@
 #include "point_write.h"
 #include "preflight.h"
 #include "rbd_target.h"
+#include "remote_tunnel.h"
 #include "task_pool.h"
-#include "tunnel.h"
+#include "virt.h"
 #include "vm_lock.h"
 #include "window.h"
 
@@ -35,17 +38,28 @@ struct copy_result {
   pid_t guardian; /* for the "copy" test failpoint */
 };
 
-/* Everything one run holds; freed in one place. */
+/* What the run has made that its one failure path must undo or name
+ * (backup_run.c's undo()). */
+struct run_made {
+  bool point;        /* <id>.partial exists: the user is told where */
+  bool checkpoint;   /* begin was asked for: job ended, checkpoint deleted */
+  bool maybe_point;  /* a Ceph commit's outcome is unknown: the checkpoint stays */
+};
+
+/* Everything one run holds; freed in one place (run_free). */
 struct run {
   const struct cli *cli;
   const struct sp_log *log;
   bool only_offline;         /* --only-offline: refuse a VM that is not shut off */
   struct sp_config cfg;
   struct hypervisor hv;      /* this machine, or one over SSH */
-  struct tunnel tunnel;      /* the remote NBD socket, brought here */
+  struct remote_tunnel tunnel; /* the remote NBD socket, brought here */
   struct nbd_tcp tcp;        /* or transport = tcp: the job's TLS port */
   char *local_rundir;        /* where the tunnel's local socket lives */
   virDomainPtr dom;
+  bool paused_on_error;       /* the VM was paused on an I/O error during the copy */
+  bool watch_stopped;         /* the copy's watch (copy_watch) stopped the copiers */
+  struct virt_link link;     /* hv.conn and dom, connected again after a libvirtd restart */
   struct vm_lock lock;
   struct preflight pf;
   struct chain_plan plan;
@@ -71,7 +85,27 @@ struct run {
   struct sp_manifest m;
   struct phases_tail tail;   /* what came after manifest.json (phases.h) */
   double t_start;            /* phases_now() when the run began */
+  struct run_made made;
 };
+
+/* Every descriptor and pid of a run "none", so run_free can free any run. */
+#define RUN_INIT                                                                      \
+  { .sigfd = -1, .pd = POINT_DIR_INIT, .lock = VM_LOCK_INIT,                          \
+    .tunnel = REMOTE_TUNNEL_INIT, .tcp = NBD_TCP_INIT, .guardian = GUARDIAN_INIT }
+
+/* One point of the VM called name (docs/design.md, "The backup point
+ * protocol"); r->cfg, cli, log, rbd_on and only_offline set by the caller.
+ * On failure e says why and what the run made is undone or named. */
+int run_point(struct run *r, const char *name, struct sp_level_req level_req,
+              struct sp_err *e);
+void run_free(struct run *r);
+
+/* run_timeout_s: -1 with e naming the key once the run (from its start,
+ * preflight included) has taken longer than the policy allows, saying
+ * what it was doing (step: "while copying"); 0 within it or with no
+ * limit (0).  Asked while the copiers run and between the steps: a step
+ * blocked inside libvirt or Ceph is bounded by its own timeouts. */
+int backup_within_deadline(const struct run *r, const char *step, struct sp_err *e);
 
 /* The copy step: the NBD export reached (tunnel or TLS), one copier per
  * disk with the STILLPOINT_* environment (backup_copy.c). */

@@ -1,5 +1,5 @@
 /* A libvirt checkpoint's XML, read and rewritten without libvirt: what a
- * redefinition needs and whether QEMU still has the bitmaps.  chain.c asks
+ * redefinition needs and whether QEMU still has the bitmaps.  level_plan.c asks
  * libvirt and acts; tests/unit/test_checkpoint_xml.c proves the rules. */
 #ifndef SP_CHECKPOINT_XML_H
 #define SP_CHECKPOINT_XML_H
@@ -10,7 +10,7 @@
 /* The saved checkpoint XML without its <parent> when known(parent name)
  * says libvirt does not know that parent any more: redefinition refuses an
  * unknown parent, and the bitmap of this checkpoint is all an incremental
- * from it needs.  malloc'd; NULL when the XML does not parse (or ENOMEM). */
+ * from it needs.  malloc'd; NULL when the XML does not parse (or libxml2 runs out of memory). */
 char *checkpoint_xml_for_redefine(const char *xml, size_t len,
                                   bool (*known)(const char *name, void *opaque), void *opaque);
 

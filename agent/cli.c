@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 enum { OPT_JSON = 0x1000, OPT_CONFIG, OPT_SET, OPT_HELP, OPT_SSH_KEY };
 
 static const struct option common_opts[] = {
@@ -26,9 +28,7 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *extra,
   size_t ncommon = sizeof common_opts / sizeof common_opts[0], nextra = 0;
   while (extra && extra[nextra].name)
     nextra++;
-  struct option *all = calloc(ncommon + nextra + 1, sizeof *all);
-  if (!all)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "options");
+  struct option *all = sp_xcalloc(ncommon + nextra + 1, sizeof *all);
   memcpy(all, common_opts, sizeof common_opts);
   if (nextra)
     memcpy(all + ncommon, extra, nextra * sizeof *all);
@@ -44,16 +44,10 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *extra,
     case OPT_JSON: c->json = true; break;
     case OPT_CONFIG: c->config_file = optarg; break;
     case OPT_SSH_KEY: c->ssh_key = optarg; break;
-    case OPT_SET: {
-      const char **ns = realloc(c->sets, (c->nsets + 1) * sizeof *ns);
-      if (!ns) {
-        rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "options");
-        break;
-      }
-      c->sets = ns;
+    case OPT_SET:
+      c->sets = sp_xreallocarray(c->sets, c->nsets + 1, sizeof *c->sets);
       c->sets[c->nsets++] = optarg;
       break;
-    }
     case OPT_HELP:
       fputs(usage, stdout);
       free(all);

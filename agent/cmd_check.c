@@ -1,5 +1,8 @@
 /* stillpoint check DOMAIN: the preflight, printed.  Touches nothing in
- * the VM; exit 0 when a backup could run, 3 with what to do otherwise. */
+ * the VM; exit 0 when a backup could run, 3 with what to do otherwise.
+ * A Ceph target is reached as a backup first reaches it (connected, the
+ * pool opened, the VM's lock read); its points are not read: verify
+ * checks points. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +14,10 @@
 #include "nbd_tcp.h"
 #include "own_dirs.h"
 #include "preflight.h"
+#include "rbd_target.h"
+#include "strv.h"
 #include "virt.h"
+#include "xalloc.h"
 
 static const char usage[] =
   "usage: stillpoint check DOMAIN [-c URI] [--ssh-key FILE] [--json] [--config FILE]\n"
@@ -83,8 +89,48 @@ static json_object *dirs_json(struct sp_host *h)
   return a;
 }
 
-static void print_human(const struct preflight *pf, const struct sp_config *cfg,
-                        struct sp_host *host)
+/* The target as a backup would meet it: for a Ceph pool, whether it was
+ * reached and who holds the VM's lock there. */
+struct target_check {
+  const char *target;
+  bool ceph, reached;
+  char holder[SP_RADOS_HOLDER_MAX + 1]; /* "" when nobody holds the lock */
+};
+
+/* Connects with the policy's Ceph identity and client op timeouts (a dead
+ * cluster fails after ceph_timeout_s, not never), opens the pool and the
+ * VM's store, reads the lock: what a backup does before it writes.
+ * Nothing is written.  Unreachable is a refusal; a held lock a warning
+ * (a lease runs out by itself; the backup names the holder). */
+static void check_ceph(struct target_check *tc, struct preflight *pf,
+                       const struct sp_config *cfg, const struct sp_log *log)
+{
+  tc->target = sp_config_str(cfg, SP_KEY_TARGET);
+  if (!(tc->ceph = rbd_target_is(tc->target)) || !pf->dom.uuid)
+    return;
+  struct rbd_target t = { 0 };
+  struct sp_err e = { 0 };
+  char client[128];
+  if (rbd_target_connect(&t, cfg, NULL, log, &e) < 0 ||
+      rbd_target_open_store(&t, pf->dom.uuid, &e) < 0 ||
+      sp_rados_lock_holder(&t.store, tc->holder, sizeof tc->holder, client, sizeof client,
+                           &e) < 0)
+    sp_strv_push_take(&pf->refusals,
+                      sp_xasprintf("target %s cannot be reached: %s (ceph_conf, ceph_user, "
+                                   "ceph_keyring and ceph_timeout_s say how; "
+                                   "stillpoint.conf(5))", tc->target, e.msg));
+  else
+    tc->reached = true;
+  if (tc->holder[0])
+    sp_strv_push_take(&pf->warnings,
+                      sp_xasprintf("the VM's lock in %s is held by %s (%s): a backup now is "
+                                   "refused until that run ends or its lease runs out",
+                                   tc->target, tc->holder, client));
+  rbd_target_close(&t);
+}
+
+static void print_human(const struct preflight *pf, const struct target_check *tc,
+                        const struct sp_config *cfg, struct sp_host *host)
 {
   printf("domain   %s (%s) %s\n", pf->dom.name, pf->dom.uuid ? pf->dom.uuid : "?",
          virt_state_name(pf->state));
@@ -147,15 +193,21 @@ static void print_human(const struct preflight *pf, const struct sp_config *cfg,
                                                         : "AppArmor (stillpoint's rule MISSING)")
          : pf->dom.confined_selinux ? "SELinux"
                                     : "no AppArmor or SELinux label");
+  if (tc->ceph)
+    printf("target   %s  Ceph pool %s%s%s\n", tc->target,
+           tc->reached ? "reached" : "NOT reached", tc->reached ? ", VM's lock " : "",
+           !tc->reached ? "" : tc->holder[0] ? "held" : "free");
+  else
+    printf("target   %s  directory\n", tc->target);
   print_dirs(host);
   printf("agent    %s\n", !pf->dom.agent_configured  ? "not configured"
                           : pf->dom.agent_connected ? "configured, connected"
                                                     : "configured, not connected");
-  for (size_t i = 0; i < pf->nwarnings; i++)
-    printf("warning  %s\n", pf->warnings[i]);
-  for (size_t i = 0; i < pf->nrefusals; i++)
-    printf("refused  %s\n", pf->refusals[i]);
-  printf("result   %s\n", pf->nrefusals ? "a backup cannot run" : "a backup can run");
+  for (size_t i = 0; i < pf->warnings.n; i++)
+    printf("warning  %s\n", pf->warnings.v[i]);
+  for (size_t i = 0; i < pf->refusals.n; i++)
+    printf("refused  %s\n", pf->refusals.v[i]);
+  printf("result   %s\n", pf->refusals.n ? "a backup cannot run" : "a backup can run");
 }
 
 static json_object *jstr(const char *s) { return s ? json_object_new_string(s) : NULL; }
@@ -175,18 +227,25 @@ static json_object *file_json(const struct sp_file_info *fi)
   return o;
 }
 
-static json_object *strings_json(char **s, size_t n)
+static json_object *strings_json(const struct sp_strv *s)
 {
   json_object *a = json_object_new_array();
-  for (size_t i = 0; i < n; i++)
-    json_object_array_add(a, jstr(s[i]));
+  for (size_t i = 0; i < s->n; i++)
+    json_object_array_add(a, jstr(s->v[i]));
   return a;
 }
 
-static void print_json(const struct preflight *pf, const struct sp_config *cfg,
-                       struct sp_host *host)
+static void print_json(const struct preflight *pf, const struct target_check *tc,
+                       const struct sp_config *cfg, struct sp_host *host)
 {
   json_object *o = json_object_new_object();
+  json_object *tj = json_object_new_object();
+  json_object_object_add(tj, "name", jstr(tc->target));
+  json_object_object_add(tj, "kind", jstr(tc->ceph ? "ceph" : "directory"));
+  if (tc->ceph) {
+    json_object_object_add(tj, "reached", json_object_new_boolean(tc->reached));
+    json_object_object_add(tj, "lock_holder", jstr(tc->holder[0] ? tc->holder : NULL));
+  }
   json_object_object_add(o, "domain", jstr(pf->dom.name));
   json_object_object_add(o, "uuid", jstr(pf->dom.uuid));
   json_object_object_add(o, "state", jstr(virt_state_name(pf->state)));
@@ -251,10 +310,11 @@ static void print_json(const struct preflight *pf, const struct sp_config *cfg,
   if (pf->dom.confined_apparmor)
     json_object_object_add(q, "apparmor_rule", json_object_new_boolean(pf->apparmor_rule));
   json_object_object_add(o, "qemu", q);
+  json_object_object_add(o, "target", tj);
   json_object_object_add(o, "directories", dirs_json(host));
-  json_object_object_add(o, "warnings", strings_json(pf->warnings, pf->nwarnings));
-  json_object_object_add(o, "refusals", strings_json(pf->refusals, pf->nrefusals));
-  json_object_object_add(o, "ok", json_object_new_boolean(pf->nrefusals == 0));
+  json_object_object_add(o, "warnings", strings_json(&pf->warnings));
+  json_object_object_add(o, "refusals", strings_json(&pf->refusals));
+  json_object_object_add(o, "ok", json_object_new_boolean(pf->refusals.n == 0));
   puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                              JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put(o);
@@ -267,6 +327,7 @@ int cmd_check(int argc, char **argv)
   struct sp_config cfg = { 0 };
   struct preflight pf = { 0 };
   struct hypervisor hv = { 0 };
+  struct target_check tc = { 0 };
   _cleanup_dom_ virDomainPtr dom = NULL;
   int rc;
 
@@ -278,13 +339,14 @@ int cmd_check(int argc, char **argv)
     rc = cli_fail(&c, &e);
     goto out;
   }
+  check_ceph(&tc, &pf, &cfg, &c.log);
   if (c.json)
-    print_json(&pf, &cfg, &hv.host);
+    print_json(&pf, &tc, &cfg, &hv.host);
   else
-    print_human(&pf, &cfg, &hv.host);
-  for (size_t i = 0; i < pf.nrefusals; i++)
-    sp_error(&c.log, "%s", pf.refusals[i]);
-  rc = pf.nrefusals ? SP_EXIT_PREFLIGHT : SP_EXIT_OK;
+    print_human(&pf, &tc, &cfg, &hv.host);
+  for (size_t i = 0; i < pf.refusals.n; i++)
+    sp_error(&c.log, "%s", pf.refusals.v[i]);
+  rc = pf.refusals.n ? SP_EXIT_PREFLIGHT : SP_EXIT_OK;
 out:
   preflight_free(&pf);
   if (dom)

@@ -25,14 +25,17 @@
 #include "manifest.h"
 #include "nvram_info.h"
 #include "point_chain.h"
+#include "rbd_point.h"
 #include "state_capture.h"
 #include "state_locator.h"
 #include "tpm_query.h"
 #include "virt.h"
+#include "xalloc.h"
 
 static const char usage[] =
-  "usage: stillpoint inspect POINT_DIR [--against POINT_DIR2 | --domain DOMAIN] [--json]\n"
+  "usage: stillpoint inspect POINT [--against POINT2 | --domain DOMAIN] [--json]\n"
   "       stillpoint inspect --domain DOMAIN [--json]\n"
+  "POINT is a point directory or a Ceph point, rbd:POOL[/NAMESPACE]/UUID@ID.\n"
   "Shows what a point's NVRAM and TPM state hold: Secure Boot state and keys, boot\n"
   "entries, variables, TPM NV indexes, persistent keys, PCR banks. With --against or\n"
   "--domain, shows what differs from another point or from the VM's current state.\n";
@@ -90,24 +93,21 @@ static void load_nvram(struct source *s, struct sp_blob *b, const char *expect_s
   struct sp_err e = { 0 };
   if (expect_sha256 && strcmp(b->sha256, expect_sha256) != 0) {
     sp_blob_free(b);
-    s->nvram_error = strdup("the NVRAM file does not match its SHA-256 in the manifest: the "
-                            "point is damaged (stillpoint verify names what else is)");
+    s->nvram_error = sp_xstrdup("the NVRAM file does not match its SHA-256 in the manifest: "
+                                "the point is damaged (stillpoint verify names what else is)");
     return;
   }
   uint8_t *img = b->data;
   size_t len = b->len;
   if (b->mapped) { /* nvram_info owns a malloc'd image */
-    img = malloc(len ? len : 1);
-    if (img)
-      memcpy(img, b->data, len);
+    img = sp_xmalloc(len ? len : 1);
+    memcpy(img, b->data, len);
   } else {
     b->data = NULL;
   }
   sp_blob_free(b);
-  if (!img)
-    s->nvram_error = strdup("out of memory");
-  else if (nvram_info_parse(img, len, &s->nvram, &e) < 0)
-    s->nvram_error = strdup(e.msg);
+  if (nvram_info_parse(img, len, &s->nvram, &e) < 0)
+    s->nvram_error = sp_xstrdup(e.msg);
   else
     s->nvram_ok = true;
 }
@@ -117,7 +117,7 @@ static void load_tpm(struct source *s, const struct sp_tree *t, const char *vers
   struct sp_err e = { 0 };
   if (tpm_query(t, version, &s->tpm, &e) < 0) {
     tpm_info_free(&s->tpm);
-    s->tpm_error = strdup(e.msg);
+    s->tpm_error = sp_xstrdup(e.msg);
   } else {
     s->tpm_ok = true;
   }
@@ -130,24 +130,23 @@ static int load_point(struct source *s, const char *arg, struct sp_err *e)
   snprintf(s->kind, sizeof s->kind, "point");
   struct sp_point pt;
   struct sp_manifest m = { 0 };
-  int rc = 0;
   if (sp_point_open(arg, &pt, e) < 0 || sp_point_scan(pt.fd, pt.path, e) < 0 ||
       sp_manifest_load_at(pt.fd, pt.path, &m, e) < 0) {
     sp_point_close(&pt);
     return -1;
   }
-  s->path = strdup(pt.path);
-  s->id = strdup(m.id);
-  s->domain = strdup(m.domain);
-  s->created = m.created ? strdup(m.created) : NULL;
+  s->path = sp_xstrdup(pt.path);
+  s->id = sp_xstrdup(m.id);
+  s->domain = sp_xstrdup(m.domain);
+  s->created = m.created ? sp_xstrdup(m.created) : NULL;
   if ((s->has_nvram = m.nvram.present)) {
     s->nvram_file = sp_path_join(pt.path, m.nvram.path);
     struct sp_blob b;
     struct stat st;
     struct sp_err le = { 0 };
     _cleanup_close_ int fd = sp_open_regular_at(pt.fd, m.nvram.path, &st, &le);
-    if (!s->nvram_file || fd < 0 || sp_blob_read_fd(fd, m.nvram.files[0].name, &b, &le) < 0)
-      s->nvram_error = strdup(le.msg);
+    if (fd < 0 || sp_blob_read_fd(fd, m.nvram.files[0].name, &b, &le) < 0)
+      s->nvram_error = sp_xstrdup(le.msg);
     else
       load_nvram(s, &b, m.nvram.nfiles ? m.nvram.files[0].sha256 : NULL);
   }
@@ -156,20 +155,18 @@ static int load_point(struct source *s, const char *arg, struct sp_err *e)
     struct sp_tree t;
     struct sp_err le = { 0 };
     if (m.tpm.secret_uuid)
-      s->tpm_error = strdup("the TPM state is encrypted (libvirt secret): swtpm cannot read "
-                            "it without the secret");
-    else if (!s->tpm_dir || sp_tree_read_at(pt.fd, m.tpm.path, &t, &le) < 0)
-      s->tpm_error = strdup(le.msg);
+      s->tpm_error = sp_xstrdup("the TPM state is encrypted (libvirt secret): swtpm cannot "
+                                "read it without the secret");
+    else if (sp_tree_read_at(pt.fd, m.tpm.path, &t, &le) < 0)
+      s->tpm_error = sp_xstrdup(le.msg);
     else {
       load_tpm(s, &t, m.tpm.version ? m.tpm.version : "2.0");
       sp_tree_free(&t);
     }
   }
-  if (!s->path || !s->id || !s->domain)
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "inspect");
   sp_manifest_free(&m);
   sp_point_close(&pt);
-  return rc;
+  return 0;
 }
 
 /* The VM's current NVRAM and TPM state on this machine; a running VM's
@@ -188,25 +185,24 @@ static int load_domain(struct source *s, const struct cli *c, const char *name,
   if (virt_open(c->uri, &conn, e) < 0 || virt_lookup(conn, name, &dom, e) < 0 ||
       virt_xml(dom, 0, &xml, e) < 0 || sp_domain_parse(xml, strlen(xml), &d, e) < 0)
     return -1;
-  s->path = strdup(name);
-  s->domain = strdup(name);
+  s->path = sp_xstrdup(name);
+  s->domain = sp_xstrdup(name);
   if (d.nvram.type == SP_NVRAM_FILE || d.nvram.type == SP_NVRAM_BLOCK) {
     s->has_nvram = true;
-    s->nvram_file = strdup(d.nvram.path);
+    s->nvram_file = sp_xstrdup(d.nvram.path);
   } else if (d.firmware_efi && !d.running) {
     /* libvirt 9.0 names the NVRAM of a shut-off auto-selected firmware
      * only in the live XML; its place is fixed (and it is made at the
      * first start). */
-    if (asprintf(&s->nvram_file, "/var/lib/libvirt/qemu/nvram/%s_VARS.fd", name) < 0)
-      s->nvram_file = NULL;
-    s->has_nvram = s->nvram_file && sp_exists(s->nvram_file);
+    s->nvram_file = sp_xasprintf("/var/lib/libvirt/qemu/nvram/%s_VARS.fd", name);
+    s->has_nvram = sp_exists(s->nvram_file);
   }
   if (s->has_nvram) {
     struct sp_blob b;
     struct sp_capture_stats st;
     struct sp_err le = { 0 };
     if (sp_blob_capture(s->nvram_file, 10, 2000, &b, &st, &le) < 0)
-      s->nvram_error = strdup(le.msg);
+      s->nvram_error = sp_xstrdup(le.msg);
     else
       load_nvram(s, &b, NULL);
   }
@@ -217,12 +213,13 @@ static int load_domain(struct source *s, const struct cli *c, const char *name,
     struct sp_capture_stats st;
     struct sp_err le = { 0 };
     if (d.tpm.secret_uuid)
-      s->tpm_error = strdup("the TPM state is encrypted (libvirt secret): swtpm cannot read "
-                            "it without the secret");
-    else if (sp_tpm_locate(&d, SP_SWTPM_ROOT, &loc, &le) < 0 ||
-             !(s->tpm_dir = strdup(loc.state_dir)) ||
+      s->tpm_error = sp_xstrdup("the TPM state is encrypted (libvirt secret): swtpm cannot "
+                                "read it without the secret");
+    else if (sp_tpm_locate(&d, SP_SWTPM_ROOT, &loc, &le) < 0)
+      s->tpm_error = sp_xstrdup(le.msg);
+    else if ((s->tpm_dir = sp_xstrdup(loc.state_dir)),
              sp_tree_capture(loc.state_dir, 10, 2000, &t, &st, &le) < 0)
-      s->tpm_error = strdup(le.msg[0] ? le.msg : "out of memory");
+      s->tpm_error = sp_xstrdup(le.msg);
     else {
       load_tpm(s, &t, d.tpm.version ? d.tpm.version : "2.0");
       sp_tree_free(&t);
@@ -230,14 +227,62 @@ static int load_domain(struct source *s, const struct cli *c, const char *name,
     sp_tpm_location_free(&loc);
   }
   sp_domain_free(&d);
-  if (!s->path || !s->domain)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "inspect");
   return 0;
+}
+
+/* A Ceph point: rbd_point.h opens it the way verify and restore do (its
+ * commit record, the committed manifest, SHA256SUMS) and reads the NVRAM
+ * and the TPM tree into memory, each object checked; nothing touches a
+ * file.  Its "paths" are the point's name and the object names. */
+static int load_rbd_point(struct source *s, const struct cli *c, const char *arg,
+                          struct sp_err *e)
+{
+  snprintf(s->kind, sizeof s->kind, "point");
+  struct sp_config cfg = { 0 };
+  struct rbd_point p = { 0 };
+  int rc = cli_load_config(c, NULL, &cfg, e);
+  if (rc == 0)
+    rc = rbd_point_open(&p, &cfg, arg, &c->log, e);
+  if (rc == 0) {
+    s->path = sp_xstrdup(p.name);
+    s->id = sp_xstrdup(p.m.id);
+    s->domain = sp_xstrdup(p.m.domain);
+    s->created = p.m.created ? sp_xstrdup(p.m.created) : NULL;
+  }
+  if (rc == 0 && (s->has_nvram = p.m.nvram.present)) {
+    struct sp_blob b = { 0 };
+    struct sp_err le = { 0 };
+    s->nvram_file = sp_xasprintf("%s/%s", p.name, p.m.nvram.path);
+    if (rbd_point_nvram(&p, &b, &le) < 0) {
+      s->nvram_error = sp_xstrdup(le.msg);
+      sp_blob_free(&b);
+    } else {
+      load_nvram(s, &b, NULL); /* rbd_point_nvram checked it against the manifest */
+    }
+  }
+  if (rc == 0 && (s->has_tpm = p.m.tpm.present)) {
+    struct sp_tree t = { 0 };
+    struct sp_err le = { 0 };
+    s->tpm_dir = sp_xasprintf("%s/%s", p.name, p.m.tpm.path);
+    if (p.m.tpm.secret_uuid)
+      s->tpm_error = sp_xstrdup("the TPM state is encrypted (libvirt secret): swtpm cannot "
+                                "read it without the secret");
+    else if (rbd_point_tpm(&p, &t, &le) < 0)
+      s->tpm_error = sp_xstrdup(le.msg);
+    else
+      load_tpm(s, &t, p.m.tpm.version ? p.m.tpm.version : "2.0");
+    sp_tree_free(&t);
+  }
+  rbd_point_close(&p);
+  sp_config_free(&cfg);
+  return rc;
 }
 
 static int load(struct source *s, const struct cli *c, const char *point, const char *domain,
                 struct sp_err *e)
 {
+  if (point && rbd_point_is(point))
+    return load_rbd_point(s, c, point, e);
   if (point)
     return load_point(s, point, e);
   if (load_domain(s, c, domain, e) < 0)

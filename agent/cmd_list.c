@@ -12,6 +12,7 @@
 #include "manifest.h"
 #include "point_layout.h"
 #include "rbd_target.h"
+#include "strv.h"
 
 static const char usage[] =
   "usage: stillpoint list DOMAIN [--target DIR|rbd:POOL[/NAMESPACE]] [--json] [--config FILE]\n"
@@ -47,7 +48,7 @@ static void human(const struct sp_point_ref *ref, const struct sp_manifest *m, c
     snprintf(pause, sizeof pause, "%.0f ms", m->window.pause_ms);
   else
     snprintf(pause, sizeof pause, "-");
-  printf("%-22s %-5s %-22s %9.1fM %8s  %s%s%s\n", m->id, m->level, m->parent ? m->parent : "-",
+  printf("%-22s %-5s %-22s %9.1fM %8s  %s%s%s\n", m->id, sp_level_name(m->level), m->parent ? m->parent : "-",
          (double)bytes / 1048576.0, pause, m->window.consistent ? "consistent" : "NOT consistent",
          m->tpm.present ? ", tpm" : "", m->nvram.present ? ", nvram" : "");
 }
@@ -115,16 +116,12 @@ static int list_rbd(const struct cli *c, const struct sp_config *cfg, const char
                     json_object *arr, struct sp_err *e)
 {
   struct rbd_target t = { 0 };
-  char **uuids = NULL;
-  size_t n = 0;
+  _cleanup_(sp_strv_free) struct sp_strv uuids = SP_STRV_INIT;
   int rc = rbd_target_connect(&t, cfg, target, &c->log, e);
   if (rc == 0)
-    rc = rbd_target_find_domain(&t, c->args[0], &uuids, &n, e);
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = list_rbd_uuid(&t, uuids[i], arr, e);
-  for (size_t i = 0; i < n; i++)
-    free(uuids[i]);
-  free(uuids);
+    rc = rbd_target_find_domain(&t, c->args[0], &uuids, e);
+  for (size_t i = 0; rc == 0 && i < uuids.n; i++)
+    rc = list_rbd_uuid(&t, uuids.v[i], arr, e);
   rbd_target_close(&t);
   return rc;
 }

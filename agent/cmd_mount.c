@@ -1,8 +1,11 @@
 /* stillpoint mount POINT [--disk TARGET] DIR: one disk of a point,
  * read-only, its file systems under DIR (disk_mount.h), for getting files
  * back without restoring anything; stillpoint umount (cmd_umount.c) takes
- * it down.  The point is input like any other: its chain is validated
- * (point_chain.h) before QEMU opens a byte of it. */
+ * it down.  The point is input like any other: a directory point's chain
+ * is validated (point_chain.h) before QEMU opens a byte of it; a Ceph
+ * point is opened as verify and restore open it (rbd_point.h) and its
+ * disk's RBD snapshot, checked to exist with the manifest's size, is
+ * served through QEMU's rbd driver - a snapshot is read-only in itself. */
 #include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -20,9 +23,12 @@
 #include "manifest.h"
 #include "mount_state.h"
 #include "point_chain.h"
+#include "rbd_point.h"
+#include "xalloc.h"
 
 static const char mount_usage[] =
-  "usage: stillpoint mount POINT_DIR [--disk TARGET] DIR [--json]\n"
+  "usage: stillpoint mount POINT [--disk TARGET] DIR [--json]\n"
+  "POINT is a point directory or a Ceph point, rbd:POOL[/NAMESPACE]/UUID@ID.\n"
   "Mounts the file systems of one disk of a point read-only under DIR: DIR/<n> for\n"
   "partition n, DIR itself for a disk without partitions. Needs root.\n"
   "stillpoint umount DIR takes it all down again.\n";
@@ -146,16 +152,88 @@ static void print_mounted(const struct cli *c, const struct mount_state *st)
   printf("disk %s of %s; stillpoint umount %s takes it down\n", st->disk, st->point, st->dir);
 }
 
+/* What to serve, and the point's name for the mount state. */
+struct mount_src {
+  struct sp_point pt;
+  struct sp_manifest m;
+  bool have_m;
+  struct sp_sums sums;
+  struct sp_disk_chain chain;
+  struct rbd_point rbd;
+  bool have_rbd;
+  struct sp_config cfg;
+  char *spec;
+  int *fds;
+  struct disk_source src;
+  const char *point;
+};
+
+static void mount_src_free(struct mount_src *s)
+{
+  free(s->spec);
+  free(s->fds);
+  sp_disk_chain_free(&s->chain);
+  sp_sums_free(&s->sums);
+  sp_point_close(&s->pt);
+  if (s->have_m)
+    sp_manifest_free(&s->m);
+  if (s->have_rbd)
+    rbd_point_close(&s->rbd);
+  sp_config_free(&s->cfg);
+}
+
+/* A point is untrusted input (docs/design.md, "Threat model"): its chain
+ * is opened below a trusted directory, every header checked, and qemu-nbd
+ * gets only those descriptors. */
+static int open_dir_point(struct mount_src *s, const char *arg, const char *want,
+                          const char **target, struct sp_err *e)
+{
+  size_t nfds = 0;
+  if (sp_point_open(arg, &s->pt, e) < 0 || sp_point_scan(s->pt.fd, s->pt.path, e) < 0 ||
+      sp_manifest_load_at(s->pt.fd, s->pt.path, &s->m, e) < 0 || !(s->have_m = true) ||
+      sp_sums_load_at(s->pt.fd, &s->sums, e) < 0 || pick_disk(&s->m, want, target, e) < 0 ||
+      sp_disk_chain_resolve(s->pt.domain_fd, s->pt.fd, &s->m, &s->sums, *target, &s->chain,
+                            e) < 0) {
+    if (e->code == SP_EXIT_FAILED && !s->chain.n && s->have_m)
+      e->code = SP_EXIT_PREFLIGHT;
+    return -1;
+  }
+  s->spec = sp_chain_json(&s->chain, 0, 3, &s->fds, &nfds);
+  if (!s->spec)
+    return sp_err_set(e, SP_EXIT_FAILED, "disk %s: its chain has no image format qemu-nbd can "
+                      "be given", s->chain.target);
+  s->src = (struct disk_source){ .spec = s->spec, .fds = s->fds, .nfds = nfds };
+  s->point = s->pt.path;
+  return 0;
+}
+
+/* A Ceph point: committed, its manifest the committed one (rbd_point.h);
+ * the disk's snapshot there with the manifest's size.  The snapshot holds
+ * raw guest bytes: qemu-nbd is told so rather than left to probe them. */
+static int open_rbd_point(struct mount_src *s, const struct cli *c, const char *arg,
+                          const char *want, const char **target, struct sp_err *e)
+{
+  if (cli_load_config(c, NULL, &s->cfg, e) < 0)
+    return -1;
+  s->have_rbd = true;
+  if (rbd_point_open(&s->rbd, &s->cfg, arg, &c->log, e) < 0 ||
+      pick_disk(&s->rbd.m, want, target, e) < 0)
+    return -1;
+  const struct sp_manifest_disk *d = sp_manifest_disk(&s->rbd.m, *target);
+  if (rbd_point_snap_check(&s->rbd, d, e) < 0 ||
+      !(s->spec = rbd_point_qemu_source(&s->rbd, d, e)))
+    return -1;
+  s->src = (struct disk_source){ .spec = s->spec, .format = "raw" };
+  s->point = s->rbd.name;
+  return 0;
+}
+
 int cmd_mount(int argc, char **argv)
 {
   struct cli c;
   struct sp_err e = { 0 };
   const char *want = NULL;
-  struct sp_manifest m = { 0 };
-  bool have_m = false;
-  struct sp_disk_chain chain = { 0 };
-  struct sp_point pt = { .fd = -1, .domain_fd = -1 };
-  struct sp_sums sums = { 0 };
+  struct mount_src src = { .pt = SP_POINT_INIT };
   struct mount_state st = { .format = SP_MOUNT_STATE_FORMAT };
   char dir[PATH_MAX], run[PATH_MAX];
   const char *target = NULL;
@@ -164,7 +242,7 @@ int cmd_mount(int argc, char **argv)
                   { "disk", required_argument, NULL, OPT_DISK }, { 0 } },
                 mount_opt, &want, mount_usage, &e) < 0 ||
       (c.nargs != 2 &&
-       sp_err_set(&e, SP_EXIT_USAGE, "mount needs POINT_DIR and DIR\n%s", mount_usage)) ||
+       sp_err_set(&e, SP_EXIT_USAGE, "mount needs POINT and DIR\n%s", mount_usage)) ||
       need_root(&e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
@@ -174,37 +252,24 @@ int cmd_mount(int argc, char **argv)
     rc = cli_fail(&c, &e);
     goto out;
   }
-  /* A point is untrusted input (docs/design.md, "Threat model"): its chain
-   * is opened below a trusted directory, every header checked, and
-   * qemu-nbd gets only those descriptors. */
-  if (sp_point_open(c.args[0], &pt, &e) < 0 || sp_point_scan(pt.fd, pt.path, &e) < 0 ||
-      sp_manifest_load_at(pt.fd, pt.path, &m, &e) < 0 || !(have_m = true) ||
-      sp_sums_load_at(pt.fd, &sums, &e) < 0 || pick_disk(&m, want, &target, &e) < 0 ||
-      sp_disk_chain_resolve(pt.domain_fd, pt.fd, &m, &sums, target, &chain, &e) < 0 ||
+  if ((rbd_point_is(c.args[0]) ? open_rbd_point(&src, &c, c.args[0], want, &target, &e)
+                               : open_dir_point(&src, c.args[0], want, &target, &e)) < 0 ||
       mount_run_dir(dir, run, &e) < 0 || clear_stale(dir, run, &c.log, &e) < 0 ||
       dir_empty(dir, &e) < 0) {
-    if (e.code == SP_EXIT_FAILED && !chain.n && have_m)
-      e.code = SP_EXIT_PREFLIGHT;
     rc = cli_fail(&c, &e);
     goto out;
   }
-  if (!(st.dir = strdup(dir)) || !(st.point = strdup(pt.path)) || !(st.disk = strdup(target))) {
-    sp_err_sys(&e, SP_EXIT_FAILED, ENOMEM, "mount");
-    rc = cli_fail(&c, &e);
-    goto out;
-  }
-  if (disk_mount(&st, run, &chain, &c.log, &e) < 0) {
+  st.dir = sp_xstrdup(dir);
+  st.point = sp_xstrdup(src.point);
+  st.disk = sp_xstrdup(target);
+  if (disk_mount(&st, run, &src.src, &c.log, &e) < 0) {
     rc = cli_fail(&c, &e);
     goto out;
   }
   print_mounted(&c, &st);
 out:
   mount_state_free(&st);
-  sp_disk_chain_free(&chain);
-  sp_sums_free(&sums);
-  sp_point_close(&pt);
-  if (have_m)
-    sp_manifest_free(&m);
+  mount_src_free(&src);
   cli_free(&c);
   return rc;
 }

@@ -15,8 +15,11 @@
 #include "fsutil.h"
 #include "hypervisor.h"
 #include "prune.h"
+#include "stale_job.h"
+#include "strv.h"
 #include "virt.h"
 #include "vm_lock.h"
+#include "xalloc.h"
 
 static const char usage[] =
   "usage: stillpoint prune DOMAIN|--all [--dry-run] [--target DIR|rbd:POOL[/NAMESPACE]]\n"
@@ -53,24 +56,24 @@ static int prune_rbd_one(const struct cli *c, const struct prune_opts *o,
                          json_object *actions, struct sp_err *e)
 {
   struct rbd_target t = { 0 };
-  char **uuids = NULL;
-  size_t n = 0;
-  char own[VIR_UUID_STRING_BUFLEN];
+  _cleanup_(sp_strv_free) struct sp_strv uuids = SP_STRV_INIT;
+  char own[VIR_UUID_STRING_BUFLEN] = "";
   int rc = rbd_target_connect(&t, cfg, o->target, &c->log, e);
   if (rc == 0)
     rc = rbd_target_find_domain(&t, dom && virDomainGetUUIDString(dom, own) == 0 ? own : name,
-                                &uuids, &n, e);
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    rc = rbd_target_open_store(&t, uuids[i], e);
+                                &uuids, e);
+  for (size_t i = 0; rc == 0 && i < uuids.n; i++) {
+    rc = rbd_target_open_store(&t, uuids.v[i], e);
     if (rc == 0 && !o->dry_run)
       rc = rbd_target_lock(&t, "prune", e);
+    /* This domain's own record: a failed run's checkpoint goes with its
+     * leftovers (another UUID of the name is another VM's). */
+    if (rc == 0 && !o->dry_run && dom && strcmp(uuids.v[i], own) == 0)
+      stale_checkpoints_drop(dom, &t.left_ids, &c->log);
     if (rc == 0)
       rc = prune_rbd(dom, &t, sp_config_int(cfg, SP_KEY_KEEP), o->dry_run, &c->log, actions, e);
     rbd_target_close_store(&t);
   }
-  for (size_t i = 0; i < n; i++)
-    free(uuids[i]);
-  free(uuids);
   rbd_target_close(&t);
   return rc;
 }
@@ -86,12 +89,7 @@ static int prune_one(const struct cli *c, const struct prune_opts *o, virConnect
   int rc = -1;
   if (cli_load_config(c, name, &cfg, e) < 0)
     goto done;
-  if (asprintf(&dir, "%s/%s", o->target ? o->target : sp_config_str(&cfg, SP_KEY_TARGET),
-               name) < 0) {
-    dir = NULL;
-    sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
-    goto done;
-  }
+  dir = sp_xasprintf("%s/%s", o->target ? o->target : sp_config_str(&cfg, SP_KEY_TARGET), name);
   dom = virDomainLookupByName(conn, name);
   char uuid[VIR_UUID_STRING_BUFLEN];
   if (dom && (virDomainGetUUIDString(dom, uuid) < 0 ||
@@ -144,8 +142,20 @@ int cmd_prune(int argc, char **argv)
     if (prune_one(&c, &o, hv.conn, c.args[0], out, &e) < 0)
       rc = cli_fail(&c, &e);
   } else if (rbd_target_is(o.target ? o.target : sp_config_str(&cfg, SP_KEY_TARGET))) {
-    rc = cli_fail(&c, (sp_err_set(&e, SP_EXIT_USAGE, "prune --all of a Ceph pool is not built "
-                                  "yet: prune each DOMAIN"), &e));
+    /* Every domain the pool's stillpoint.vms names, defined here or not. */
+    _cleanup_(sp_strv_free) struct sp_strv names = SP_STRV_INIT;
+    struct rbd_target t = { 0 };
+    if (rbd_target_connect(&t, &cfg, o.target, &c.log, &e) < 0 ||
+        rbd_target_domain_names(&t, &names, &e) < 0)
+      rc = cli_fail(&c, &e);
+    rbd_target_close(&t);
+    for (size_t i = 0; i < names.n; i++) {
+      sp_err_clear(&e);
+      if (prune_one(&c, &o, hv.conn, names.v[i], out, &e) < 0) {
+        sp_error(&c.log, "%s: %s", names.v[i], e.msg);
+        rc = SP_EXIT_FAILED;
+      }
+    }
   } else {
     /* Every domain directory under the target, defined in libvirt or not. */
     const char *target = o.target ? o.target : sp_config_str(&cfg, SP_KEY_TARGET);

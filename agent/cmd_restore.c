@@ -28,12 +28,14 @@
 #include "fsutil.h"
 #include "hypervisor.h"
 #include "instant_copy.h"
+#include "instant_rbd.h"
 #include "instant_xml.h"
 #include "manifest.h"
 #include "own_dirs.h"
 #include "point_chain.h"
 #include "qemu_access.h"
 #include "qemu_conf.h"
+#include "rbd_point.h"
 #include "restore_disks.h"
 #include "restore_plan.h"
 #include "restore_xml.h"
@@ -41,21 +43,25 @@
 #include "state_capture.h"
 #include "state_install.h"
 #include "state_locator.h"
+#include "strv.h"
 #include "trust.h"
 #include "virt.h"
+#include "xalloc.h"
 
 static const char usage[] =
-  "usage: stillpoint restore POINT_DIR [--name NEW] [--keep-uuid]\n"
+  "usage: stillpoint restore POINT_DIR|rbd:POOL[/NAMESPACE]/UUID@ID [--name NEW] [--keep-uuid]\n"
   "                          [--disks-to DIR | --recorded-paths] [--flatten | --keep-chain]\n"
   "                          [--other-disks keep|drop] [--trust-domain-xml]\n"
   "                          [--define] [--start] [--replace] [-c URI] [--ssh-key FILE] [--json]\n"
   "       stillpoint restore --instant POINT_DIR --name NEW --disks-to DIR [--bandwidth MIB]\n"
+  "       stillpoint restore --instant rbd:POOL[/NAMESPACE]/UUID@ID --name NEW\n"
   "                          [--other-disks keep|drop] [--trust-domain-xml] [--json]\n"
   "       stillpoint restore --instant --resume NEW [--bandwidth MIB] [--json]\n"
   "Brings a VM back from a backup point: its disks, NVRAM and TPM state.\n"
   "Without --define the domain XML is printed; --start defines and starts it.\n"
   "--instant starts it at once on overlays backed by the point, then copies\n"
-  "each disk into DIR underneath the running VM and switches over.\n";
+  "each disk into DIR underneath the running VM and switches over; a Ceph\n"
+  "point's disks become RBD clones of its snapshots, nothing is copied.\n";
 
 enum { OPT_NAME = 0x2200, OPT_KEEP_UUID, OPT_DISKS_TO, OPT_FLATTEN, OPT_KEEP_CHAIN, OPT_DEFINE,
        OPT_START, OPT_REPLACE, OPT_RECORDED, OPT_OTHER_DISKS, OPT_TRUST_XML, OPT_INSTANT,
@@ -127,6 +133,9 @@ struct restore {
   struct sp_domain point_dom;
   struct sp_disk_chain *chains; /* one per manifest disk */
   size_t nchains;
+  struct rbd_point rbd;         /* a Ceph point: its pool; its manifest and sums moved out */
+  bool is_rbd;
+  char **rbd_sources;           /* per manifest disk: QEMU's rbd: name of its snapshot */
   char name[256];
   char uuid[37];
   struct sp_qemu_conf qc;
@@ -146,8 +155,7 @@ struct restore {
   char *xml, *filtered;
   /* what was done, for the undo */
   struct restore_made_list made;  /* local files restore created */
-  char **remote_made;             /* remote files restore created */
-  size_t nremote_made;
+  struct sp_strv remote_made;     /* remote files restore created */
   struct aside *asides;
   size_t nasides;
   char *tpm_kept;                 /* the state the TPM install moved aside */
@@ -160,10 +168,19 @@ struct restore {
   virDomainPtr dom;               /* defined on the overlays */
   double t0;                      /* the command's start (monotonic) */
   double started_s, copied_s;     /* when the VM started, when the last disk pivoted */
+  /* --instant of a Ceph point: the disks are clones, nothing is copied */
+  bool rbd_instant;
+  struct instant_rbd irbd;
 };
 
 static void restore_free(struct restore *r)
 {
+  size_t nsources = r->m.ndisks ? r->m.ndisks : r->rbd.m.ndisks; /* before or after the move */
+  for (size_t i = 0; r->rbd_sources && i < nsources; i++)
+    free(r->rbd_sources[i]);
+  free(r->rbd_sources);
+  instant_rbd_free(&r->irbd);
+  rbd_point_close(&r->rbd);
   for (size_t i = 0; i < r->nchains; i++)
     sp_disk_chain_free(&r->chains[i]);
   free(r->chains);
@@ -191,9 +208,7 @@ static void restore_free(struct restore *r)
   free(r->xml);
   free(r->filtered);
   restore_made_free(&r->made);
-  for (size_t i = 0; i < r->nremote_made; i++)
-    free(r->remote_made[i]);
-  free(r->remote_made);
+  sp_strv_free(&r->remote_made);
   for (size_t i = 0; i < r->nasides; i++) {
     free(r->asides[i].path);
     free(r->asides[i].kept);
@@ -306,8 +321,6 @@ static int load_state(struct restore *r, struct sp_err *e)
         if (strcmp(r->m.tpm.files[k].name, r->tpm.files[i].name) == 0)
           f = &r->m.tpm.files[k];
       _cleanup_free_ char *rel = sp_path_join(r->m.tpm.path, r->tpm.files[i].name);
-      if (!rel)
-        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
       if (!f)
         return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s is not in the manifest", r->pt.path, rel);
       if (check_file(r, rel, &r->tpm.files[i], f, e) < 0)
@@ -322,9 +335,7 @@ static int load_state(struct restore *r, struct sp_err *e)
  * written (a kept chain is hashed while it is copied). */
 static int load_chains(struct restore *r, struct sp_err *e)
 {
-  r->chains = calloc(r->m.ndisks ? r->m.ndisks : 1, sizeof *r->chains);
-  if (!r->chains)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  r->chains = sp_xcalloc(r->m.ndisks ? r->m.ndisks : 1, sizeof *r->chains);
   for (size_t i = 0; i < r->m.ndisks; i++) {
     struct sp_disk_chain *c = &r->chains[r->nchains++];
     if (sp_disk_chain_resolve(r->pt.domain_fd, r->pt.fd, &r->m, &r->sums, r->m.disks[i].target,
@@ -332,6 +343,46 @@ static int load_chains(struct restore *r, struct sp_err *e)
         (!r->o.keep_chain && sp_chain_check_hashes(c, 0, e) < 0))
       return e->code = SP_EXIT_PREFLIGHT, -1;
   }
+  return 0;
+}
+
+/* A Ceph point (rbd_point.h): committed, its manifest the committed one,
+ * domain.xml, NVRAM and TPM checked against SHA256SUMS and the manifest,
+ * each disk's snapshot present with the manifest's size; all before
+ * anything is written, as for a directory point.  A snapshot is a whole
+ * disk: there is no chain to keep. */
+static int load_rbd(struct restore *r, const char *arg, struct sp_err *e)
+{
+  struct sp_config cfg = { 0 };
+  struct rbd_point *p = &r->rbd;
+  int rc = cli_load_config(r->cli, NULL, &cfg, e);
+  if (rc == 0)
+    rc = rbd_point_open(p, &cfg, arg, r->log, e);
+  sp_config_free(&cfg);
+  if (rc < 0)
+    return -1;
+  r->is_rbd = true;
+  snprintf(r->pt.path, sizeof r->pt.path, "%s", arg);
+  snprintf(r->pt.name, sizeof r->pt.name, "%s", p->id);
+  if (r->o.keep_chain)
+    return sp_err_set(e, SP_EXIT_USAGE, "--keep-chain: a Ceph point's disk is one snapshot, "
+                      "not a chain; restore it flattened");
+  if (rbd_point_read(p, "domain.xml", &r->point_xml, &r->point_xml_len, e) < 0)
+    return -1;
+  if (sp_domain_parse(r->point_xml, r->point_xml_len, &r->point_dom, e) < 0)
+    return e->code = SP_EXIT_PREFLIGHT, sp_err_prefix(e, "%s/domain.xml", r->pt.path);
+  if ((p->m.nvram.present && rbd_point_nvram(p, &r->nvram, e) < 0) ||
+      (p->m.tpm.present && rbd_point_tpm(p, &r->tpm, e) < 0))
+    return -1;
+  r->rbd_sources = sp_xcalloc(p->m.ndisks ? p->m.ndisks : 1, sizeof *r->rbd_sources);
+  for (size_t i = 0; i < p->m.ndisks; i++)
+    if (rbd_point_snap_check(p, &p->m.disks[i], e) < 0 ||
+        !(r->rbd_sources[i] = rbd_point_qemu_source(p, &p->m.disks[i], e)))
+      return e->code = e->code == SP_EXIT_FAILED ? SP_EXIT_PREFLIGHT : e->code,
+             sp_err_prefix(e, "%s", r->pt.path);
+  /* The rest of restore reads the manifest where a directory's is. */
+  r->m = p->m;
+  memset(&p->m, 0, sizeof p->m);
   return 0;
 }
 
@@ -420,17 +471,13 @@ static int load_emulators(struct restore *r, struct sp_err *e)
  * .lock): libvirt would not manufacture a TPM there, so it is in use. */
 static bool tpm_dir_in_use(struct sp_host *h, const char *dir)
 {
-  char **names = NULL;
-  size_t n = 0;
+  _cleanup_(sp_strv_free) struct sp_strv names = SP_STRV_INIT;
   struct sp_err ignored = { 0 };
-  if (h->ops->list_dir(h, dir, &names, &n, &ignored) < 0)
+  if (h->ops->list_dir(h, dir, &names, &ignored) < 0)
     return h->ops->exists(h, dir); /* there but unreadable: assume in use */
   bool used = false;
-  for (size_t i = 0; i < n; i++) {
-    used |= names[i][0] != '.';
-    free(names[i]);
-  }
-  free(names);
+  for (size_t i = 0; i < names.n; i++)
+    used |= names.v[i][0] != '.';
   return used;
 }
 
@@ -464,20 +511,20 @@ static int plan(struct restore *r, struct sp_err *e)
 {
   struct restore_plan_in in = { .m = &r->m, .point_dom = &r->point_dom,
                                 .replaced = r->replaced ? &r->replaced_dom : NULL,
-                                .name = r->name, .uuid = r->uuid, .disks_to = r->o.disks_to,
+                                .name = r->name, .uuid = r->uuid,
+                                /* A Ceph instant restore writes no disk file: its
+                                 * disks become clones (placeholders here). */
+                                .disks_to = r->rbd_instant ? "/rbd" : r->o.disks_to,
                                 .recorded = r->o.recorded, .keep_chain = r->o.keep_chain };
   if (restore_plan_make(&in, &r->plan, e) < 0)
     return -1;
-  r->disk_paths = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_paths);
-  r->disk_dirs = calloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_dirs);
-  if (!r->disk_paths || !r->disk_dirs)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  r->disk_paths = sp_xcalloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_paths);
+  r->disk_dirs = sp_xcalloc(r->plan.ndisks ? r->plan.ndisks : 1, sizeof *r->disk_dirs);
   for (size_t i = 0; i < r->plan.ndisks; i++)
     r->disk_dirs[i] = -1;
   struct sp_host *h = &r->hv.host;
   if (r->plan.nvram_dir) {
-    if (!(r->nvram_path = sp_path_join(r->plan.nvram_dir, r->plan.nvram_file)))
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    r->nvram_path = sp_path_join(r->plan.nvram_dir, r->plan.nvram_file);
     sp_info(r->log, "NVRAM: recorded at %s, restored to %s", r->m.nvram.host_path,
             r->nvram_path);
     if (!r->plan.nvram_replaces && h->ops->exists(h, r->nvram_path))
@@ -495,8 +542,14 @@ static int plan(struct restore *r, struct sp_err *e)
   }
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct restore_plan_disk *d = &r->plan.disks[i];
-    if (!(r->disk_paths[i] = sp_path_join(d->dir, d->file)))
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    if (r->rbd_instant) {
+      if (!(r->disk_paths[i] = instant_rbd_clone_name(r->uuid, d->target)))
+        return sp_err_set(e, SP_EXIT_PREFLIGHT, "disk %s: no RBD clone name for it", d->target);
+      sp_info(r->log, "disk %s: recorded at %s, restored as RBD clone %s/%s", d->target,
+              d->recorded ? d->recorded : "(a network disk)", r->rbd.t.pool, r->disk_paths[i]);
+      continue;
+    }
+    r->disk_paths[i] = sp_path_join(d->dir, d->file);
     sp_info(r->log, "disk %s: recorded at %s, restored to %s%s%s", d->target,
             d->recorded ? d->recorded : "(a network disk)", h->remote ? h->name : "",
             h->remote ? ":" : "", r->disk_paths[i]);
@@ -520,7 +573,7 @@ static int plan(struct restore *r, struct sp_err *e)
  * cannot pass would define a VM that cannot start. */
 static int check_disks_reach(struct restore *r, struct sp_err *e)
 {
-  if (!(r->o.define || r->o.start))
+  if (!(r->o.define || r->o.start) || r->rbd_instant)
     return 0;
   struct qemu_creds c;
   if (qemu_creds_of_conf(&r->hv.host, &r->qc, &c, e) < 0)
@@ -539,10 +592,8 @@ static int check_disks_reach(struct restore *r, struct sp_err *e)
 
 static int make_xml(struct restore *r, struct sp_err *e)
 {
-  _cleanup_free_ struct restored_disk *rd = calloc(r->plan.ndisks ? r->plan.ndisks : 1,
-                                                   sizeof *rd);
-  if (!rd)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  _cleanup_free_ struct restored_disk *rd = sp_xcalloc(r->plan.ndisks ? r->plan.ndisks : 1,
+                                                      sizeof *rd);
   for (size_t i = 0; i < r->plan.ndisks; i++)
     rd[i] = (struct restored_disk){ r->plan.disks[i].target, r->disk_paths[i],
                                     r->plan.disks[i].format };
@@ -595,14 +646,9 @@ static void show_trusted_diff(struct restore *r)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static int remember_remote(struct restore *r, const char *path, struct sp_err *e)
+static void remember_remote(struct restore *r, const char *path)
 {
-  char **nv = realloc(r->remote_made, (r->nremote_made + 1) * sizeof *nv);
-  if (!nv || !(nv[r->nremote_made] = strdup(path)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  r->remote_made = nv;
-  r->nremote_made++;
-  return 0;
+  sp_strv_push(&r->remote_made, path);
 }
 
 /* --replace: what the replaced definition had there goes aside, under
@@ -617,15 +663,10 @@ static int move_aside(struct restore *r, const char *path, struct sp_err *e)
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  struct aside *na = realloc(r->asides, (r->nasides + 1) * sizeof *na);
-  if (!na)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  r->asides = na;
-  struct aside *a = &na[r->nasides];
-  if (!(a->path = strdup(path)) || asprintf(&a->kept, "%s.replaced-%s", path, stamp) < 0) {
-    free(a->path);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  }
+  r->asides = sp_xreallocarray(r->asides, r->nasides + 1, sizeof *r->asides);
+  struct aside *a = &r->asides[r->nasides];
+  a->path = sp_xstrdup(path);
+  a->kept = sp_xasprintf("%s.replaced-%s", path, stamp);
   if (h->ops->rename(h, a->path, a->kept, e) < 0) {
     free(a->path);
     free(a->kept);
@@ -650,10 +691,9 @@ static int upload_disk(struct restore *r, size_t i, struct sp_err *e)
                                   false, &tmp, e);
   _cleanup_free_ char *local = sp_path_join(dir, "disk");
   if (rc == 0)
-    rc = local ? r->hv.host.ops->upload(&r->hv.host, local, r->disk_paths[i], e)
-               : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    rc = r->hv.host.ops->upload(&r->hv.host, local, r->disk_paths[i], e);
   if (rc == 0)
-    rc = remember_remote(r, r->disk_paths[i], e);
+    remember_remote(r, r->disk_paths[i]);
   restore_made_free(&tmp);
   struct sp_err ignored = { 0 };
   sp_rm_rf(dir, &ignored);
@@ -665,12 +705,15 @@ static int write_disks(struct restore *r, struct sp_err *e)
   for (size_t i = 0; i < r->plan.ndisks; i++) {
     const struct restore_plan_disk *d = &r->plan.disks[i];
     sp_info(r->log, "disk %s: %s %zu image%s -> %s%s%s (%s)", d->target,
-            r->o.keep_chain ? "copying" : "flattening", r->chains[i].n,
-            r->chains[i].n == 1 ? "" : "s", r->hv.host.remote ? r->hv.host.name : "",
+            r->is_rbd ? "copying the snapshot of" : r->o.keep_chain ? "copying" : "flattening",
+            r->is_rbd ? 1 : r->chains[i].n,
+            r->is_rbd || r->chains[i].n == 1 ? "" : "s", r->hv.host.remote ? r->hv.host.name : "",
             r->hv.host.remote ? ":" : "", r->disk_paths[i], d->format);
     if (d->replaces && move_aside(r, r->disk_paths[i], e) < 0)
       return -1;
-    int rc = r->hv.host.remote
+    int rc = r->is_rbd ? restore_disk_rbd(r->rbd_sources[i], r->disk_dirs[i], d->dir, d->file,
+                                          d->format, &r->made, e)
+             : r->hv.host.remote
                ? upload_disk(r, i, e)
                : restore_disk(&r->chains[i], r->disk_dirs[i], d->dir, d->file, d->format,
                               r->o.keep_chain, &r->made, e);
@@ -687,10 +730,10 @@ static int remote_tpm_install(struct restore *r, uid_t uid, gid_t gid, struct sp
 {
   struct sp_host *h = &r->hv.host;
   const char *dir = r->plan.tpm_dir;
-  _cleanup_free_ char *parent = strdup(dir);
-  char *slash = parent ? strrchr(parent, '/') : NULL;
+  _cleanup_free_ char *parent = sp_xstrdup(dir);
+  char *slash = strrchr(parent, '/');
   if (!slash)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    return sp_err_set(e, SP_EXIT_FAILED, "TPM state directory %s is not an absolute path", dir);
   *slash = '\0';
   if (tpm_dir_in_use(h, dir)) {
     if (move_aside(r, dir, e) < 0)
@@ -699,8 +742,9 @@ static int remote_tpm_install(struct restore *r, uid_t uid, gid_t gid, struct sp
     return -1;
   }
   if (h->ops->ensure_dir(h, parent, 0711, 0, 0, e) < 0 ||
-      h->ops->mkdir_owned(h, dir, 0700, uid, gid, e) < 0 || remember_remote(r, dir, e) < 0)
+      h->ops->mkdir_owned(h, dir, 0700, uid, gid, e) < 0)
     return -1;
+  remember_remote(r, dir);
   for (size_t i = 0; i < r->tpm.n; i++) {
     _cleanup_free_ char *p = sp_path_join(dir, r->tpm.files[i].name);
     if (!p || h->ops->create_file(h, p, r->tpm.files[i].data, r->tpm.files[i].len, 0600, uid,
@@ -719,9 +763,13 @@ static int write_nvram(struct restore *r, struct sp_err *e)
     return -1;
   if (r->plan.nvram_replaces && move_aside(r, r->nvram_path, e) < 0)
     return -1;
-  if (h->remote)
-    return h->ops->create_file(h, r->nvram_path, r->nvram.data, r->nvram.len, 0600, uid, gid,
-                               e) < 0 ? -1 : remember_remote(r, r->nvram_path, e);
+  if (h->remote) {
+    if (h->ops->create_file(h, r->nvram_path, r->nvram.data, r->nvram.len, 0600, uid, gid,
+                            e) < 0)
+      return -1;
+    remember_remote(r, r->nvram_path);
+    return 0;
+  }
   /* libvirt's NVRAM directory belongs to QEMU's user: trusted too, and
    * written only without replacing anything. */
   _cleanup_close_ int dfd = sp_trusted_dir_open_also("NVRAM directory", r->plan.nvram_dir, uid, e);
@@ -731,13 +779,10 @@ static int write_nvram(struct restore *r, struct sp_err *e)
     return dfd < 0 ? -1 : sp_err_prefix(e, "NVRAM %s", r->nvram_path);
   if (fsync(dfd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "fsync %s", r->plan.nvram_dir);
-  struct restore_made *nv = realloc(r->made.v, (r->made.n + 1) * sizeof *nv);
-  if (!nv)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-  r->made.v = nv;
-  nv[r->made.n] = (struct restore_made){ .dir_fd = steal_fd(&dfd),
-                                         .name = strdup(r->plan.nvram_file), .st = st };
-  r->made.n++;
+  r->made.v = sp_xreallocarray(r->made.v, r->made.n + 1, sizeof *r->made.v);
+  r->made.v[r->made.n++] = (struct restore_made){ .dir_fd = steal_fd(&dfd),
+                                                  .name = sp_xstrdup(r->plan.nvram_file),
+                                                  .st = st };
   return 0;
 }
 
@@ -780,8 +825,8 @@ static void undo(struct restore *r)
   struct sp_host *h = &r->hv.host;
   struct sp_err ignored = { 0 };
   restore_made_undo(&r->made);
-  for (size_t i = r->nremote_made; i-- > 0;)
-    h->ops->rm_rf(h, r->remote_made[i], &ignored);
+  for (size_t i = r->remote_made.n; i-- > 0;)
+    h->ops->rm_rf(h, r->remote_made.v[i], &ignored);
   if (r->tpm_written) {
     struct stat now;
     /* The directory restore put there, and only that one. */
@@ -836,6 +881,21 @@ static int define(struct restore *r, struct sp_err *e)
   return 0;
 }
 
+/* Where the restored VM's NVRAM and TPM state went: every report says it. */
+static void json_add_state(json_object *o, const struct restore *r)
+{
+  json_object_object_add(o, "nvram", r->nvram_path ? json_object_new_string(r->nvram_path) : NULL);
+  json_object_object_add(o, "tpm", r->plan.tpm_dir ? json_object_new_string(r->plan.tpm_dir)
+                                                   : NULL);
+}
+
+static void json_print_put(json_object *o)
+{
+  puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+}
+
 static void report(const struct restore *r)
 {
   if (!r->cli->json) {
@@ -858,13 +918,11 @@ static void report(const struct restore *r)
                                             ? json_object_new_string(r->plan.disks[i].recorded)
                                             : NULL);
     json_object_object_add(d, "format", json_object_new_string(r->plan.disks[i].format));
-    json_object_object_add(d, "images", json_object_new_int((int)r->chains[i].n));
+    json_object_object_add(d, "images", json_object_new_int(r->is_rbd ? 1 : (int)r->chains[i].n));
     json_object_array_add(disks, d);
   }
   json_object_object_add(o, "disks", disks);
-  json_object_object_add(o, "nvram", r->nvram_path ? json_object_new_string(r->nvram_path) : NULL);
-  json_object_object_add(o, "tpm", r->plan.tpm_dir ? json_object_new_string(r->plan.tpm_dir)
-                                                   : NULL);
+  json_add_state(o, r);
   json_object_object_add(o, "tpm_replaced_kept_as",
                          r->tpm_kept ? json_object_new_string(r->tpm_kept) : NULL);
   json_object *kept = json_object_new_array();
@@ -873,9 +931,7 @@ static void report(const struct restore *r)
   json_object_object_add(o, "replaced_kept_as", kept);
   if (!r->o.define)
     json_object_object_add(o, "xml", json_object_new_string(r->xml));
-  puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                             JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put(o);
+  json_print_put(o);
 }
 
 /* This machine, or the hypervisor of a qemu+ssh URI, reached before
@@ -887,14 +943,25 @@ static int open_host(struct restore *r, struct sp_err *e)
   if (r->hv.host.remote && r->o.keep_chain)
     return sp_err_set(e, SP_EXIT_USAGE, "--keep-chain is for this machine only; a remote "
                       "restore flattens each disk");
+  if (r->hv.host.remote && r->is_rbd)
+    return sp_err_set(e, SP_EXIT_USAGE, "a Ceph point is restored on this machine only: run "
+                      "stillpoint restore on the hypervisor, with access to the pool");
   return 0;
+}
+
+static int load_dir(struct restore *r, const char *point, struct sp_err *e)
+{
+  return load_point(r, point, e) < 0 || check_manifest_sum(r, e) < 0 || load_xml(r, e) < 0 ||
+             load_state(r, e) < 0 || load_chains(r, e) < 0
+           ? -1
+           : 0;
 }
 
 static int run_restore(struct restore *r, const char *point, struct sp_err *e)
 {
-  if (load_point(r, point, e) < 0 || check_manifest_sum(r, e) < 0 || load_xml(r, e) < 0 ||
-      load_state(r, e) < 0 ||
-      load_chains(r, e) < 0 || open_host(r, e) < 0 || pick_identity(r, e) < 0 ||
+  int (*load)(struct restore *, const char *, struct sp_err *) =
+    rbd_point_is(point) ? load_rbd : load_dir;
+  if (load(r, point, e) < 0 || open_host(r, e) < 0 || pick_identity(r, e) < 0 ||
       sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
       check_libvirt(r, e) < 0 || check_secret(r, e) < 0 || load_emulators(r, e) < 0 ||
       plan(r, e) < 0 || check_disks_reach(r, e) < 0 || make_xml(r, e) < 0)
@@ -937,19 +1004,15 @@ static int instant_start(struct restore *r, struct sp_err *e)
     return -1;
   r->run_made = true;
   size_t n = r->plan.ndisks;
-  _cleanup_free_ struct instant_xml_disk *xd = calloc(n ? n : 1, sizeof *xd);
-  _cleanup_free_ char **ov = calloc(n ? n : 1, sizeof *ov);
-  if (!xd || !ov || !(r->socks = calloc(n ? n : 1, sizeof *r->socks)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  _cleanup_free_ struct instant_xml_disk *xd = sp_xcalloc(n ? n : 1, sizeof *xd);
+  _cleanup_free_ char **ov = sp_xcalloc(n ? n : 1, sizeof *ov);
+  r->socks = sp_xcalloc(n ? n : 1, sizeof *r->socks);
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     const struct restore_plan_disk *d = &r->plan.disks[i];
     _cleanup_free_ char *name = instant_overlay_name(d->file);
     struct stat st;
-    if (!name || !(ov[i] = sp_path_join(d->dir, name))) {
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-      break;
-    }
+    ov[i] = sp_path_join(d->dir, name);
     sp_info(r->log, "disk %s: serving the point's %zu image%s read-only, overlay %s", d->target,
             r->chains[i].n, r->chains[i].n == 1 ? "" : "s", ov[i]);
     if (instant_serve(&r->chains[i], r->run, uid, gid, &r->socks[i], e) < 0 ||
@@ -958,17 +1021,15 @@ static int instant_start(struct restore *r, struct sp_err *e)
       rc = -1;
       break;
     }
-    struct restore_made *nv = realloc(r->made.v, (r->made.n + 1) * sizeof *nv);
-    if (!nv || fstatat(r->disk_dirs[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-      rc = sp_err_sys(e, SP_EXIT_FAILED, nv ? errno : ENOMEM, "overlay %s", ov[i]);
-      if (nv)
-        r->made.v = nv;
+    if (fstatat(r->disk_dirs[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "overlay %s", ov[i]);
       break;
     }
-    r->made.v = nv;
-    nv[r->made.n++] = (struct restore_made){
-      .dir_fd = fcntl(r->disk_dirs[i], F_DUPFD_CLOEXEC, 3), .name = strdup(name), .st = st };
-    xd[i] = (struct instant_xml_disk){ d->target, ov[i], "qcow2", r->socks[i] };
+    r->made.v = sp_xreallocarray(r->made.v, r->made.n + 1, sizeof *r->made.v);
+    r->made.v[r->made.n++] = (struct restore_made){
+      .dir_fd = fcntl(r->disk_dirs[i], F_DUPFD_CLOEXEC, 3), .name = sp_xstrdup(name),
+      .st = st };
+    xd[i] = (struct instant_xml_disk){ d->target, ov[i], "qcow2", r->socks[i], NULL };
   }
   _cleanup_free_ char *live = NULL;
   if (rc == 0 && instant_xml_disks(r->xml, strlen(r->xml), xd, n, &live, e) < 0)
@@ -1046,12 +1107,8 @@ static void instant_report(const struct restore *r, const struct instant_disk *d
     json_object_array_add(disks, x);
   }
   json_object_object_add(o, "disks", disks);
-  json_object_object_add(o, "nvram", r->nvram_path ? json_object_new_string(r->nvram_path) : NULL);
-  json_object_object_add(o, "tpm", r->plan.tpm_dir ? json_object_new_string(r->plan.tpm_dir)
-                                                   : NULL);
-  puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                             JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put(o);
+  json_add_state(o, r);
+  json_print_put(o);
 }
 
 /* Copies, pivots and finishes; on failure the VM runs on and the message
@@ -1073,7 +1130,10 @@ static int instant_usage(struct restore *r, struct sp_err *e)
   if (o->replace || o->keep_chain || o->recorded || o->keep_uuid)
     return sp_err_set(e, SP_EXIT_USAGE, "--instant restores a new VM beside the others: "
                       "--replace, --keep-chain, --recorded-paths and --keep-uuid do not apply");
-  if (!o->resume && (!o->disks_to || !o->name))
+  if (!o->resume && r->rbd_instant && (o->disks_to || !o->name))
+    return sp_err_set(e, SP_EXIT_USAGE, "--instant of a Ceph point needs --name NEW and no "
+                      "--disks-to: its disks are RBD clones in the pool");
+  if (!o->resume && !r->rbd_instant && (!o->disks_to || !o->name))
     return sp_err_set(e, SP_EXIT_USAGE, "--instant needs --name NEW and --disks-to DIR (where "
                       "the overlays and the final images go)");
   if (o->resume && (o->disks_to || o->name || o->other_disks_set || o->trust_xml))
@@ -1083,13 +1143,100 @@ static int instant_usage(struct restore *r, struct sp_err *e)
   return 0;
 }
 
+/* A Ceph point: each disk's snapshot cloned, the VM defined on the clones
+ * and started; nothing to copy afterwards.  Until it runs, everything is
+ * undone (domain, clones, secret, NVRAM and TPM). */
+static int instant_rbd_start(struct restore *r, struct sp_err *e)
+{
+  struct instant_rbd *x = &r->irbd;
+  size_t n = r->plan.ndisks;
+  _cleanup_free_ struct instant_xml_disk *xd = sp_xcalloc(n ? n : 1, sizeof *xd);
+  if (instant_rbd_prepare(x, &r->rbd, e) < 0 ||
+      instant_rbd_secret(x, r->hv.conn, &r->rbd, r->uuid, r->name, e) < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    const struct sp_manifest_disk *md = NULL;
+    for (size_t k = 0; k < r->m.ndisks; k++)
+      if (strcmp(r->m.disks[k].target, r->plan.disks[i].target) == 0)
+        md = &r->m.disks[k];
+    if (!md)
+      return sp_err_set(e, SP_EXIT_FAILED, "disk %s is not in the manifest",
+                        r->plan.disks[i].target);
+    if (instant_rbd_clone(x, &r->rbd, md->rbd_image, md->rbd_snapshot, r->disk_paths[i], e) < 0)
+      return -1;
+    sp_info(r->log, "disk %s: cloned %s@%s into %s/%s", md->target, md->rbd_image,
+            md->rbd_snapshot, r->rbd.t.pool, r->disk_paths[i]);
+    xd[i] = (struct instant_xml_disk){ md->target, r->disk_paths[i], "raw", NULL, &x->xml };
+  }
+  _cleanup_free_ char *xml = NULL;
+  if (instant_xml_disks(r->xml, strlen(r->xml), xd, n, &xml, e) < 0)
+    return -1;
+  if (!(r->dom = virDomainDefineXML(r->hv.conn, xml)))
+    return sp_err_set(e, SP_EXIT_FAILED, "libvirt refused the restored domain: %s",
+                      virt_errmsg());
+  if (virDomainCreate(r->dom) < 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "domain %s did not start on its RBD clones: %s",
+                      r->name, virt_errmsg());
+  r->started_s = mono_s() - r->t0;
+  sp_info(r->log, "started domain %s (%s) on RBD clones %.1f s after the command began",
+          r->name, r->uuid, r->started_s);
+  return 0;
+}
+
+static void instant_rbd_report(const struct restore *r)
+{
+  if (!r->cli->json) {
+    printf("%s: running on RBD clones in pool %s (libvirt secret %s)\n", r->name,
+           r->rbd.t.pool, r->irbd.secret_uuid);
+    return;
+  }
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "point", json_object_new_string(r->pt.path));
+  json_object_object_add(o, "name", json_object_new_string(r->name));
+  json_object_object_add(o, "uuid", json_object_new_string(r->uuid));
+  json_object_object_add(o, "started_s", json_object_new_double(r->started_s));
+  json_object_object_add(o, "ceph_secret", json_object_new_string(r->irbd.secret_uuid));
+  json_object *disks = json_object_new_array();
+  for (size_t i = 0; i < r->plan.ndisks; i++) {
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "target", json_object_new_string(r->plan.disks[i].target));
+    json_object_object_add(d, "rbd_pool", json_object_new_string(r->rbd.t.pool));
+    json_object_object_add(d, "rbd_image", json_object_new_string(r->disk_paths[i]));
+    json_object_array_add(disks, d);
+  }
+  json_object_object_add(o, "disks", disks);
+  json_add_state(o, r);
+  json_print_put(o);
+}
+
+static int run_instant_rbd(struct restore *r, const char *point, struct sp_err *e)
+{
+  r->rbd_instant = true;
+  if (instant_usage(r, e) < 0 || load_rbd(r, point, e) < 0 || open_host(r, e) < 0 ||
+      instant_usage(r, e) < 0 || pick_identity(r, e) < 0 ||
+      sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
+      check_libvirt(r, e) < 0 || check_secret(r, e) < 0 || load_emulators(r, e) < 0 ||
+      plan(r, e) < 0 || make_xml(r, e) < 0)
+    return -1;
+  show_trusted_diff(r);
+  if (write_state(r, e) < 0 || instant_rbd_start(r, e) < 0) {
+    instant_undo(r);
+    instant_rbd_undo(&r->irbd);
+    undo(r);
+    return -1;
+  }
+  instant_rbd_report(r);
+  return 0;
+}
+
 static int run_instant(struct restore *r, const char *point, struct sp_err *e)
 {
   r->t0 = mono_s();
   r->o.define = r->o.start = true;
+  if (rbd_point_is(point))
+    return run_instant_rbd(r, point, e);
   if (instant_usage(r, e) < 0 ||
-      load_point(r, point, e) < 0 || check_manifest_sum(r, e) < 0 || load_xml(r, e) < 0 ||
-      load_state(r, e) < 0 || load_chains(r, e) < 0 || open_host(r, e) < 0 ||
+      load_dir(r, point, e) < 0 || open_host(r, e) < 0 ||
       instant_usage(r, e) < 0 || pick_identity(r, e) < 0 ||
       sp_host_qemu_conf_read(&r->hv.host, SP_QEMU_CONF_PATH, &r->qc, e) < 0 ||
       check_libvirt(r, e) < 0 || check_secret(r, e) < 0 || load_emulators(r, e) < 0 ||
@@ -1102,16 +1249,16 @@ static int run_instant(struct restore *r, const char *point, struct sp_err *e)
     return -1;
   }
   size_t n = r->plan.ndisks;
-  struct instant_disk *d = calloc(n ? n : 1, sizeof *d);
-  int rc = d ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  struct instant_disk *d = sp_xcalloc(n ? n : 1, sizeof *d);
+  int rc = 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const struct restore_plan_disk *p = &r->plan.disks[i];
-    d[i] = (struct instant_disk){ .target = strdup(p->target), .dir = strdup(p->dir),
+    d[i] = (struct instant_disk){ .target = sp_xstrdup(p->target), .dir = sp_xstrdup(p->dir),
                                   .dir_fd = fcntl(r->disk_dirs[i], F_DUPFD_CLOEXEC, 3),
                                   .overlay = instant_overlay_name(p->file),
-                                  .final = strdup(p->file), .format = p->format };
-    if (!d[i].target || !d[i].dir || d[i].dir_fd < 0 || !d[i].overlay || !d[i].final)
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+                                  .final = sp_xstrdup(p->file), .format = p->format };
+    if (d[i].dir_fd < 0)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot keep %s open", p->dir);
   }
   if (rc == 0)
     rc = instant_complete(r, r->dom, d, n, e);
@@ -1126,9 +1273,7 @@ static int run_instant(struct restore *r, const char *point, struct sp_err *e)
 static int resume_disks(struct restore *r, const struct sp_domain *def, struct instant_disk **out,
                         size_t *nout, struct sp_err *e)
 {
-  struct instant_disk *d = calloc(def->ndisks ? def->ndisks : 1, sizeof *d);
-  if (!d)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  struct instant_disk *d = sp_xcalloc(def->ndisks ? def->ndisks : 1, sizeof *d);
   size_t n = 0;
   int rc = 0;
   for (size_t i = 0; i < def->ndisks && rc == 0; i++) {
@@ -1139,15 +1284,13 @@ static int resume_disks(struct restore *r, const struct sp_domain *def, struct i
       continue;
     size_t fl = strlen(final);
     struct instant_disk *x = &d[n++];
-    *x = (struct instant_disk){ .target = strdup(k->target),
-                                .dir = strndup(k->source, (size_t)(slash - k->source)),
-                                .dir_fd = -1, .overlay = strdup(slash + 1),
-                                .final = strdup(final),
+    *x = (struct instant_disk){ .target = sp_xstrdup(k->target),
+                                .dir = sp_xstrndup(k->source, (size_t)(slash - k->source)),
+                                .dir_fd = -1, .overlay = sp_xstrdup(slash + 1),
+                                .final = sp_xstrdup(final),
                                 .format = fl > 4 && strcmp(final + fl - 4, ".raw") == 0
                                             ? "raw" : "qcow2" };
-    if (!x->target || !x->dir || !x->overlay || !x->final)
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
-    else if ((x->dir_fd = sp_trusted_dir_open("disk destination", x->dir, e)) < 0)
+    if ((x->dir_fd = sp_trusted_dir_open("disk destination", x->dir, e)) < 0)
       rc = -1;
   }
   *out = d;
@@ -1209,7 +1352,7 @@ int cmd_restore(int argc, char **argv)
   };
   struct cli c;
   struct sp_err e = { 0 };
-  struct restore r = { .pt = { .fd = -1, .domain_fd = -1 } };
+  struct restore r = { .pt = SP_POINT_INIT };
   int rc = SP_EXIT_OK;
   if (cli_parse(&c, argc, argv, opts, extra_opt, &r.o, usage, &e) < 0 ||
       (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "restore needs one POINT_DIR\n%s", usage))) {

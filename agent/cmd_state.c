@@ -1,5 +1,5 @@
-/* stillpoint state list|restore DOMAIN: the TPM/NVRAM snapshots the hook
- * took at VM stop (stillpoint-hook(8)).  Unlike the hook, this may ask
+/* stillpoint state list|restore|forget DOMAIN: the TPM/NVRAM snapshots
+ * the hook took at VM stop (stillpoint-hook(8)).  Unlike the hook, this may ask
  * libvirt: for the UUID behind a name, and whether the VM runs. */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -8,8 +8,9 @@
 
 #include "cleanup.h"
 #include "cli.h"
+#include "fsutil.h"
 #include "commands.h"
-#include "state_restore.h"
+#include "snapshot_restore.h"
 #include "state_snapshots.h"
 #include "uuid.h"
 #include "virt.h"
@@ -17,10 +18,13 @@
 static const char usage[] =
   "usage: stillpoint state list DOMAIN [--json]\n"
   "       stillpoint state restore DOMAIN [ID]\n"
+  "       stillpoint state forget DOMAIN\n"
   "list shows the TPM state and NVRAM snapshots stillpoint-hook took when DOMAIN\n"
   "stopped (DOMAIN may also be the UUID of a domain that no longer exists).\n"
   "restore puts snapshot ID (default: the newest) back as DOMAIN's TPM state and\n"
   "NVRAM; DOMAIN must be shut off. The state it replaces is kept as a snapshot.\n"
+  "forget moves DOMAIN's snapshots aside, so that the hook no longer puts a TPM\n"
+  "state back that was wiped on purpose; DOMAIN must be shut off.\n"
   "common options: -c URI, --config FILE, --set key=value. See stillpoint-hook(8).\n";
 
 /* The domain behind the argument: by name through libvirt, or a UUID of
@@ -151,10 +155,10 @@ static int restore(const struct cli *c, const struct target *t, const char *id,
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s is running: its TPM state and NVRAM are in "
                       "use. Shut it down first (virsh shutdown %s), then restore", t->dom.name,
                       t->dom.name);
-  struct state_restore_args a = { .state_dir = state_dir, .dom = &t->dom, .id = id,
+  struct snapshot_restore_args a = { .state_dir = state_dir, .dom = &t->dom, .id = id,
                                   .log = &c->log };
-  __attribute__((cleanup(state_restore_result_free))) struct state_restore_result r = { 0 };
-  if (state_restore(&a, &r, e) < 0)
+  _cleanup_(snapshot_restore_result_free) struct snapshot_restore_result r = { 0 };
+  if (snapshot_restore(&a, &r, e) < 0)
     return -1;
   if (r.unchanged) {
     printf("%s already has the TPM state and NVRAM of snapshot %s: nothing changed\n",
@@ -172,25 +176,63 @@ static int restore(const struct cli *c, const struct target *t, const char *id,
   return 0;
 }
 
+/* An intended TPM wipe: the hook's recovery (recover_tpm = auto) would
+ * put the newest snapshot back at the next start.  The snapshots are
+ * moved aside, not deleted: a wipe by mistake can still be undone. */
+static int forget(const struct target *t, const char *state_dir, struct sp_err *e)
+{
+  if (t->active)
+    return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s is running: forget is for a VM whose TPM "
+                      "state is about to start over. Shut it down first (virsh shutdown %s), "
+                      "wipe its TPM state if not done yet, then forget", t->dom.name,
+                      t->dom.name);
+  _cleanup_close_ int lock = -1;
+  _cleanup_free_ char *aside = NULL;
+  size_t moved = 0;
+  if (sp_snap_lock(state_dir, t->dom.uuid, false, &lock, e) < 0)
+    return -1;
+  if (lock >= 0 && sp_snap_forget(state_dir, t->dom.uuid, &aside, &moved, e) < 0)
+    return aside ? sp_err_prefix(e, "forget %s: some snapshots are in %s", t->dom.name, aside)
+                 : -1;
+  if (!moved) {
+    printf("%s (%s) has no snapshots in %s: nothing to forget; its next start keeps whatever "
+           "TPM state it has\n", t->dom.name, t->dom.uuid, state_dir);
+    return 0;
+  }
+  _cleanup_free_ char *vdir = sp_path_join(state_dir, t->dom.uuid);
+  printf("forgot %zu snapshot%s of %s: moved to %s\n"
+         "its next start keeps the TPM state it has then (libvirt makes a new one if its state "
+         "directory is missing or empty); the hook snapshots it again at the next stop.\n"
+         "to undo (with %s shut off): mv %s/* %s/\n", moved, moved == 1 ? "" : "s",
+         t->dom.name, aside, t->dom.name, aside, vdir ? vdir : "?");
+  return 0;
+}
+
 int cmd_state(int argc, char **argv)
 {
   struct cli c;
   struct sp_err e = { 0 };
   struct sp_config cfg = { 0 };
-  __attribute__((cleanup(target_free))) struct target t = { 0 };
+  _cleanup_(target_free) struct target t = { 0 };
   int rc = cli_parse(&c, argc, argv, NULL, NULL, NULL, usage, &e);
   const char *verb = rc == 0 && c.nargs >= 1 ? c.args[0] : "";
   bool is_list = strcmp(verb, "list") == 0, is_restore = strcmp(verb, "restore") == 0;
-  if (rc == 0 && !((is_list && c.nargs == 2) || (is_restore && (c.nargs == 2 || c.nargs == 3))))
-    rc = sp_err_set(&e, SP_EXIT_USAGE, "state needs `list DOMAIN` or `restore DOMAIN [ID]`\n%s",
-                    usage);
+  bool is_forget = strcmp(verb, "forget") == 0;
+  if (rc == 0 && !((is_list && c.nargs == 2) || (is_restore && (c.nargs == 2 || c.nargs == 3)) ||
+                   (is_forget && c.nargs == 2)))
+    rc = sp_err_set(&e, SP_EXIT_USAGE, "state needs `list DOMAIN`, `restore DOMAIN [ID]` or "
+                    "`forget DOMAIN`\n%s", usage);
+  /* forget needs a domain libvirt knows: only then can it tell that the
+   * VM is not running. */
   if (rc == 0)
-    rc = resolve(&c, c.args[1], is_restore, &t, &e);
+    rc = resolve(&c, c.args[1], !is_list, &t, &e);
   /* vm.d/<name>.conf may move state_dir; a bare UUID has no vm.d file. */
   if (rc == 0)
     rc = cli_load_config(&c, t.known ? t.dom.name : NULL, &cfg, &e);
   if (rc == 0 && is_list)
     rc = list(&c, &t, sp_config_str(&cfg, SP_KEY_STATE_DIR), &e);
+  else if (rc == 0 && is_forget)
+    rc = forget(&t, sp_config_str(&cfg, SP_KEY_STATE_DIR), &e);
   else if (rc == 0)
     rc = restore(&c, &t, c.nargs == 3 ? c.args[2] : NULL, sp_config_str(&cfg, SP_KEY_STATE_DIR),
                  &e);

@@ -22,13 +22,18 @@
 #include "manifest.h"
 #include "point_chain.h"
 #include "point_layout.h"
+#include "rbd_point.h"
 #include "sha256.h"
+#include "strv.h"
 #include "tpm_probe.h"
+#include "xalloc.h"
 
 static const char usage[] =
-  "usage: stillpoint verify POINT_DIR [--json]\n"
-  "Checks SHA256SUMS, the manifest, each disk image and its chain, and that swtpm\n"
-  "loads the TPM state. Exit 0 when all is well, 1 naming each bad file.\n";
+  "usage: stillpoint verify POINT_DIR|rbd:POOL[/NAMESPACE]/UUID@ID [--json]\n"
+  "                         [--config FILE] [--set key=value]\n"
+  "Checks SHA256SUMS, the manifest, each disk image and its chain (for a Ceph\n"
+  "point: each disk's snapshot and its size), and that swtpm loads the TPM state.\n"
+  "Exit 0 when all is well, 1 naming each bad file.\n";
 
 struct problem {
   char *file;
@@ -41,28 +46,22 @@ struct verify {
   struct problem *p;
   size_t np;
   int checks;
-  char **notes;
-  size_t nnotes;
+  struct sp_strv notes;
 };
 
+/* Never fails (xalloc.h): a problem that could not be recorded would let
+ * verify say OK. */
 static void bad(struct verify *v, const char *file, const char *what)
 {
-  struct problem *np = realloc(v->p, (v->np + 1) * sizeof *np);
-  if (!np)
-    return;
-  v->p = np;
-  np[v->np].file = strdup(file);
-  np[v->np].what = strdup(what);
+  v->p = sp_xreallocarray(v->p, v->np + 1, sizeof *v->p);
+  v->p[v->np].file = sp_xstrdup(file);
+  v->p[v->np].what = sp_xstrdup(what);
   v->np++;
 }
 
 static void note(struct verify *v, const char *what)
 {
-  char **nn = realloc(v->notes, (v->nnotes + 1) * sizeof *nn);
-  if (!nn)
-    return;
-  v->notes = nn;
-  nn[v->nnotes++] = strdup(what);
+  sp_strv_push(&v->notes, what);
 }
 
 /* Regular files of the point that SHA256SUMS does not list, walked
@@ -232,6 +231,58 @@ static void check_manifest(struct verify *v)
   sp_manifest_free(&m);
 }
 
+/* A Ceph point: the commit record and SHA256SUMS (rbd_point_open; a
+ * point that fails there is refused, exit 3), every object SHA256SUMS
+ * lists, the state files against the manifest, each disk's snapshot and
+ * its size, and the TPM state in a real swtpm.  Objects SHA256SUMS does
+ * not list cannot be named: finding them would list the whole pool. */
+static int verify_rbd(struct verify *v, const struct cli *c, struct sp_err *e)
+{
+  struct sp_config cfg = { 0 };
+  struct rbd_point p = { 0 };
+  int rc = cli_load_config(c, NULL, &cfg, e);
+  if (rc == 0)
+    rc = rbd_point_open(&p, &cfg, c->args[0], &c->log, e);
+  snprintf(v->pt.path, sizeof v->pt.path, "%s", c->args[0]);
+  for (size_t i = 0; rc == 0 && i < p.sums.n; i++) {
+    char *data = NULL;
+    size_t len;
+    struct sp_err pe = { 0 };
+    v->checks++;
+    if (rbd_point_read(&p, p.sums.v[i].path, &data, &len, &pe) < 0)
+      bad(v, p.sums.v[i].path, pe.msg);
+    free(data);
+  }
+  if (rc == 0 && p.m.nvram.present) {
+    struct sp_blob b = { 0 };
+    struct sp_err pe = { 0 };
+    v->checks++;
+    if (rbd_point_nvram(&p, &b, &pe) < 0)
+      bad(v, p.m.nvram.path, pe.msg);
+    sp_blob_free(&b);
+  }
+  for (size_t i = 0; rc == 0 && i < p.m.ndisks; i++) {
+    struct sp_err pe = { 0 };
+    v->checks++;
+    if (rbd_point_snap_check(&p, &p.m.disks[i], &pe) < 0)
+      bad(v, p.m.disks[i].rbd_image, pe.msg);
+  }
+  if (rc == 0 && p.m.tpm.present && p.m.tpm.secret_uuid)
+    note(v, "TPM state is encrypted: swtpm cannot load it without libvirt's secret; not "
+            "probed");
+  else if (rc == 0 && p.m.tpm.present) {
+    struct sp_tree t = { 0 };
+    struct sp_err pe = { 0 };
+    v->checks++;
+    if (rbd_point_tpm(&p, &t, &pe) < 0 || tpm_probe(&t, p.m.tpm.version, &pe) < 0)
+      bad(v, p.m.tpm.path, pe.msg);
+    sp_tree_free(&t);
+  }
+  rbd_point_close(&p);
+  sp_config_free(&cfg);
+  return rc;
+}
+
 static void print(const struct cli *c, const struct verify *v)
 {
   if (c->json) {
@@ -248,8 +299,8 @@ static void print(const struct cli *c, const struct verify *v)
     }
     json_object_object_add(o, "problems", a);
     json_object *n = json_object_new_array();
-    for (size_t i = 0; i < v->nnotes; i++)
-      json_object_array_add(n, json_object_new_string(v->notes[i]));
+    for (size_t i = 0; i < v->notes.n; i++)
+      json_object_array_add(n, json_object_new_string(v->notes.v[i]));
     json_object_object_add(o, "notes", n);
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -258,8 +309,8 @@ static void print(const struct cli *c, const struct verify *v)
   }
   for (size_t i = 0; i < v->np; i++)
     printf("BAD   %s: %s\n", v->p[i].file, v->p[i].what);
-  for (size_t i = 0; i < v->nnotes; i++)
-    printf("note  %s\n", v->notes[i]);
+  for (size_t i = 0; i < v->notes.n; i++)
+    printf("note  %s\n", v->notes.v[i]);
   printf("%s  %s (%d checks, %zu problem%s)\n", v->np ? "FAILED" : "OK", v->pt.path, v->checks,
          v->np, v->np == 1 ? "" : "s");
 }
@@ -268,11 +319,20 @@ int cmd_verify(int argc, char **argv)
 {
   struct cli c;
   struct sp_err e = { 0 };
-  struct verify v = { .pt = { .fd = -1, .domain_fd = -1 } };
+  struct verify v = { .pt = SP_POINT_INIT };
   int rc;
   if (cli_parse(&c, argc, argv, NULL, NULL, NULL, usage, &e) < 0 ||
       (c.nargs != 1 && sp_err_set(&e, SP_EXIT_USAGE, "verify needs one POINT_DIR\n%s", usage))) {
     rc = cli_fail(&c, &e);
+    goto out;
+  }
+  if (rbd_point_is(c.args[0])) {
+    if (verify_rbd(&v, &c, &e) < 0) {
+      rc = cli_fail(&c, &e);
+      goto out;
+    }
+    print(&c, &v);
+    rc = v.np ? SP_EXIT_FAILED : SP_EXIT_OK;
     goto out;
   }
   /* A point whose directories others can write is refused (exit 3): what
@@ -293,9 +353,7 @@ out:
     free(v.p[i].what);
   }
   free(v.p);
-  for (size_t i = 0; i < v.nnotes; i++)
-    free(v.notes[i]);
-  free(v.notes);
+  sp_strv_free(&v.notes);
   sp_sums_free(&v.sums);
   sp_point_close(&v.pt);
   cli_free(&c);

@@ -20,6 +20,7 @@
 #include "child.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "xalloc.h"
 
 enum {
   READY_MS = 15000,   /* nbdfuse: until its pid file says it serves */
@@ -116,35 +117,39 @@ static int read_pid_file(const char *path, pid_t *pid)
 }
 
 static int start_qemu_nbd(struct mount_state *st, const char *run,
-                          const struct sp_disk_chain *c, struct sp_err *e)
+                          const struct disk_source *src, const struct sp_log *log,
+                          struct sp_err *e)
 {
-  /* The chain as QEMU block options, every image the descriptor that was
-   * checked, pinned to its driver, the full's backing explicitly none:
-   * QEMU neither probes a format nor follows a name from a header. */
-  _cleanup_free_ int *fds = NULL;
-  size_t nfds = 0;
-  _cleanup_free_ char *spec = sp_chain_json(c, 0, 3, &fds, &nfds);
   char sock[PATH_MAX], pidf[PATH_MAX], sockopt[PATH_MAX + 16], pidopt[PATH_MAX + 16];
+  char fmtopt[64];
   snprintf(sock, sizeof sock, "%s/nbd.sock", run);
   snprintf(pidf, sizeof pidf, "%s/qemu-nbd.pid", run);
   snprintf(sockopt, sizeof sockopt, "--socket=%s", sock);
   snprintf(pidopt, sizeof pidopt, "--pid-file=%s", pidf);
-  if (!spec)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu-nbd");
+  snprintf(fmtopt, sizeof fmtopt, "--format=%s", src->format ? src->format : "");
   /* --fork returns once the server listens; --persistent: nbdfuse's
-   * connections may come and go. */
+   * connections may come and go.  A source whose name does not pin its
+   * format gets one: QEMU never probes what a guest wrote. */
   char *argv[] = { "qemu-nbd", "--fork", "--persistent", "--read-only", "--shared=8",
-                   sockopt, pidopt, spec, NULL };
+                   sockopt, pidopt, src->format ? fmtopt : (char *)src->spec,
+                   src->format ? (char *)src->spec : NULL, NULL };
   struct sp_run_result r;
-  if (sp_run_fds(argv, fds, nfds, SP_RUN_CAPTURE_ERR, &r, e) < 0)
+  if (sp_run_fds(argv, src->fds, src->nfds, SP_RUN_CAPTURE_ERR, &r, e) < 0)
     return -1;
+  /* qemu-nbd's parent exits 1 whenever its child wrote anything to stderr
+   * before detaching, and librados writes warnings there (an admin socket
+   * in use, no keyring in the default places): the server left running
+   * is what counts, and what it said is passed on. */
   int rc = 0;
   pid_t pid;
-  if (r.status != 0)
-    rc = sp_err_set(e, SP_EXIT_FAILED, "qemu-nbd cannot serve the chain of disk %s: %s",
-                    c->target, r.err ? r.err : "");
-  else if (read_pid_file(pidf, &pid) < 0 || proc_ref_of(pid, &st->qemu_nbd) < 0)
+  bool alive = read_pid_file(pidf, &pid) == 0 && proc_ref_of(pid, &st->qemu_nbd) == 0;
+  if (!alive && r.status != 0)
+    rc = sp_err_set(e, SP_EXIT_FAILED, "qemu-nbd cannot serve disk %s: %s", st->disk,
+                    r.err ? r.err : "");
+  else if (!alive)
     rc = sp_err_set(e, SP_EXIT_FAILED, "qemu-nbd started but left no live pid in %s", pidf);
+  else if (r.status != 0 && r.err && *r.err)
+    sp_warn(log, "qemu-nbd serves disk %s, and said: %s", st->disk, r.err);
   sp_run_result_free(&r);
   return rc;
 }
@@ -312,10 +317,9 @@ static int partitions(const char *dev, struct part **out, size_t *n, struct sp_e
   blkid_probe_enable_partitions(pr, 1);
   blkid_partlist ls = blkid_probe_get_partitions(pr);
   int np = ls ? blkid_partlist_numof_partitions(ls) : 0;
-  int rc = 0;
-  if (np > 0 && !(*out = calloc((size_t)np, sizeof **out)))
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "partitions");
-  for (int i = 0; rc == 0 && i < np; i++) {
+  if (np > 0)
+    *out = sp_xcalloc((size_t)np, sizeof **out);
+  for (int i = 0; i < np; i++) {
     blkid_partition p = blkid_partlist_get_partition(ls, i);
     if (!p || blkid_partition_is_extended(p))
       continue;
@@ -324,7 +328,7 @@ static int partitions(const char *dev, struct part **out, size_t *n, struct sp_e
                                     .size = (unsigned long long)blkid_partition_get_size(p) * 512 };
   }
   blkid_free_probe(pr);
-  return rc;
+  return 0;
 }
 
 /* The file system type on node, or why there is none to mount. */
@@ -473,7 +477,7 @@ static int mount_disk(struct mount_state *st, const char *run, const struct sp_l
 
 /* ---- the whole -------------------------------------------------------------- */
 
-int disk_mount(struct mount_state *st, const char *run, const struct sp_disk_chain *c,
+int disk_mount(struct mount_state *st, const char *run, const struct disk_source *src,
                const struct sp_log *log, struct sp_err *e)
 {
   if (sp_dirs_prepare_local(SP_MOUNT_RUN_ROOT, 0700, e) < 0)
@@ -482,7 +486,7 @@ int disk_mount(struct mount_state *st, const char *run, const struct sp_disk_cha
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s", run);
   int rc = mount_state_save(st, run, e);
   if (rc == 0)
-    rc = start_qemu_nbd(st, run, c, e);
+    rc = start_qemu_nbd(st, run, src, log, e);
   if (rc == 0)
     rc = mount_state_save(st, run, e);
   if (rc == 0)

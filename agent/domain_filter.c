@@ -9,6 +9,8 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "strv.h"
+#include "xalloc.h"
 
 /* ---- the lists ----------------------------------------------------------- */
 
@@ -98,35 +100,21 @@ static void find(struct walk *w, xmlNodePtr n, const char *fmt, ...)
 
 static void find(struct walk *w, xmlNodePtr n, const char *fmt, ...)
 {
-  struct domain_finding *nv = realloc(w->f->v, (w->f->n + 1) * sizeof *nv);
-  xmlNodePtr *ns = realloc(w->strip, (w->nstrip + 1) * sizeof *ns);
-  if (nv)
-    w->f->v = nv;
-  if (ns)
-    w->strip = ns;
-  char *what = NULL;
+  /* libxml2's own allocation can still fail: then the filter refuses. */
+  xmlChar *where = xmlGetNodePath(n);
+  if (!where) {
+    w->oom = true;
+    return;
+  }
+  w->f->v = sp_xreallocarray(w->f->v, w->f->n + 1, sizeof *w->f->v);
+  w->strip = sp_xreallocarray(w->strip, w->nstrip + 1, sizeof *w->strip);
   va_list ap;
   va_start(ap, fmt);
-  int r = vasprintf(&what, fmt, ap);
+  w->f->v[w->f->n].what = sp_xvasprintf(fmt, ap);
   va_end(ap);
-  xmlChar *where = xmlGetNodePath(n);
-  if (!nv || !ns || r < 0 || !where) {
-    if (r >= 0)
-      free(what);
-    xmlFree(where);
-    w->oom = true;
-    return;
-  }
-  nv[w->f->n].where = strdup((const char *)where);
-  nv[w->f->n].what = what;
+  w->f->v[w->f->n++].where = sp_xstrdup((const char *)where);
   xmlFree(where);
-  if (!nv[w->f->n].where) {
-    free(what);
-    w->oom = true;
-    return;
-  }
-  w->f->n++;
-  ns[w->nstrip++] = n;
+  w->strip[w->nstrip++] = n;
 }
 
 /* Whether an absolute path may stand where it stands (n holds it, attr
@@ -195,11 +183,7 @@ static void check_values(struct walk *w, xmlNodePtr n)
       t++;
     if (!t || *t != '/')
       continue;
-    _cleanup_free_ char *v = strdup(t);
-    if (!v) {
-      w->oom = true;
-      return;
-    }
+    _cleanup_free_ char *v = sp_xstrdup(t);
     v[strcspn(v, " \n\t\r")] = '\0';
     if (!path_allowed(w, n, NULL, v)) {
       find(w, n, "host path %s: not one restore made, nor in libvirt's or the firmware's "
@@ -417,19 +401,16 @@ int domain_filter_emulators(const char *caps_xml, size_t len, char ***out, size_
   int rc = 0;
   if (!o)
     rc = sp_err_set(e, SP_EXIT_FAILED, "libvirt's capabilities could not be read");
+  struct sp_strv found = SP_STRV_INIT;
   for (int i = 0; rc == 0 && o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
     xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
-    char **nv = t ? realloc(*out, (*n + 1) * sizeof *nv) : NULL;
-    if (!nv || !(nv[*n] = strdup((const char *)t))) {
-      if (nv)
-        *out = nv;
+    if (!t)
       rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "capabilities");
-    } else {
-      *out = nv;
-      (*n)++;
-    }
+    else
+      sp_strv_push(&found, (const char *)t);
     xmlFree(t);
   }
+  *out = sp_strv_steal(&found, n);
   if (o)
     xmlXPathFreeObject(o);
   if (ctx)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "efi_varstore.h"
+#include "xalloc.h"
 
 /* libefivar's node formatters read a node's fixed fields without checking
  * the node's length (a short PCI node is read as if whole), and print
@@ -63,11 +64,7 @@ static int check_nodes(const uint8_t *dp, size_t len, struct sp_err *e)
 
 static char *format_path(const uint8_t *dp, size_t len, struct sp_err *e)
 {
-  uint8_t *copy = calloc(1, len + DP_PAD);
-  if (!copy) {
-    sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "device path");
-    return NULL;
-  }
+  uint8_t *copy = sp_xcalloc(1, len + DP_PAD);
   memcpy(copy, dp, len);
   char *text = NULL;
   ssize_t need = efidp_format_device_path(NULL, 0, (const_efidp)copy, (ssize_t)len);
@@ -103,10 +100,8 @@ int efi_loadopt_parse(const uint8_t *data, size_t len, struct efi_loadopt *o, st
     return sp_err_set(e, SP_EXIT_FAILED, "load option: device path of %zu bytes, %zu left",
                       dplen, len - off);
   int rc = 0;
-  if (!(o->description = efi_utf16_to_utf8(data + 6, desc_end - 6)))
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "load option");
-  else if (check_nodes(data + off, dplen, e) < 0 ||
-           !(o->path = format_path(data + off, dplen, e)))
+  o->description = efi_utf16_to_utf8(data + 6, desc_end - 6);
+  if (check_nodes(data + off, dplen, e) < 0 || !(o->path = format_path(data + off, dplen, e)))
     rc = -1;
   o->optional_len = len - off - dplen;
   if (rc < 0)
@@ -130,8 +125,7 @@ int efi_bootorder_parse(const uint8_t *data, size_t len, uint16_t **order, size_
     return sp_err_set(e, SP_EXIT_FAILED, "BootOrder: %zu bytes, not whole 16-bit entries", len);
   if (!len)
     return 0;
-  if (!(*order = malloc(len)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "BootOrder");
+  *order = sp_xmalloc(len);
   for (size_t i = 0; i < len / 2; i++)
     (*order)[i] = (uint16_t)(data[2 * i] | data[2 * i + 1] << 8);
   *n = len / 2;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "efi_varstore.h"
+#include "xalloc.h"
 
 enum { LIST_HEADER = 28, OWNER = 16 }; /* SignatureType(16) ListSize HeaderSize SignatureSize */
 
@@ -65,10 +66,7 @@ static int add_sig(struct efi_siglist *l, size_t *cap, struct sp_err *e)
 {
   if (l->n == *cap) {
     size_t nc = *cap ? *cap * 2 : 8;
-    struct efi_sig *ns = realloc(l->sigs, nc * sizeof *ns);
-    if (!ns)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "signature list");
-    l->sigs = ns;
+    l->sigs = sp_xreallocarray(l->sigs, nc, sizeof *l->sigs);
     *cap = nc;
   }
   memset(&l->sigs[l->n++], 0, sizeof l->sigs[0]);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /* PiFirmwareVolume.h / VariableFormat.h offsets and constants. */
 enum {
   FVH_FVLENGTH = 32,
@@ -66,9 +68,7 @@ char *efi_utf16_to_utf8(const uint8_t *p, size_t len)
 {
   size_t units = len / 2;
   /* Each unit becomes at most 3 bytes (a pair: 4 bytes for 2 units). */
-  char *out = malloc(units * 3 + 1);
-  if (!out)
-    return NULL;
+  char *out = sp_xmalloc(units * 3 + 1);
   size_t o = 0;
   for (size_t i = 0; i < units; i++) {
     uint32_t c = le16(p + 2 * i);
@@ -132,10 +132,7 @@ static int add_var(struct efi_varstore *s, size_t *cap, struct sp_err *e)
 {
   if (s->n == *cap) {
     size_t nc = *cap ? *cap * 2 : 64;
-    struct efi_var *nv = realloc(s->vars, nc * sizeof *nv);
-    if (!nv)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "variable store");
-    s->vars = nv;
+    s->vars = sp_xreallocarray(s->vars, nc, sizeof *s->vars);
     *cap = nc;
   }
   memset(&s->vars[s->n++], 0, sizeof s->vars[0]);
@@ -157,9 +154,7 @@ static int by_key(const void *a, const void *b)
 
 static int mark_live(struct efi_varstore *s, struct sp_err *e)
 {
-  struct efi_var **cand = malloc((s->n ? s->n : 1) * sizeof *cand);
-  if (!cand)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "variable store");
+  struct efi_var **cand = sp_xreallocarray(NULL, s->n ? s->n : 1, sizeof *cand);
   size_t nc = 0;
   for (size_t i = 0; i < s->n; i++)
     if (s->vars[i].state == EFI_VAR_ADDED || s->vars[i].state == EFI_VAR_IN_DELETED_TRANSITION)
@@ -266,10 +261,7 @@ int efi_varstore_parse(const uint8_t *img, size_t len, struct efi_varstore *s,
     v->data = img + name_off + name_size;
     v->data_len = data_size;
     v->record_len = align4(hsize + name_size + data_size);
-    if (!(v->name = efi_utf16_to_utf8(img + name_off, name_size))) {
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "variable store");
-      break;
-    }
+    v->name = efi_utf16_to_utf8(img + name_off, name_size);
     off = align4(name_off + name_size + data_size);
   }
   s->vars_end = off < end ? off : end;

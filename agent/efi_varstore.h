@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "xalloc.h"
 
 /* Variable states as edk2 writes them; a state only ever loses bits. */
 enum {
@@ -82,6 +83,6 @@ void efi_guid_text(const efi_guid_t *g, char buf[37]);
 
 /* UTF-16LE (len bytes, stops at the first NUL) to a malloc'd UTF-8 string;
  * NULL only when out of memory. */
-char *efi_utf16_to_utf8(const uint8_t *p, size_t len);
+SP_XALLOC char *efi_utf16_to_utf8(const uint8_t *p, size_t len);
 
 #endif

@@ -204,6 +204,10 @@ int thaw_guest(virDomainPtr dom, struct guardian *g, struct freeze *f, const str
             (double)(f->t_thaw - f->t_freeze) / 1000.0);
     note(f, "the guest agent thawed %d file system(s) %.1f s after the freeze was sent", n,
          (double)(f->t_thaw - f->t_freeze) / 1000.0);
+  } else if (n != f->count && guardian_overran(g, 0)) {
+    /* pause = off: after the job began, so the point is not harmed. */
+    note(f, "the guardian thawed the guest first: it stayed frozen past pause_max_ms");
+    sp_warn(log, "%s: %s", name, f->note);
   } else if (n != f->count) {
     note(f, "thawed %d file system(s) but froze %d: someone else thawed or froze the guest "
          "meanwhile", n, f->count);

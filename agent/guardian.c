@@ -25,12 +25,14 @@ enum {
   MSG_PAUSED = 'P',
   MSG_RESUMED = 'R',
   MSG_FROZEN = 'F',
+  MSG_HELD = 'H',    /* pause = off: the freeze alone holds the guest; bound it */
   MSG_THAWED = 'T',
   MSG_BEGUN = 'B',
   MSG_NOT_BEGUN = 'b',
   MSG_STARTED = 'S',
   MSG_NOT_STARTED = 's',
   MSG_ENDED = 'E',
+  MSG_PUBLISHED = 'C', /* the point is committed: its checkpoint stays */
   MSG_QUIT = 'Q',
 };
 
@@ -104,10 +106,12 @@ int guardian_start(struct guardian *g, const char *uri, const char *uuid, long p
 void guardian_tell_paused(struct guardian *g) { tell(g, MSG_PAUSED); }
 void guardian_tell_resumed(struct guardian *g) { tell(g, MSG_RESUMED); }
 void guardian_tell_frozen(struct guardian *g) { tell(g, MSG_FROZEN); }
+void guardian_tell_held(struct guardian *g) { tell(g, MSG_HELD); }
 void guardian_tell_thawed(struct guardian *g) { tell(g, MSG_THAWED); }
 void guardian_tell_begun(struct guardian *g) { tell(g, MSG_BEGUN); }
 void guardian_tell_not_begun(struct guardian *g) { tell(g, MSG_NOT_BEGUN); }
 void guardian_tell_ended(struct guardian *g) { tell(g, MSG_ENDED); }
+void guardian_tell_published(struct guardian *g) { tell(g, MSG_PUBLISHED); }
 void guardian_tell_started(struct guardian *g) { tell(g, MSG_STARTED); }
 void guardian_tell_not_started(struct guardian *g) { tell(g, MSG_NOT_STARTED); }
 
@@ -144,6 +148,8 @@ void guardian_stop(struct guardian *g)
 struct watch {
   virDomainPtr dom;
   bool paused, frozen, begun, ended, started;
+  bool held;  /* pause = off: the frozen span runs against the deadline */
+  bool published; /* told the point is complete (any target kind) */
   const char *uuid;
   const char *checkpoint, *rundir, *scratchdir, *point;
   long long deadline;
@@ -184,13 +190,16 @@ static void rescue(struct watch *w, const char *why)
 
 /* The coordinator died: end the job (unless it had ended it) and drop the
  * checkpoint of a point that will never be complete (if the job began) -
- * but never the checkpoint of a point that was renamed complete before the
+ * but never the checkpoint of a point that was published before the
  * coordinator died - and remove the job's directories (made before we
- * started, whether it began or not). */
+ * started, whether it began or not).  "Published" is the coordinator's
+ * word, after the rename or a Ceph pool's index commit alike; the local
+ * final path also counts, for a death between the rename and that word. */
 static void abandon_job(struct watch *w)
 {
-  if (w->begun && w->point[0] && sp_exists(w->point)) {
-    sp_info(w->log, "guardian: point %s is complete: its checkpoint stays", w->point);
+  if (w->begun && (w->published || (w->point[0] && sp_exists(w->point)))) {
+    sp_info(w->log, "guardian: point %s is complete: its checkpoint stays",
+            w->point[0] ? w->point : w->checkpoint);
     w->begun = false;
   }
   if (w->begun) {
@@ -239,6 +248,16 @@ static void stop_offline(struct watch *w)
     unlink(mark);
 }
 
+/* The domain handle to act on: connected again first if libvirtd
+ * restarted since we last spoke to it. */
+static virDomainPtr reach(struct virt_link *l, const struct sp_log *log)
+{
+  struct sp_err e = { 0 };
+  if (virt_link_ensure(l, &e) < 0)
+    sp_error(log, "%s", e.msg);
+  return *l->dom;
+}
+
 int guardian_main(int argc, char **argv)
 {
   if (argc != 9)
@@ -260,13 +279,21 @@ int guardian_main(int argc, char **argv)
     sp_error(&log, "guardian: cannot reach domain %s: %s", argv[2], virt_errmsg());
     return SP_EXIT_FAILED;
   }
+  /* libvirtd may restart while we watch (the VM lives on): before we act,
+   * the connection is opened again if it was lost. */
+  struct sp_err le = { 0 };
+  struct virt_link link;
+  if (virt_link_init(&link, &conn, &dom, argv[1], "guardian: ", &log, &le) < 0) {
+    sp_error(&log, "guardian: %s", le.msg);
+    return SP_EXIT_FAILED;
+  }
   send_byte(REPORT_FD, MSG_READY);
 
   struct watch w = { .dom = dom, .deadline = -1, .log = &log, .uuid = argv[2], .checkpoint = argv[5],
                      .rundir = argv[6], .scratchdir = argv[7], .point = argv[8] };
   for (;;) {
     int timeout = -1;
-    if (w.paused) {
+    if (w.paused || (w.held && w.frozen)) {
       long long left = w.deadline - sp_now_ms();
       timeout = left > 0 ? (int)left : 0;
     }
@@ -275,7 +302,10 @@ int guardian_main(int argc, char **argv)
     if (r < 0 && errno == EINTR)
       continue;
     if (r == 0) {
-      rescue(&w, "the pause overran pause_max_ms");
+      w.dom = reach(&link, &log);
+      rescue(&w, w.paused ? "the pause overran pause_max_ms"
+                          : "the freeze overran pause_max_ms (pause = off)");
+      w.held = false;
       send_byte(REPORT_FD, MSG_OVERRUN);
       continue;
     }
@@ -284,9 +314,11 @@ int guardian_main(int argc, char **argv)
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
+      w.dom = reach(&link, &log);
       rescue(&w, "the coordinator died");
       abandon_job(&w);
       stop_offline(&w);
+      virt_link_free(&link);
       return SP_EXIT_OK;
     }
     switch (c) {
@@ -296,14 +328,25 @@ int guardian_main(int argc, char **argv)
       break;
     case MSG_RESUMED: w.paused = false; break;
     case MSG_FROZEN: w.frozen = true; break;
-    case MSG_THAWED: w.frozen = false; break;
+    case MSG_HELD:
+      /* From the freeze's answer to the thaw, as a pause is bounded from
+       * the suspend: a stalled coordinator cannot keep the guest's file
+       * systems frozen (its writes blocked) for longer. */
+      w.held = true;
+      w.deadline = sp_now_ms() + max_ms;
+      break;
+    case MSG_THAWED: w.frozen = w.held = false; break;
     case MSG_BEGUN: w.begun = true; break;
     case MSG_NOT_BEGUN: w.begun = false; break;
     case MSG_STARTED: w.started = true; break;
     case MSG_NOT_STARTED: w.started = false; break;
     case MSG_ENDED: w.ended = true; break;
+    case MSG_PUBLISHED: w.published = true; break;
     case MSG_QUIT:
+      if (w.paused || w.frozen)
+        w.dom = reach(&link, &log);
       rescue(&w, "the coordinator left the VM paused or frozen");
+      virt_link_free(&link);
       return SP_EXIT_OK;
     }
   }

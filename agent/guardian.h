@@ -1,7 +1,8 @@
 /* The guardian: a separate process, started before the pause with its own
  * libvirt connection, that resumes (and thaws) the VM when the coordinator
  * dies - any signal, kill -9 included - or when the pause overruns
- * pause_max_ms (invariant 1 of docs/design.md).
+ * pause_max_ms (invariant 1 of docs/design.md); with pause = off, when
+ * the guest stays frozen longer than pause_max_ms, it thaws it.
  *
  * It is this program again (`stillpoint __guardian`), spawned through
  * /proc/self/exe rather than forked: a fresh process image owes nothing to
@@ -26,6 +27,7 @@ struct guardian {
   const struct sp_log *log;
   bool lost;     /* it died under us: said once, then we carry on alone */
 };
+#define GUARDIAN_INIT { .pid = -1, .cmd_fd = -1, .report_fd = -1 }
 
 /* What the guardian cleans up when the coordinator dies after the job
  * began: the job itself, the new checkpoint (so no later incremental
@@ -35,7 +37,8 @@ struct guardian_job {
   const char *rundir;
   const char *scratchdir;
   const char *point; /* the point's final path ("" when not on this machine): once it
-                      * exists the point is complete and its checkpoint is kept */
+                      * exists the point is complete and its checkpoint is kept,
+                      * as after guardian_tell_published() */
 };
 
 /* Starts it and waits until it holds its own libvirt connection to the
@@ -47,6 +50,10 @@ void guardian_tell_paused(struct guardian *g);
 void guardian_tell_resumed(struct guardian *g);
 void guardian_tell_frozen(struct guardian *g);
 void guardian_tell_thawed(struct guardian *g);
+/* pause = off, told once the freeze answered: no pause follows, so the
+ * guest's frozen span is bounded by pause_max_ms from now until thawed
+ * (the guardian thaws it and reports an overrun past that). */
+void guardian_tell_held(struct guardian *g);
 /* The backup job is (about to be) begun / was not begun after all. */
 void guardian_tell_begun(struct guardian *g);
 void guardian_tell_not_begun(struct guardian *g);
@@ -59,8 +66,12 @@ void guardian_tell_not_started(struct guardian *g);
  * here on leaves no job to abort, and the checkpoint goes only if the
  * point never became complete. */
 void guardian_tell_ended(struct guardian *g);
-/* Whether the guardian had to resume the VM because the window overran;
- * waits up to wait_ms for its word. */
+/* The point is complete - renamed to <id>, or committed to a Ceph pool's
+ * index, where no local path shows it: a coordinator dying from here on
+ * (before it stops the guardian) must not cost the point its checkpoint. */
+void guardian_tell_published(struct guardian *g);
+/* Whether the guardian had to resume (or, with pause = off, thaw) the VM
+ * because the window overran; waits up to wait_ms for its word. */
 bool guardian_overran(struct guardian *g, int wait_ms);
 /* Ends it normally and reaps it: the coordinator has put everything right
  * itself (or the point is complete). */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host_ssh.h"
+#include "remote_host.h"
 #include "virt.h"
 
 int hypervisor_open(struct hypervisor *hv, const struct cli *c, const struct sp_config *cfg,
@@ -12,14 +12,14 @@ int hypervisor_open(struct hypervisor *hv, const struct cli *c, const struct sp_
 {
   memset(hv, 0, sizeof *hv);
   const char *key = c->ssh_key ? c->ssh_key : cfg ? sp_config_str(cfg, SP_KEY_SSH_KEY) : NULL;
-  if (ssh_target_parse(c->uri, key, &hv->target, e) < 0)
+  if (remote_target_parse(c->uri, key, &hv->target, e) < 0)
     return -1;
   if (!hv->target.remote)
     sp_host_local(&hv->host);
-  else if (host_ssh_open(&hv->host, &hv->target, e) < 0)
+  else if (remote_host_open(&hv->host, &hv->target, e) < 0)
     return -1;
-  if (c->uri && !(hv->uri = ssh_target_libvirt_uri(c->uri, &hv->target)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "uri");
+  if (c->uri)
+    hv->uri = remote_target_libvirt_uri(c->uri, &hv->target);
   return virt_open(hv->uri, &hv->conn, e);
 }
 

@@ -10,10 +10,10 @@
 #include "config.h"
 #include "err.h"
 #include "host.h"
-#include "ssh_target.h"
+#include "remote_target.h"
 
 struct hypervisor {
-  struct ssh_target target;
+  struct remote_target target;
   struct sp_host host;   /* where the state files are */
   char *uri;             /* for libvirt and the guardian (keyfile added), NULL: default */
   virConnectPtr conn;

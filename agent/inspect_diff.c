@@ -8,6 +8,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "cleanup.h"
+#include "xalloc.h"
 
 static int add(struct inspect_diff *d, const char *area, const char *item, const char *change,
                struct sp_err *e, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -15,23 +16,15 @@ static int add(struct inspect_diff *d, const char *area, const char *item, const
 static int add(struct inspect_diff *d, const char *area, const char *item, const char *change,
                struct sp_err *e, const char *fmt, ...)
 {
-  struct inspect_change *nv = realloc(d->v, (d->n + 1) * sizeof *nv);
-  if (!nv)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "differences");
-  d->v = nv;
-  struct inspect_change *c = &nv[d->n];
+  d->v = sp_xreallocarray(d->v, d->n + 1, sizeof *d->v);
+  struct inspect_change *c = &d->v[d->n++];
   c->area = area;
   c->change = change;
-  c->item = strdup(item);
+  c->item = sp_xstrdup(item);
   va_list ap;
   va_start(ap, fmt);
-  int n = vasprintf(&c->text, fmt, ap);
+  c->text = sp_xvasprintf(fmt, ap);
   va_end(ap);
-  if (n < 0)
-    c->text = NULL;
-  d->n++;
-  if (!c->item || !c->text)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "differences");
   return 0;
 }
 
@@ -183,10 +176,13 @@ static int var_changed(const struct nvram_info *s, const struct nvram_info *r,
   const char *role = nvram_var_role(sv);
   const struct nvram_keydb *sk = role ? keydb_of(s, role) : NULL;
   if (sk) {
+    /* Both reports hold the same key databases, so rk is there too; the
+     * check is for gcc's analyzer, which cannot see that. */
     const struct nvram_keydb *rk = keydb_of(r, role);
     char delta[512];
-    if (sk->error || rk->error)
-      snprintf(delta, sizeof delta, "content changed (%s)", sk->error ? sk->error : rk->error);
+    if (!rk || sk->error || rk->error)
+      snprintf(delta, sizeof delta, "content changed (%s)",
+               sk->error ? sk->error : rk ? rk->error : "?");
     else
       siglist_delta(&sk->list, &rk->list, delta, sizeof delta);
     return add(d, "nvram", key, "changed", e, "%s differs: %s", key, delta);

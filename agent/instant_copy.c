@@ -13,12 +13,13 @@
 #include <unistd.h>
 
 #include "child.h"
-#include "clock.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "domain_xml.h"
 #include "fsutil.h"
 #include "instant_xml.h"
 #include "virt.h"
+#include "xalloc.h"
 
 enum {
   POLL_MS = 250,
@@ -61,7 +62,8 @@ int instant_serve(const struct sp_disk_chain *c, const char *run, uid_t uid, gid
   size_t nfds = 0;
   _cleanup_free_ char *spec = sp_chain_json(c, 0, 3, &fds, &nfds);
   if (!spec)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu-nbd");
+    return sp_err_set(e, SP_EXIT_FAILED, "disk %s: its chain has no image format qemu-nbd can "
+                      "be given", c->target);
   /* --fork returns once it listens; --persistent and --shared: QEMU may
    * reconnect (a reopen during the copy) and the copy reads beside the VM. */
   char *argv[] = { "qemu-nbd", "--fork", "--persistent", "--read-only", "--shared=8",
@@ -82,10 +84,7 @@ int instant_serve(const struct sp_disk_chain *c, const char *run, uid_t uid, gid
     instant_unserve(run, c->target);
     return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot give %s to QEMU's user", sock);
   }
-  if (!(*sock_out = strdup(sock))) {
-    instant_unserve(run, c->target);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu-nbd");
-  }
+  *sock_out = sp_xstrdup(sock);
   return 0;
 }
 
@@ -149,11 +148,9 @@ int instant_overlay_create(int dir_fd, const char *dir, const char *name, const 
   if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "%s/%s exists: refusing to overwrite it (restore "
                       "under another --name or into another --disks-to)", dir, name);
-  _cleanup_free_ char *backing = NULL, *out = NULL, *size = NULL;
-  if (asprintf(&backing, "nbd+unix:///?socket=%s", sock) < 0 ||
-      asprintf(&out, "/proc/self/fd/3/%s", name) < 0 ||
-      asprintf(&size, "%llu", (unsigned long long)vsize) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "overlay");
+  _cleanup_free_ char *backing = sp_xasprintf("nbd+unix:///?socket=%s", sock);
+  _cleanup_free_ char *out = sp_xasprintf("/proc/self/fd/3/%s", name);
+  _cleanup_free_ char *size = sp_xasprintf("%llu", (unsigned long long)vsize);
   /* -u: the backing is not opened now; the domain XML names it again. */
   char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw",
                    out, size, NULL };
@@ -177,14 +174,12 @@ int instant_overlay_create(int dir_fd, const char *dir, const char *name, const 
 
 static char *dest_xml(const struct instant_disk *d)
 {
-  char *x = NULL;
   _cleanup_free_ char *path = sp_path_join(d->dir, d->final);
-  _cleanup_free_ char *esc = path ? (char *)xmlEncodeSpecialChars(NULL, (const xmlChar *)path)
-                                  : NULL;
-  if (!esc || asprintf(&x, "<disk type='file'><driver type='%s'/><source file='%s'/></disk>",
-                       d->format, esc) < 0)
+  _cleanup_free_ char *esc = (char *)xmlEncodeSpecialChars(NULL, (const xmlChar *)path);
+  if (!esc) /* libxml2's own allocation failed */
     return NULL;
-  return x;
+  return sp_xasprintf("<disk type='file'><driver type='%s'/><source file='%s'/></disk>",
+                      d->format, esc);
 }
 
 /* The disk's live source: where QEMU has it now. */
@@ -282,12 +277,9 @@ static void progress(const struct instant_disk *d, size_t n, unsigned long long 
 int instant_copy(virDomainPtr dom, struct instant_disk *d, size_t n, unsigned long long bandwidth,
                  bool json, const struct sp_log *log, struct sp_err *e)
 {
-  bool *live = calloc(n ? n : 1, sizeof *live);
-  unsigned long long *cur = calloc(n ? n : 1, sizeof *cur), *end = calloc(n ? n : 1, sizeof *end);
-  if (!live || !cur || !end) {
-    free(live), free(cur), free(end);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "block copy");
-  }
+  bool *live = sp_xcalloc(n ? n : 1, sizeof *live);
+  unsigned long long *cur = sp_xcalloc(n ? n : 1, sizeof *cur);
+  unsigned long long *end = sp_xcalloc(n ? n : 1, sizeof *end);
   size_t failed = 0;
   for (size_t i = 0; i < n; i++) {
     free(d[i].error);
@@ -368,19 +360,16 @@ int instant_finish(virConnectPtr conn, virDomainPtr dom, struct instant_disk *d,
   /* The definition the VM starts from next time: its final images. */
   _cleanup_free_ char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE |
                                                       VIR_DOMAIN_XML_SECURE);
-  _cleanup_free_ struct instant_xml_disk *xd = calloc(n ? n : 1, sizeof *xd);
-  _cleanup_free_ char **finals = calloc(n ? n : 1, sizeof *finals);
+  _cleanup_free_ struct instant_xml_disk *xd = sp_xcalloc(n ? n : 1, sizeof *xd);
+  _cleanup_free_ char **finals = sp_xcalloc(n ? n : 1, sizeof *finals);
   _cleanup_free_ char *out = NULL;
   if (!xml)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot read the definition of %s: %s",
                       virDomainGetName(dom), virt_errmsg());
-  if (!xd || !finals)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "instant restore");
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    if (!(finals[i] = sp_path_join(d[i].dir, d[i].final)))
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "instant restore");
-    xd[i] = (struct instant_xml_disk){ d[i].target, finals[i], d[i].format, NULL };
+    finals[i] = sp_path_join(d[i].dir, d[i].final);
+    xd[i] = (struct instant_xml_disk){ d[i].target, finals[i], d[i].format, NULL, NULL };
   }
   if (rc == 0 && instant_xml_disks(xml, strlen(xml), xd, n, &out, e) == 0) {
     virDomainPtr def = virDomainDefineXML(conn, out);

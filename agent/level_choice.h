@@ -1,5 +1,5 @@
 /* Which level the next point is, decided from the request, the policy and
- * the domain's points alone (no libvirt, no file): chain.c then checks
+ * the domain's points alone (no libvirt, no file): level_plan.c then checks
  * that what it starts from is still there.  tests/unit/test_level_choice.c
  * proves each rule. */
 #ifndef SP_LEVEL_CHOICE_H
@@ -7,14 +7,15 @@
 
 #include <stddef.h>
 
+#include "level.h"
 #include "manifest.h"
 
-/* req: "auto" | "full" | "inc" | "diff" (--level, else the policy's level).
+/* req: --level, else the policy's level.
  * copier_format: the policy's (raw writes whole disks: always full).
  * full_every: incrementals after a full before auto takes a full (0 never).
- * hist: the domain's complete points, oldest first.  Returns "full", "inc"
- * or "diff"; *why (malloc'd) says why an asked-for inc or diff is full. */
-const char *level_choose(const char *req, const char *copier_format, long full_every,
+ * hist: the domain's complete points, oldest first.  Returns the
+ * level; *why (malloc'd) says why an asked-for inc or diff is full. */
+enum sp_level level_choose(struct sp_level_req req, const char *copier_format, long full_every,
                          const struct sp_manifest *hist, size_t n, char **why);
 
 /* Incrementals since the chain's full, walking last's parent links. */

@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "sha256.h"
+#include "xalloc.h"
 
 enum { MAX_ITEMS = 256 };
 
@@ -67,9 +68,9 @@ int mount_state_to_json(const struct mount_state *s, char **out, struct sp_err *
   json_object_object_add(o, "mounts", mounts);
   const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                           JSON_C_TO_STRING_NOSLASHESCAPE);
-  *out = text ? strdup(text) : NULL;
+  *out = text ? sp_xstrdup(text) : NULL;
   json_object_put(o);
-  if (!*out)
+  if (!*out) /* json-c's own allocation failed */
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
   return 0;
 }
@@ -79,6 +80,20 @@ int mount_state_to_json(const struct mount_state *s, char **out, struct sp_err *
 static bool abs_path_ok(const char *p)
 {
   return p && p[0] == '/' && (p[1] == '\0' || sp_relpath_ok(p + 1)) && strlen(p) < PATH_MAX;
+}
+
+/* The point: a directory, or a Ceph point's name (rbd:POOL[/NS]/UUID@ID,
+ * of the characters Ceph names take here).  It is only ever printed. */
+static bool point_ok(const char *p)
+{
+  if (abs_path_ok(p))
+    return true;
+  if (!p || strncmp(p, "rbd:", 4) != 0 || !p[4] || strlen(p) >= PATH_MAX)
+    return false;
+  for (const char *c = p + 4; *c; c++)
+    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/@", *c))
+      return false;
+  return true;
 }
 
 static bool loop_dev_ok(const char *p)
@@ -120,8 +135,7 @@ static int get_str(json_object *o, const char *key, bool required, char **out,
   }
   if (!json_object_is_type(v, json_type_string))
     return sp_err_set(e, SP_EXIT_FAILED, "mount state: \"%s\" is not a string", key);
-  if (!(*out = strdup(json_object_get_string(v))))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
+  *out = sp_xstrdup(json_object_get_string(v));
   return 0;
 }
 
@@ -257,7 +271,7 @@ int mount_state_parse(const char *text, size_t len, struct mount_state *s, struc
     rc = get_str(root, "point", true, &s->point, e);
   if (rc == 0)
     rc = get_str(root, "disk", true, &s->disk, e);
-  if (rc == 0 && (!abs_path_ok(s->dir) || !abs_path_ok(s->point) || !sp_name_ok(s->disk)))
+  if (rc == 0 && (!abs_path_ok(s->dir) || !point_ok(s->point) || !sp_name_ok(s->disk)))
     rc = sp_err_set(e, SP_EXIT_FAILED, "mount state: bad dir, point or disk");
   if (rc == 0)
     rc = get_proc(root, "qemu_nbd", &s->qemu_nbd, e);
@@ -291,31 +305,20 @@ void mount_state_free(struct mount_state *s)
 int mount_state_add_loop(struct mount_state *s, const char *dev, unsigned long long offset,
                          unsigned long long size, struct sp_err *e)
 {
-  struct mount_loop *nl = realloc(s->loops, (s->nloops + 1) * sizeof *nl);
-  if (!nl)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
-  s->loops = nl;
-  nl[s->nloops] = (struct mount_loop){ .dev = strdup(dev), .offset = offset, .size = size };
-  if (!nl[s->nloops].dev)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
-  s->nloops++;
+  s->loops = sp_xreallocarray(s->loops, s->nloops + 1, sizeof *s->loops);
+  s->loops[s->nloops++] = (struct mount_loop){ .dev = sp_xstrdup(dev), .offset = offset,
+                                               .size = size };
   return 0;
 }
 
 int mount_state_add_mount(struct mount_state *s, const struct mount_entry *m, struct sp_err *e)
 {
-  struct mount_entry *nm = realloc(s->mounts, (s->nmounts + 1) * sizeof *nm);
-  if (!nm)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
-  s->mounts = nm;
-  struct mount_entry *c = &nm[s->nmounts];
+  s->mounts = sp_xreallocarray(s->mounts, s->nmounts + 1, sizeof *s->mounts);
+  struct mount_entry *c = &s->mounts[s->nmounts++];
   *c = *m;
-  c->source = strdup(m->source);
-  c->target = strdup(m->target);
-  c->type = strdup(m->type);
-  s->nmounts++;
-  if (!c->source || !c->target || !c->type)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
+  c->source = sp_xstrdup(m->source);
+  c->target = sp_xstrdup(m->target);
+  c->type = sp_xstrdup(m->type);
   return 0;
 }
 
@@ -336,8 +339,6 @@ int mount_state_load(const char *run, struct mount_state *s, struct sp_err *e)
   _cleanup_free_ char *text = NULL;
   size_t len;
   memset(s, 0, sizeof *s);
-  if (!path)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "mount state");
   if (sp_read_file(path, 1 << 20, &text, &len, e) < 0)
     return -1;
   return mount_state_parse(text, len, s, e);

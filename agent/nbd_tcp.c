@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "vm_lock.h"
+#include "xalloc.h"
 
 /* Long enough for a hypervisor across a LAN or WAN to refuse a port;
  * a silent drop (a firewall) is the one case that waits it out. */
@@ -146,9 +147,7 @@ void nbd_tcp_release(struct nbd_tcp *t)
 /* Percent-encodes all but RFC 3986's unreserved characters and '/'. */
 static char *escape(const char *s)
 {
-  char *out = malloc(strlen(s) * 3 + 1), *o = out;
-  if (!out)
-    return NULL;
+  char *out = sp_xmalloc(strlen(s) * 3 + 1), *o = out;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
         strchr("-._~/", *p))
@@ -164,10 +163,6 @@ char *nbd_tcp_uri(const struct nbd_tcp *t, const char *export_name)
 {
   _cleanup_free_ char *name = escape(export_name), *dir = escape(t->client_dir);
   bool v6 = strchr(t->host, ':') != NULL; /* an IPv6 literal goes in brackets */
-  char *u = NULL;
-  if (!name || !dir ||
-      asprintf(&u, "nbds://%s%s%s:%d/%s?tls-certificates=%s", v6 ? "[" : "", t->host,
-               v6 ? "]" : "", t->port, name, dir) < 0)
-    return NULL;
-  return u;
+  return sp_xasprintf("nbds://%s%s%s:%d/%s?tls-certificates=%s", v6 ? "[" : "", t->host,
+                      v6 ? "]" : "", t->port, name, dir);
 }

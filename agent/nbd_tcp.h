@@ -16,6 +16,7 @@
 #include "config.h"
 #include "err.h"
 #include "host.h"
+#include "xalloc.h"
 
 struct nbd_tcp {
   char host[256];          /* where QEMU listens, and the copier connects to */
@@ -23,6 +24,7 @@ struct nbd_tcp {
   int lock_fd;             /* holds the port against other runs here */
   const char *client_dir;  /* tls_client_dir: this machine's certificates */
 };
+#define NBD_TCP_INIT { .lock_fd = -1 }
 
 /* The hypervisor's address as this machine reaches it: nbd_host, else
  * the -c URI's host, else 127.0.0.1 (the VM runs here). */
@@ -35,6 +37,6 @@ int nbd_tcp_pick(struct nbd_tcp *t, const struct sp_config *cfg, const struct sp
 void nbd_tcp_release(struct nbd_tcp *t);
 
 /* nbds://HOST:PORT/<export>?tls-certificates=<client_dir>, escaped. */
-char *nbd_tcp_uri(const struct nbd_tcp *t, const char *export_name);
+SP_XALLOC char *nbd_tcp_uri(const struct nbd_tcp *t, const char *export_name);
 
 #endif

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /* edk2's gEfiSecureBootEnableDisableGuid and gEfiCustomModeEnableGuid. */
 #define SECURE_BOOT_ENABLE_GUID "f0a30bc7-af08-4556-99c4-001009c93a44"
 #define CUSTOM_MODE_GUID "c076ec0c-7028-4399-a072-71ee5c448b9f"
@@ -46,7 +48,7 @@ const char *nvram_var_role(const struct efi_var *v)
   return NULL;
 }
 
-static int read_keys(struct nvram_info *ni)
+static void read_keys(struct nvram_info *ni)
 {
   for (int k = 0; k < NVRAM_NKEYS; k++) {
     struct nvram_keydb *db = &ni->keys[k];
@@ -56,11 +58,9 @@ static int read_keys(struct nvram_info *ni)
       continue;
     db->present = true;
     struct sp_err e = { 0 };
-    if (efi_siglist_parse(v->data, v->data_len, &db->list, &e) < 0 &&
-        !(db->error = strdup(e.msg)))
-      return -1;
+    if (efi_siglist_parse(v->data, v->data_len, &db->list, &e) < 0)
+      db->error = sp_xstrdup(e.msg);
   }
-  return 0;
 }
 
 static int one_byte(const struct nvram_info *ni, const char *name, const char *guid)
@@ -101,18 +101,14 @@ static int read_boot(struct nvram_info *ni, struct sp_err *e)
       continue;
     if (ni->nboot == cap) {
       cap = cap ? cap * 2 : 8;
-      struct nvram_boot *nb = realloc(ni->boot, cap * sizeof *nb);
-      if (!nb)
-        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "boot entries");
-      ni->boot = nb;
+      ni->boot = sp_xreallocarray(ni->boot, cap, sizeof *ni->boot);
     }
     struct nvram_boot *entry = &ni->boot[ni->nboot++];
     memset(entry, 0, sizeof *entry);
     entry->num = num;
     struct sp_err pe = { 0 };
-    if (efi_loadopt_parse(b->data, b->data_len, &entry->opt, &pe) < 0 &&
-        !(entry->error = strdup(pe.msg)))
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "boot entries");
+    if (efi_loadopt_parse(b->data, b->data_len, &entry->opt, &pe) < 0)
+      entry->error = sp_xstrdup(pe.msg);
   }
   if (ni->nboot)
     qsort(ni->boot, ni->nboot, sizeof *ni->boot, by_num);
@@ -126,8 +122,8 @@ int nvram_info_parse(uint8_t *image, size_t len, struct nvram_info *ni, struct s
   ni->image_len = len;
   ni->boot_next = -1;
   int rc = efi_varstore_parse(image, len, &ni->store, e);
-  if (rc == 0 && read_keys(ni) < 0)
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "key databases");
+  if (rc == 0)
+    read_keys(ni);
   if (rc == 0)
     rc = read_boot(ni, e);
   if (rc < 0) {

@@ -14,16 +14,17 @@
 #include "phases.h"
 #include "sha256.h"
 #include "trust.h"
+#include "xalloc.h"
 
 int point_create(struct point_dir *pd, const char *domain_dir, const char *id, struct sp_err *e)
 {
   memset(pd, 0, sizeof *pd);
   pd->fd = pd->domain_fd = -1;
-  if (!(pd->domain_dir = strdup(domain_dir)) || !(pd->id = strdup(id)) ||
-      asprintf(&pd->partial_name, "%s%s", id, SP_PARTIAL_SUFFIX) < 0 ||
-      asprintf(&pd->partial, "%s/%s%s", domain_dir, id, SP_PARTIAL_SUFFIX) < 0 ||
-      asprintf(&pd->final, "%s/%s", domain_dir, id) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  pd->domain_dir = sp_xstrdup(domain_dir);
+  pd->id = sp_xstrdup(id);
+  pd->partial_name = sp_xasprintf("%s%s", id, SP_PARTIAL_SUFFIX);
+  pd->partial = sp_xasprintf("%s/%s%s", domain_dir, id, SP_PARTIAL_SUFFIX);
+  pd->final = sp_xasprintf("%s/%s", domain_dir, id);
   if (sp_dirs_prepare_local(domain_dir, 0700, e) < 0)
     return -1;
   /* Held from here on: the point is made and renamed below this
@@ -34,12 +35,20 @@ int point_create(struct point_dir *pd, const char *domain_dir, const char *id, s
   if (fstatat(pd->domain_fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
       fstatat(pd->domain_fd, pd->partial_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
     return sp_err_set(e, SP_EXIT_FAILED, "point %s exists already", pd->final);
+  /* Held until the rename: prune (of any host or URI) leaves this
+   * .partial alone while we write it. */
+  int got = sp_point_lock_at(pd->domain_fd, id, true, &pd->lock_fd, e);
+  if (got < 0)
+    return -1;
+  if (got == 0)
+    return sp_err_set(e, SP_EXIT_FAILED, "point %s is being written by another run", pd->final);
+  pd->locked = true;
   if (mkdirat(pd->domain_fd, pd->partial_name, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s", pd->partial);
   pd->fd = openat(pd->domain_fd, pd->partial_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (pd->fd < 0 || fchmod(pd->fd, 0700) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", pd->partial);
-  return point_mkdir(pd, "disks", e);
+  return point_mkdir(pd, SP_POINT_DISKS_DIR, e);
 }
 
 int point_mkdir(struct point_dir *pd, const char *rel, struct sp_err *e)
@@ -74,17 +83,8 @@ static int open_parent(struct point_dir *pd, const char *rel, const char **base,
   *base = slash ? slash + 1 : rel;
   if (!slash)
     return fcntl(pd->fd, F_DUPFD_CLOEXEC, 3);
-  _cleanup_free_ char *dir = strndup(rel, (size_t)(slash - rel));
-  if (!dir)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  _cleanup_free_ char *dir = sp_xstrndup(rel, (size_t)(slash - rel));
   return sp_open_beneath(pd->fd, dir, O_RDONLY | O_DIRECTORY, 0, e);
-}
-
-static int add_sum(struct point_dir *pd, const char *rel, const char *sha, struct sp_err *e)
-{
-  if (sp_sums_add(&pd->sums, rel, sha) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA256SUMS");
-  return 0;
 }
 
 int point_put(struct point_dir *pd, const char *rel, const void *data, size_t len, mode_t mode,
@@ -96,15 +96,14 @@ int point_put(struct point_dir *pd, const char *rel, const void *data, size_t le
   if (dfd < 0 || sp_write_file_at(dfd, base, data, len, mode, e) < 0)
     return -1;
   sp_sha256_hex(data, len, sha);
-  return add_sum(pd, rel, sha, e);
+  sp_sums_add(&pd->sums, rel, sha);
+  return 0;
 }
 
 int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blob *b,
                    struct sp_err *e)
 {
-  _cleanup_free_ char *rel = NULL;
-  if (asprintf(&rel, "%s/%s", reldir, b->name) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "point");
+  _cleanup_free_ char *rel = sp_xasprintf("%s/%s", reldir, b->name);
   /* Kept 0600 in the point whatever the source mode: restore sets the
    * mode libvirt expects, recorded in the manifest. */
   return point_put(pd, rel, b->data, b->len, 0600, e);
@@ -133,14 +132,15 @@ int point_add_fd(struct point_dir *pd, const char *rel, int fd, double *fsync_ms
   if (sp_sha256_fd(fd, sha, e) < 0)
     return sp_err_prefix(e, "%s", rel);
   *hash_ms += phases_now() - t1;
-  return add_sum(pd, rel, sha, e);
+  sp_sums_add(&pd->sums, rel, sha);
+  return 0;
 }
 
 /* fsync of every directory of the point, deepest first is not needed:
  * each directory's entries are made durable by its own fsync. */
 static int fsync_dirs(struct point_dir *pd, struct sp_err *e)
 {
-  static const char *const subs[] = { "disks", "nvram", "tpm", "tpm/tpm2", "tpm/tpm1.2" };
+  static const char *const subs[] = { SP_POINT_DISKS_DIR, "nvram", "tpm", "tpm/tpm2", "tpm/tpm1.2" };
   for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
     struct sp_err ignored = { 0 };
     _cleanup_close_ int fd = sp_open_beneath(pd->fd, subs[i], O_RDONLY | O_DIRECTORY, 0,
@@ -176,6 +176,9 @@ int point_finish(struct point_dir *pd, struct phases_tail *t, struct sp_err *e)
 
 void point_dir_free(struct point_dir *pd)
 {
+  /* Renamed, or left as a failed .partial: no writer from here on. */
+  if (pd->locked)
+    sp_point_unlock_at(pd->domain_fd, pd->id, pd->lock_fd);
   if (pd->fd >= 0)
     close(pd->fd);
   if (pd->domain_fd >= 0)

@@ -11,6 +11,7 @@
 #include "phases.h"
 #include "point_layout.h"
 #include "state_capture.h"
+#include "xalloc.h"
 
 struct point_dir {
   char *domain_dir;
@@ -20,8 +21,11 @@ struct point_dir {
   char *final;     /* <domain_dir>/<id> */
   int domain_fd;   /* of domain_dir, checked as trusted (trust.h) */
   int fd;          /* of partial */
+  int lock_fd;     /* <id>.lock, held while the point is written (when locked) */
+  bool locked;
   struct sp_sums sums;
 };
+#define POINT_DIR_INIT { .domain_fd = -1, .fd = -1 }
 
 /* Creates <target>/<domain>/<id>.partial/ with disks/ (0700 all), below
  * the domain directory held open once it passed the trust check. */
@@ -44,6 +48,6 @@ int point_finish(struct point_dir *pd, struct phases_tail *t, struct sp_err *e);
 void point_dir_free(struct point_dir *pd);
 
 /* <partial>/<rel>, malloc'd. */
-char *point_path(const struct point_dir *pd, const char *rel);
+SP_XALLOC char *point_path(const struct point_dir *pd, const char *rel);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -16,35 +17,25 @@
 #include "restore_plan.h"
 #include "trust.h"
 #include "virt.h"
+#include "xalloc.h"
 
-static __attribute__((format(printf, 3, 4))) int add(char ***list, size_t *n,
-                                                      const char *fmt, ...)
+/* Never fails (xalloc.h: out of memory aborts), so a refusal is never
+ * lost and preflight can never wave through what it meant to refuse. */
+static __attribute__((format(printf, 2, 3))) void add(struct sp_strv *list, const char *fmt,
+                                                       ...)
 {
-  char *s = NULL;
   va_list ap;
   va_start(ap, fmt);
-  int r = vasprintf(&s, fmt, ap);
+  sp_strv_push_take(list, sp_xvasprintf(fmt, ap));
   va_end(ap);
-  if (r < 0)
-    return -1;
-  char **nl = realloc(*list, (*n + 1) * sizeof *nl);
-  if (!nl) {
-    free(s);
-    return -1;
-  }
-  *list = nl;
-  nl[(*n)++] = s;
-  return 0;
 }
 
-#define refuse(pf, ...) add(&(pf)->refusals, &(pf)->nrefusals, __VA_ARGS__)
-#define warn(pf, ...) add(&(pf)->warnings, &(pf)->nwarnings, __VA_ARGS__)
+#define refuse(pf, ...) add(&(pf)->refusals, __VA_ARGS__)
+#define warn(pf, ...) add(&(pf)->warnings, __VA_ARGS__)
 
 static int check_disks(virDomainPtr dom, struct preflight *pf, struct sp_err *e)
 {
-  pf->disks = calloc(pf->dom.ndisks ? pf->dom.ndisks : 1, sizeof *pf->disks);
-  if (!pf->disks)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "preflight");
+  pf->disks = sp_xcalloc(pf->dom.ndisks ? pf->dom.ndisks : 1, sizeof *pf->disks);
   size_t copied = 0;
   for (size_t i = 0; i < pf->dom.ndisks; i++) {
     struct pf_disk *d = &pf->disks[pf->ndisks++];
@@ -223,6 +214,31 @@ static void check_writable_dir(struct preflight *pf, const char *key, const char
            "writable directory)", key, path, buf, key);
 }
 
+/* The backup job's scratch files hold each block the guest overwrites while
+ * the copy runs: at worst every block of every copied disk.  A full
+ * scratch_dir fails the guest's writes (QEMU's copy-before-write filter)
+ * and pauses the VM on an I/O error until stillpoint aborts the job. */
+static void check_scratch_space(struct preflight *pf, const char *path)
+{
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  while (!sp_exists(buf) && strrchr(buf, '/') && strrchr(buf, '/') != buf)
+    *strrchr(buf, '/') = '\0';
+  struct statvfs st;
+  if (statvfs(sp_exists(buf) ? buf : "/", &st) < 0)
+    return;
+  unsigned long long free_b = (unsigned long long)st.f_bavail * st.f_frsize, need = 0;
+  for (size_t i = 0; i < pf->ndisks; i++)
+    if (!pf->disks[i].skip)
+      need += pf->disks[i].capacity;
+  if (free_b < need)
+    warn(pf, "scratch_dir %s has %.1f MiB free, less than the %.1f MiB the copied disks of %s "
+         "may need if the guest overwrites them during the copy: a full scratch_dir pauses the "
+         "VM on an I/O error and fails the point (stillpoint then aborts the job and resumes "
+         "it); free space there or point scratch_dir at a bigger file system", path,
+         (double)free_b / 1048576.0, (double)need / 1048576.0, pf->dom.name);
+}
+
 /* Points are written, later read back by restore and removed by prune, as
  * root: nobody else may be able to swap anything on the way (trust.h). */
 static void check_trusted_target(struct preflight *pf, const char *target)
@@ -381,15 +397,11 @@ static void check_transport(struct sp_host *h, const struct sp_config *cfg, stru
 
 /* libvirt 9.0 names the NVRAM of <os firmware='efi'> only in the live
  * XML; a shut-off VM's is where libvirt makes it at the first start. */
-static int offline_nvram_path(struct preflight *pf)
+static void offline_nvram_path(struct preflight *pf)
 {
   free(pf->dom.nvram.path);
-  if (asprintf(&pf->dom.nvram.path, "%s/%s_VARS.fd", SP_LIBVIRT_NVRAM_DIR, pf->dom.name) < 0) {
-    pf->dom.nvram.path = NULL;
-    return -1;
-  }
+  pf->dom.nvram.path = sp_xasprintf("%s/%s_VARS.fd", SP_LIBVIRT_NVRAM_DIR, pf->dom.name);
   pf->dom.nvram.type = SP_NVRAM_FILE;
-  return 0;
 }
 
 int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host *h,
@@ -412,9 +424,8 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
     refuse(pf, "domain %s is shut off and its policy says offline = skip (%s); --set "
            "offline=backup takes an offline point anyway", pf->dom.name,
            cfg->source[SP_KEY_OFFLINE]);
-  if (pf->offline && pf->dom.firmware_efi && pf->dom.nvram.type == SP_NVRAM_NONE &&
-      offline_nvram_path(pf) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "preflight");
+  if (pf->offline && pf->dom.firmware_efi && pf->dom.nvram.type == SP_NVRAM_NONE)
+    offline_nvram_path(pf);
   if (!pf->offline && pf->state != VIR_DOMAIN_RUNNING && pf->state != VIR_DOMAIN_PAUSED &&
       pf->state != VIR_DOMAIN_BLOCKED)
     refuse(pf, "domain %s is %s: a backup needs it running or paused", pf->dom.name,
@@ -439,19 +450,17 @@ int preflight_run(virDomainPtr dom, const struct sp_config *cfg, struct sp_host 
   }
   /* Scratch files live on the hypervisor: a remote one says so when the
    * job's directories are made. */
-  if (!h->remote)
+  if (!h->remote) {
     check_writable_dir(pf, "scratch_dir", sp_config_str(cfg, SP_KEY_SCRATCH_DIR));
+    check_scratch_space(pf, sp_config_str(cfg, SP_KEY_SCRATCH_DIR));
+  }
   return 0;
 }
 
 void preflight_free(struct preflight *pf)
 {
-  for (size_t i = 0; i < pf->nrefusals; i++)
-    free(pf->refusals[i]);
-  for (size_t i = 0; i < pf->nwarnings; i++)
-    free(pf->warnings[i]);
-  free(pf->refusals);
-  free(pf->warnings);
+  sp_strv_free(&pf->refusals);
+  sp_strv_free(&pf->warnings);
   free(pf->disks);
   free(pf->xml);
   sp_domain_free(&pf->dom);

@@ -16,6 +16,7 @@
 #include "qemu_access.h"
 #include "qemu_conf.h"
 #include "state_locator.h"
+#include "strv.h"
 
 struct pf_disk {
   const struct sp_disk *disk; /* points into preflight.dom */
@@ -41,10 +42,8 @@ struct preflight {
   enum pf_agent agent;
   struct qemu_creds qemu;     /* who QEMU is, for the directories it must reach */
   bool apparmor_rule;         /* stillpoint's AppArmor rule is included (confined VMs) */
-  char **refusals;            /* each a line that says what to do */
-  size_t nrefusals;
-  char **warnings;
-  size_t nwarnings;
+  struct sp_strv refusals;    /* each a line that says what to do */
+  struct sp_strv warnings;
 };
 
 /* h: the hypervisor the state files are on (host.h). */

@@ -3,13 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/virterror.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chain.h"
+#include "level_plan.h"
 #include "child.h"
 #include "cleanup.h"
 #include "fsutil.h"
@@ -21,6 +23,7 @@
 #include "sha256.h"
 #include "trust.h"
 #include "virt.h"
+#include "xalloc.h"
 
 struct pt {
   struct sp_manifest m;
@@ -55,6 +58,48 @@ static void act(struct pruning *pr, const char *what, const char *key, const cha
   if (why)
     json_object_object_add(o, "why", json_object_new_string(why));
   json_object_array_add(pr->actions, o);
+}
+
+/* In a backup, SIGINT/SIGTERM/SIGHUP stay blocked after the copy (its
+ * signalfd) and would wait until prune is done - systemd then SIGKILLs
+ * after TimeoutStopSec.  Asked to stop, prune stops between two points
+ * (never inside a merge or a removal): what it leaves is whole. */
+static int stop_asked(const struct pruning *pr, struct sp_err *e)
+{
+  sigset_t pending;
+  if (sigpending(&pending) < 0 || (sigismember(&pending, SIGTERM) != 1 &&
+                                   sigismember(&pending, SIGINT) != 1 &&
+                                   sigismember(&pending, SIGHUP) != 1))
+    return 0;
+  return sp_err_set(e, SP_EXIT_FAILED, "stopped by a signal between two points of %s: every "
+                    "point left is whole; prune again to finish", pr->dir);
+}
+
+/* A .partial is a failed point - unless a backup (of this or any other
+ * host or URI writing into this target) holds its lock: then it is being
+ * written now and stays. */
+static int remove_partial(struct pruning *pr, const char *id, struct sp_err *e)
+{
+  char name[SP_POINT_ID_MAX + 16];
+  snprintf(name, sizeof name, "%s%s", id, SP_PARTIAL_SUFFIX);
+  int lfd = -1;
+  int got = sp_point_lock_at(pr->dfd, id, false, &lfd, e);
+  if (got < 0)
+    return sp_err_prefix(e, "%s", pr->dir);
+  if (got == 0) {
+    sp_info(pr->log, "point %s is being written (its lock %s%s is held): left alone", name, id,
+            SP_LOCK_SUFFIX);
+    return 0;
+  }
+  act(pr, "remove", "point", name, "incomplete");
+  int rc = 0;
+  if (!pr->dry_run && sp_rm_rf_at(pr->dfd, name, e) < 0)
+    rc = sp_err_prefix(e, "%s", pr->dir);
+  if (!pr->dry_run)
+    sp_point_unlock_at(pr->dfd, id, lfd);
+  else if (lfd >= 0)
+    close(lfd); /* a dry run leaves its lock file too */
+  return rc;
 }
 
 static int open_point(struct pruning *pr, const char *id, struct sp_err *e)
@@ -147,25 +192,33 @@ static int flatten(struct pruning *pr, struct pt *p, const struct sp_manifest_di
   _cleanup_close_ int pfd = open_point(pr, p->m.id, e);
   if (pfd < 0)
     return -1;
-  _cleanup_close_ int ddfd = sp_open_beneath(pfd, "disks", O_RDONLY | O_DIRECTORY, 0, e);
+  _cleanup_close_ int ddfd = sp_open_beneath(pfd, SP_POINT_DISKS_DIR, O_RDONLY | O_DIRECTORY, 0, e);
   struct sp_disk_chain c;
   if (ddfd < 0 || sp_disk_chain_resolve(pr->dfd, pfd, &p->m, &p->sums, d->target, &c, e) < 0)
     return -1;
-  const char *name = d->file + strlen("disks/");
+  const char *name = d->file + strlen(SP_POINT_DISKS_DIR "/");
   _cleanup_free_ char *tmp = NULL, *out = NULL;
   _cleanup_free_ int *lfds = NULL;
   size_t n = 0;
   _cleanup_free_ char *json = sp_chain_json(&c, 0, 4, &lfds, &n);
-  _cleanup_free_ int *fds = calloc(n + 1, sizeof *fds);
+  _cleanup_free_ int *fds = sp_xcalloc(n + 1, sizeof *fds);
   int rc = 0;
-  if (!json || !fds || asprintf(&tmp, ".%s.merging", name) < 0 ||
-      asprintf(&out, "/proc/self/fd/3/%s", tmp) < 0)
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "merge");
-  if (rc == 0) {
+  if (!json) {
+    rc = sp_err_set(e, SP_EXIT_FAILED, "merging %s/%s: its chain has no image format qemu-img "
+                    "can be given", p->m.id, d->file);
+  } else {
+    tmp = sp_xasprintf(".%s.merging", name);
+    out = sp_xasprintf("/proc/self/fd/3/%s", tmp);
     fds[0] = ddfd;
     memcpy(fds + 1, lfds, n * sizeof *fds);
     unlinkat(ddfd, tmp, 0);
-    char *argv[] = { "qemu-img", "convert", "-q", "-O", "qcow2", json, out, NULL };
+    /* O_DIRECT both ways where the file system takes it (the merged
+     * image lands beside the overlay, link 0): through the page cache
+     * every fresh page qemu-img wrote cost more CPU than the copy
+     * (docs/facts.md, "qemu-nbd, qemu-img and qcow2"). */
+    char *cache = sp_direct_io_all(lfds, n) ? "none" : "writeback";
+    char *argv[] = { "qemu-img", "convert", "-q", "-T", cache, "-t", cache, "-O", "qcow2",
+                     json, out, NULL };
     struct sp_run_result r;
     if ((rc = sp_run_fds(argv, fds, n + 1, SP_RUN_CAPTURE_ERR, &r, e)) == 0) {
       if (r.status != 0)
@@ -209,10 +262,9 @@ static int merge(struct pruning *pr, struct pt *p, struct sp_err *e)
     if (d->parent_file && !pr->dry_run && flatten(pr, p, d, e) < 0)
       return -1;
   }
-  if (retention_merged_manifest(&p->m) < 0 ||
-      sp_manifest_warn(&p->m, "merged by prune: its older chain was removed, its images were "
-                       "flattened into a full point") < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+  retention_merged_manifest(&p->m);
+  sp_manifest_warn(&p->m, "merged by prune: its older chain was removed, its images were "
+                   "flattened into a full point");
   pr->changed[p - pr->p] = p->merged = true;
   return 0;
 }
@@ -235,14 +287,14 @@ static int merge_kept(struct pruning *pr, struct sp_err *e)
                  "builds on are kept", ve.msg);
         act(pr, "keep chain", "point", p->m.id, why);
         sp_warn(pr->log, "point %s %s", p->m.id, why);
-        if (!pr->unverified && !(pr->unverified = strdup(p->m.id)))
-          return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+        if (!pr->unverified)
+          pr->unverified = sp_xstrdup(p->m.id);
         retention_keep_chain_of(&pr->r, i);
         sp_sums_free(&p->sums);
         again = true;
         break;
       }
-      if (merge(pr, p, e) < 0)
+      if (stop_asked(pr, e) < 0 || merge(pr, p, e) < 0)
         return -1;
     }
   }
@@ -253,9 +305,7 @@ static int drop_checkpoints(struct pruning *pr, virDomainPtr dom, long keep, str
 {
   if (!dom || pr->n == 0)
     return 0;
-  _cleanup_free_ bool *needed = calloc(pr->n, sizeof *needed);
-  if (!needed)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
+  _cleanup_free_ bool *needed = sp_xcalloc(pr->n, sizeof *needed);
   retention_checkpoints_needed(&pr->r, keep, needed);
   for (size_t i = 0; i < pr->n; i++) {
     struct pt *p = &pr->p[i];
@@ -291,29 +341,20 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
       close(pr.dfd);
     return -1;
   }
-  pr.p = calloc(n ? n : 1, sizeof *pr.p);
-  pr.changed = calloc(n ? n : 1, sizeof *pr.changed);
-  pr.r.m = calloc(n ? n : 1, sizeof *pr.r.m);
-  pr.r.kept = calloc(n ? n : 1, sizeof *pr.r.kept);
-  if (!pr.p || !pr.changed || !pr.r.m || !pr.r.kept) {
-    free(pr.p);
-    free(pr.changed);
-    free(pr.r.m);
-    free(pr.r.kept);
-    close(pr.dfd);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
-  }
+  pr.p = sp_xcalloc(n ? n : 1, sizeof *pr.p);
+  pr.changed = sp_xcalloc(n ? n : 1, sizeof *pr.changed);
+  pr.r.m = sp_xcalloc(n ? n : 1, sizeof *pr.r.m);
+  pr.r.kept = sp_xcalloc(n ? n : 1, sizeof *pr.r.kept);
   int rc = 0;
-  /* The caller holds the VM's lock: a .partial here is a failed point. */
+  /* Another VM of the same name (another host, another URI) may write into
+   * this directory: its points are not ours to count or remove. */
+  char uuid[VIR_UUID_STRING_BUFLEN] = "";
+  if (dom && virDomainGetUUIDString(dom, uuid) < 0)
+    uuid[0] = '\0';
   for (size_t i = 0; i < n; i++) {
-    char name[SP_POINT_ID_MAX + 16];
-    snprintf(name, sizeof name, "%s%s", refs[i].id, refs[i].partial ? SP_PARTIAL_SUFFIX : "");
     if (refs[i].partial) {
-      act(&pr, "remove", "point", name, "incomplete");
-      if (!dry_run && sp_rm_rf_at(pr.dfd, name, e) < 0) {
-        rc = sp_err_prefix(e, "%s", domain_dir);
+      if ((rc = remove_partial(&pr, refs[i].id, e)) < 0)
         goto out;
-      }
       continue;
     }
     struct sp_err me = { 0 };
@@ -324,6 +365,10 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
         snprintf(me.msg, sizeof me.msg, "its manifest names point %s", pr.p[pr.n].m.id);
       sp_manifest_free(&pr.p[pr.n].m);
       sp_warn(log, "point %s is unreadable and left alone: %s", refs[i].id, me.msg);
+    } else if (uuid[0] && pr.p[pr.n].m.uuid && strcmp(pr.p[pr.n].m.uuid, uuid) != 0) {
+      sp_info(log, "point %s belongs to another VM named so (UUID %s, not %s): left alone",
+              refs[i].id, pr.p[pr.n].m.uuid, uuid);
+      sp_manifest_free(&pr.p[pr.n].m);
     } else {
       pr.n++;
     }
@@ -336,10 +381,7 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
   retention_keep_newest(&pr.r, keep);
   if ((rc = merge_kept(&pr, e)) < 0)
     goto out;
-  if (retention_fix_full_ids(&pr.r, pr.changed) < 0) {
-    rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune");
-    goto out;
-  }
+  retention_fix_full_ids(&pr.r, pr.changed);
   for (size_t i = 0; i < pr.n; i++)
     if (pr.changed[i] && !dry_run && (rc = rewrite_point(&pr, &pr.p[i], e)) < 0)
       goto out;
@@ -348,6 +390,8 @@ int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_r
   for (size_t i = 0; i < pr.n; i++) {
     if (pr.r.kept[i])
       continue;
+    if ((rc = stop_asked(&pr, e)) < 0)
+      goto out;
     act(&pr, "remove", "point", pr.p[i].m.id, NULL);
     if (!dry_run && sp_rm_rf_at(pr.dfd, pr.p[i].m.id, e) < 0) {
       rc = sp_err_prefix(e, "%s", domain_dir);
@@ -370,6 +414,23 @@ out:
   free(pr.r.m);
   free(pr.r.kept);
   free(pr.unverified);
+  close(pr.dfd);
+  return rc;
+}
+
+int prune_stale_partials(const char *domain_dir, const struct sp_log *log, struct sp_err *e)
+{
+  struct pruning pr = { .dir = domain_dir, .dfd = -1, .log = log };
+  _cleanup_free_ struct sp_point_ref *refs = NULL;
+  size_t n = 0;
+  if (!sp_exists(domain_dir))
+    return 0;
+  if ((pr.dfd = sp_trusted_dir_open("target", domain_dir, e)) < 0)
+    return -1;
+  int rc = sp_points_list_at(pr.dfd, domain_dir, &refs, &n, e);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (refs[i].partial)
+      rc = remove_partial(&pr, refs[i].id, e);
   close(pr.dfd);
   return rc;
 }

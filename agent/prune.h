@@ -22,6 +22,12 @@
 int prune_domain(virDomainPtr dom, const char *domain_dir, long keep, bool dry_run,
                  const struct sp_log *log, json_object *actions, struct sp_err *e);
 
+/* Removes every <id>.partial of domain_dir whose lock is free (a failed
+ * or killed run's), each logged; one being written stays.  What a backup
+ * does before it plans, so that a failed point's space comes back without
+ * keep > 0. */
+int prune_stale_partials(const char *domain_dir, const struct sp_log *log, struct sp_err *e);
+
 /* The same in a Ceph pool (t locked): every snapshot is a whole disk, so
  * nothing is merged; each point beyond keep vanishes in one operation on
  * the VM's index (its point.ID key becomes intents for its objects,

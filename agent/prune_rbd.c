@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chain.h"
+#include "level_plan.h"
 #include "cleanup.h"
 #include "point_layout.h"
 #include "prune.h"
+#include "strv.h"
+#include "xalloc.h"
 
 static void note(json_object *actions, const char *action, const char *what, const char *name)
 {
@@ -19,34 +21,10 @@ static void note(json_object *actions, const char *action, const char *what, con
   json_object_array_add(actions, j);
 }
 
-struct items {
-  char **v;
-  size_t n;
-};
-
-static void items_free(struct items *it)
-{
-  for (size_t i = 0; i < it->n; i++)
-    free(it->v[i]);
-  free(it->v);
-}
-
-static int items_add(struct items *it, char *s)
-{
-  char **v = s ? reallocarray(it->v, it->n + 1, sizeof *v) : NULL;
-  if (!v) {
-    free(s);
-    return -1;
-  }
-  it->v = v;
-  v[it->n++] = s;
-  return 0;
-}
-
 /* Everything point m consists of: its files (as its SHA256SUMS lists
  * them, and SHA256SUMS), each disk's snapshot, and each disk's image (it
  * goes only once no snapshot is left in it). */
-static int point_items(struct rbd_target *t, const struct sp_manifest *m, struct items *it,
+static int point_items(struct rbd_target *t, const struct sp_manifest *m, struct sp_strv *it,
                        struct sp_err *e)
 {
   _cleanup_free_ char *text = NULL;
@@ -55,23 +33,16 @@ static int point_items(struct rbd_target *t, const struct sp_manifest *m, struct
   if (rbd_target_read(t, m->id, "SHA256SUMS", &text, &len, e) < 0 ||
       sp_sums_parse(text, len, &sums, e) < 0)
     return sp_err_prefix(e, "point %s", m->id);
-  int rc = items_add(it, strdup("SHA256SUMS"));
-  for (size_t i = 0; rc == 0 && i < sums.n; i++)
-    rc = items_add(it, strdup(sums.v[i].path));
+  sp_strv_push(it, "SHA256SUMS");
+  for (size_t i = 0; i < sums.n; i++)
+    sp_strv_push(it, sums.v[i].path);
   sp_sums_free(&sums);
-  for (size_t i = 0; rc == 0 && i < m->ndisks; i++) {
-    char *snap = NULL, *image = NULL;
-    if (asprintf(&snap, "@%s@%s", m->disks[i].rbd_image, m->disks[i].rbd_snapshot) < 0)
-      snap = NULL;
-    if (asprintf(&image, "@%s", m->disks[i].rbd_image) < 0)
-      image = NULL;
-    rc = items_add(it, snap);
-    if (rc == 0)
-      rc = items_add(it, image);
-    else
-      free(image);
+  for (size_t i = 0; i < m->ndisks; i++) {
+    sp_strv_push_take(it, sp_xasprintf("@%s@%s", m->disks[i].rbd_image,
+                                       m->disks[i].rbd_snapshot));
+    sp_strv_push_take(it, sp_xasprintf("@%s", m->disks[i].rbd_image));
   }
-  return rc < 0 ? sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "prune") : 0;
+  return 0;
 }
 
 int prune_rbd(virDomainPtr dom, struct rbd_target *t, long keep, bool dry_run,
@@ -91,11 +62,11 @@ int prune_rbd(virDomainPtr dom, struct rbd_target *t, long keep, bool dry_run,
       note(actions, "would remove", "point", m[i].id);
       continue;
     }
-    struct items it = { 0 };
+    struct sp_strv it = SP_STRV_INIT;
     rc = point_items(t, &m[i], &it, e);
     if (rc == 0)
       rc = sp_rados_uncommit(&t->store, m[i].id, (const char *const *)it.v, it.n, e);
-    items_free(&it);
+    sp_strv_free(&it);
     if (rc < 0)
       break;
     sp_info(log, "removed point %s", name ? name : m[i].id);
@@ -106,8 +77,11 @@ int prune_rbd(virDomainPtr dom, struct rbd_target *t, long keep, bool dry_run,
       sp_warn(log, "%s", ce.msg);
   }
   size_t removed = 0;
+  _cleanup_(sp_strv_free) struct sp_strv kept = SP_STRV_INIT;
   if (rc == 0 && !dry_run)
-    rc = sp_rados_cleanup(&t->store, &removed, e);
+    rc = sp_rados_cleanup(&t->store, &removed, &kept, e);
+  for (size_t i = 0; i < kept.n; i++)
+    sp_warn(log, "%s", kept.v[i]);
   for (size_t i = 0; i < n; i++)
     sp_manifest_free(&m[i]);
   free(m);

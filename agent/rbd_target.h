@@ -17,10 +17,13 @@
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
+#include "own_dirs.h"
 #include "point_layout.h"
 #include "rados_points.h"
+#include "strv.h"
+#include "xalloc.h"
 
-#define SP_RBD_STAGING_DIR "/run/stillpoint/rbd-staging" /* 0700: a point's files before upload */
+#define SP_RBD_STAGING_DIR SP_RUN_DIR "/rbd-staging" /* 0700: a point's files before upload */
 
 struct rbd_target {
   char *pool, *ns;              /* ns NULL: the pool's default namespace */
@@ -35,6 +38,9 @@ struct rbd_target {
   bool renewing, stop;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  /* Ids whose leftovers rbd_target_lock() found (pending, never
+   * committed): a checkpoint named so belongs to no point. */
+  struct sp_strv left_ids;
 };
 
 /* Whether a target names a Ceph pool ("rbd:..."). */
@@ -51,12 +57,15 @@ int rbd_target_open(struct rbd_target *t, const struct sp_config *cfg, const cha
                     const struct sp_log *log, struct sp_err *e);
 /* Opens VM uuid's store on a connected target. */
 int rbd_target_open_store(struct rbd_target *t, const char *uuid, struct sp_err *e);
-/* The UUIDs the pool's stillpoint.vms maps to domain name (or the
- * argument itself when it is a UUID with points), malloc'd. */
-int rbd_target_find_domain(struct rbd_target *t, const char *name, char ***uuids, size_t *n,
+/* Appends to uuids the UUIDs the pool's stillpoint.vms maps to domain
+ * name (or the argument itself when it is a UUID with points). */
+int rbd_target_find_domain(struct rbd_target *t, const char *name, struct sp_strv *uuids,
                            struct sp_err *e);
+/* The distinct domain names of the pool's stillpoint.vms (prune --all). */
+int rbd_target_domain_names(struct rbd_target *t, struct sp_strv *names, struct sp_err *e);
 /* Takes the VM's lock in the pool (what: "backup", "prune"), keeps it
- * renewed until close, and removes what failed runs left (said in the log). */
+ * renewed until close, and removes what failed runs left (said in the
+ * log), their ids in t->left_ids. */
 int rbd_target_lock(struct rbd_target *t, const char *what, struct sp_err *e);
 /* Stops renewing, unlocks and closes the VM's store, staying connected. */
 void rbd_target_close_store(struct rbd_target *t);
@@ -64,9 +73,10 @@ void rbd_target_close_store(struct rbd_target *t);
 void rbd_target_close(struct rbd_target *t);
 
 /* rbd:POOL[/NAMESPACE]/IMAGE[@SNAP], malloc'd. */
-char *rbd_target_spec(const struct rbd_target *t, const char *image, const char *snap);
+SP_XALLOC char *rbd_target_spec(const struct rbd_target *t, const char *image,
+                                const char *snap);
 /* The point's name for users and JSON: rbd:POOL[/NAMESPACE]/UUID@ID. */
-char *rbd_target_point_name(const struct rbd_target *t, const char *id);
+SP_XALLOC char *rbd_target_point_name(const struct rbd_target *t, const char *id);
 /* The copier contract's STILLPOINT_CEPH_* values ("" for a default). */
 const char *rbd_target_env(const struct rbd_target *t, const char *what, char *buf, size_t n);
 
@@ -89,8 +99,12 @@ int rbd_target_intend(struct rbd_target *t, const char *id, const char *const *i
 /* Uploads every file listed in sums from the staged point directory
  * dirfd, then SHA256SUMS, then commits point id with the manifest's hash
  * and size (manifest.json must be among the files), and records the
- * domain's name. */
+ * domain's name.  A commit whose answer is lost (a timeout, a connection
+ * error) is read back: landed is success; when the read fails too, -1
+ * with *unknown set: the point may exist, its checkpoint must stay, and
+ * the next run decides from the index (docs/design.md, "Points in Ceph"). */
 int rbd_target_commit(struct rbd_target *t, const char *id, int dirfd,
-                      const struct sp_sums *sums, const char *domain, struct sp_err *e);
+                      const struct sp_sums *sums, const char *domain, bool *unknown,
+                      struct sp_err *e);
 
 #endif

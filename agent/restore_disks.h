@@ -31,12 +31,20 @@ struct restore_made_list {
 
 /* Writes dir_fd/file (format "qcow2" or "raw" for a flattened disk); with
  * keep_chain a qcow2 chain file, file.<id>, ... (a raw full image is
- * copied as it is).  Every image is hashed against SHA256SUMS before it
- * is used (while it is copied, for a kept chain).  What was made is
- * appended to made. */
+ * copied as it is).  A kept chain is hashed against SHA256SUMS while it is
+ * copied; a chain to flatten must have been hashed by the caller
+ * (sp_chain_check_hashes(), as restore's load_chains() does for every
+ * disk before anything is written), through the descriptors c holds.
+ * What was made is appended to made. */
 int restore_disk(const struct sp_disk_chain *c, int dir_fd, const char *dir, const char *file,
                  const char *format, bool keep_chain, struct restore_made_list *made,
                  struct sp_err *e);
+
+/* Writes dir_fd/file (format "qcow2" or "raw") from a Ceph point's
+ * snapshot, source QEMU's rbd: file name of it (rbd_point_qemu_source),
+ * the same way: staged, renamed in without replacing, appended to made. */
+int restore_disk_rbd(const char *source, int dir_fd, const char *dir, const char *file,
+                     const char *format, struct restore_made_list *made, struct sp_err *e);
 
 /* Removes what made lists, newest first, each only if it is still the
  * file restore made; empties the list. */

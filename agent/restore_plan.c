@@ -8,6 +8,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "state_locator.h"
+#include "xalloc.h"
 
 bool restore_path_system(const char *path)
 {
@@ -28,12 +29,11 @@ bool restore_path_system(const char *path)
 }
 
 /* dir and file of an absolute plain path, malloc'd. */
-static int split(const char *path, char **dir, char **file)
+static void split(const char *path, char **dir, char **file)
 {
   const char *slash = strrchr(path, '/');
-  *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-  *file = strdup(slash + 1);
-  return *dir && *file ? 0 : -1;
+  *dir = sp_xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
+  *file = sp_xstrdup(slash + 1);
 }
 
 static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_disk *d,
@@ -48,9 +48,8 @@ static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_
   else
     pd->format = d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
   if (in->disks_to) {
-    pd->dir = strdup(in->disks_to);
-    if (!pd->dir || asprintf(&pd->file, "%s.%s", d->target, pd->format) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    pd->dir = sp_xstrdup(in->disks_to);
+    pd->file = sp_xasprintf("%s.%s", d->target, pd->format);
     return 0;
   }
   if (in->replaced) {
@@ -60,9 +59,8 @@ static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_
       return sp_err_set(e, SP_EXIT_PREFLIGHT, "disk %s: the domain being replaced has no file "
                         "for it: restore the disks with --disks-to DIR", d->target);
     pd->replaces = true;
-    return split(old->source, &pd->dir, &pd->file) < 0
-             ? sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore")
-             : 0;
+    split(old->source, &pd->dir, &pd->file);
+    return 0;
   }
   if (!in->recorded)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "disk %s was %s%s when the point was taken: a point "
@@ -84,9 +82,8 @@ static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_
                       "restore a disk there; restore with --disks-to DIR", d->target, d->source,
                       sp_abspath_ok(d->source) ? "in a system directory"
                                                     : "not a plain absolute path");
-  return split(d->source, &pd->dir, &pd->file) < 0
-           ? sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore")
-           : 0;
+  split(d->source, &pd->dir, &pd->file);
+  return 0;
 }
 
 static int plan_nvram(const struct restore_plan_in *in, struct restore_plan *p,
@@ -108,13 +105,11 @@ static int plan_nvram(const struct restore_plan_in *in, struct restore_plan *p,
     /* libvirt's own place for a domain of this name (firmware='efi'
      * autoselection writes there too); with --replace the file already
      * there is the replaced domain's. */
-    if (asprintf(&own, "%s/%s_VARS.fd", SP_LIBVIRT_NVRAM_DIR, in->name) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+    own = sp_xasprintf("%s/%s_VARS.fd", SP_LIBVIRT_NVRAM_DIR, in->name);
     path = own;
     p->nvram_replaces = in->replaced != NULL;
   }
-  if (split(path, &p->nvram_dir, &p->nvram_file) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  split(path, &p->nvram_dir, &p->nvram_file);
   return 0;
 }
 
@@ -129,11 +124,11 @@ static int plan_tpm(const struct restore_plan_in *in, struct restore_plan *p, st
       sp_abspath_ok(old->source_path) && in->replaced->uuid &&
       strcmp(in->replaced->uuid, in->uuid) == 0) {
     p->tpm_source = true;
-    p->tpm_dir = strdup(old->source_path);
-  } else if (asprintf(&p->tpm_dir, "%s/%s/%s", SP_SWTPM_ROOT, in->uuid, sub) < 0) {
-    p->tpm_dir = NULL;
+    p->tpm_dir = sp_xstrdup(old->source_path);
+  } else {
+    p->tpm_dir = sp_xasprintf("%s/%s/%s", SP_SWTPM_ROOT, in->uuid, sub);
   }
-  return p->tpm_dir ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  return 0;
 }
 
 int restore_plan_make(const struct restore_plan_in *in, struct restore_plan *p,
@@ -143,9 +138,7 @@ int restore_plan_make(const struct restore_plan_in *in, struct restore_plan *p,
   if (in->disks_to && !sp_abspath_ok(in->disks_to))
     return sp_err_set(e, SP_EXIT_USAGE, "--disks-to %s: give a plain absolute path",
                       in->disks_to);
-  p->disks = calloc(in->m->ndisks ? in->m->ndisks : 1, sizeof *p->disks);
-  if (!p->disks)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "restore");
+  p->disks = sp_xcalloc(in->m->ndisks ? in->m->ndisks : 1, sizeof *p->disks);
   for (size_t i = 0; i < in->m->ndisks; i++) {
     if (plan_disk(in, &in->m->disks[i], &p->disks[p->ndisks++], e) < 0)
       return -1;

@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "xml_tree.h"
+#include "cleanup_xml.h"
 #include "domain_filter.h"
+#include "strv.h"
+#include "xalloc.h"
+#include "xml_tree.h"
 
-static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
-static void xctxp(xmlXPathContextPtr *c) { if (*c) xmlXPathFreeContext(*c); }
-static void xobjp(xmlXPathObjectPtr *o) { if (*o) xmlXPathFreeObject(*o); }
 
 int restore_new_uuid(char out[37], struct sp_err *e)
 {
@@ -51,7 +51,7 @@ static int rewrite_disk(xmlXPathContextPtr ctx, const struct restored_disk *d, s
   /* Targets come from our manifest (checked plain names): safe in XPath. */
   char expr[256];
   snprintf(expr, sizeof expr, "/domain/devices/disk[target/@dev='%s']", d->target);
-  _cleanup_(xobjp) xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+  _cleanup_xpath_obj_ xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
   if (!o || !o->nodesetval || o->nodesetval->nodeNr != 1)
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point has no disk %s", d->target);
   xmlNodePtr disk = o->nodesetval->nodeTab[0];
@@ -106,7 +106,7 @@ static int rewrite_nvram(xmlNodePtr root, const char *path, struct sp_err *e)
 static int rewrite_tpm(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
                        struct sp_err *e)
 {
-  _cleanup_(xobjp) xmlXPathObjectPtr b =
+  _cleanup_xpath_obj_ xmlXPathObjectPtr b =
     xmlXPathEvalExpression((const xmlChar *)"/domain/devices/tpm/backend", ctx);
   for (int i = 0; b && b->nodesetval && i < b->nodesetval->nodeNr; i++) {
     xmlNodePtr backend = b->nodesetval->nodeTab[i];
@@ -130,12 +130,12 @@ static bool restored(const struct restore_xml_opts *o, const char *target)
   return false;
 }
 
-/* Disks the point does not hold: refused, kept or dropped; *kept gets
+/* Disks the point does not hold: refused, kept or dropped; kept gets
  * the targets kept (for the filter). */
-static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o, char ***kept,
-                       size_t *nkept, struct sp_err *e)
+static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
+                       struct sp_strv *kept, struct sp_err *e)
 {
-  _cleanup_(xobjp) xmlXPathObjectPtr d =
+  _cleanup_xpath_obj_ xmlXPathObjectPtr d =
     xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk", ctx);
   char list[1024] = "";
   size_t off = 0;
@@ -151,16 +151,7 @@ static int other_disks(xmlXPathContextPtr ctx, const struct restore_xml_opts *o,
     const char *name = dev ? (const char *)dev : "(no target)";
     if (!restored(o, (const char *)dev) && has_source) {
       if (o->other_disks == RESTORE_OTHER_KEEP) {
-        char **nk = realloc(*kept, (*nkept + 1) * sizeof *nk);
-        if (nk)
-          *kept = nk;
-        if (!nk || !(nk[*nkept] = strdup(name))) {
-          xmlFree(dev);
-          xmlFree(device);
-          xmlFree(type);
-          return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
-        }
-        (*nkept)++;
+        sp_strv_push(kept, name);
       } else if (o->other_disks == RESTORE_OTHER_DROP) {
         if (removable) {
           sp_xml_remove_children(disk, "source");
@@ -191,12 +182,10 @@ static char *dump(xmlDocPtr doc)
   xmlChar *buf = NULL;
   int n = 0;
   xmlDocDumpFormatMemory(doc, &buf, &n, 1);
-  char *s = buf ? strndup((const char *)buf, (size_t)n) : NULL;
+  char *s = buf ? sp_xstrndup((const char *)buf, (size_t)n) : NULL;
   xmlFree(buf);
   return s;
 }
-
-static void strvp(char ***v) { free(*v); }
 
 int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, char **out,
                 char **filtered, struct sp_err *e)
@@ -208,20 +197,20 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point is larger than 16 MiB");
   /* No network, no entity substitution, no DTD loaded: a point's XML
    * pulls in nothing; what it declares, the filter names. */
-  _cleanup_(docp) xmlDocPtr doc =
+  _cleanup_xml_doc_ xmlDocPtr doc =
     xmlReadMemory(xml, (int)len, "domain.xml", NULL,
                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
   if (!root || !xmlStrEqual(root->name, (const xmlChar *)"domain"))
     return sp_err_set(e, SP_EXIT_PREFLIGHT, "domain.xml of the point is not a domain");
-  _cleanup_(xctxp) xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+  _cleanup_xpath_ctx_ xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
   if (!ctx)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
   if ((o->name && set_text(root, "name", o->name) < 0) ||
       (o->uuid && set_text(root, "uuid", o->uuid) < 0))
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
   if (o->new_macs) {
-    _cleanup_(xobjp) xmlXPathObjectPtr macs =
+    _cleanup_xpath_obj_ xmlXPathObjectPtr macs =
       xmlXPathEvalExpression((const xmlChar *)"/domain/devices/interface", ctx);
     for (int i = 0; macs && macs->nodesetval && i < macs->nodesetval->nodeNr; i++)
       sp_xml_remove_children(macs->nodesetval->nodeTab[i], "mac");
@@ -233,9 +222,8 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
     return -1;
   if (o->tpm_dir && rewrite_tpm(ctx, o, e) < 0)
     return -1;
-  __attribute__((cleanup(strvp))) char **kept = NULL;
-  size_t nkept = 0;
-  int rc = other_disks(ctx, o, &kept, &nkept, e);
+  _cleanup_(sp_strv_free) struct sp_strv kept = SP_STRV_INIT;
+  int rc = other_disks(ctx, o, &kept, e);
   /* What restore itself wrote may stand where it stands. */
   const char *own[SP_RESTORE_XML_MAX_DISKS + 2];
   size_t nown = 0;
@@ -247,7 +235,7 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
     own[nown++] = o->tpm_dir;
   struct domain_filter_opts fo = { .own_paths = own, .nown = nown, .emulators = o->emulators,
                                    .nemulators = o->nemulators,
-                                   .kept_disks = (const char *const *)kept, .nkept = nkept };
+                                   .kept_disks = (const char *const *)kept.v, .nkept = kept.n };
   struct domain_findings f = { 0 };
   if (rc == 0 && o->trust) {
     /* Taken as it is; the filtered copy only shows what it would drop. */
@@ -266,8 +254,6 @@ int restore_xml(const char *xml, size_t len, const struct restore_xml_opts *o, c
       rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
     }
   }
-  for (size_t i = 0; i < nkept; i++)
-    free(kept[i]);
   domain_findings_free(&f);
   return rc;
 }

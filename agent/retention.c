@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "point_layout.h"
+#include "xalloc.h"
 
 /* Chains are acyclic when written by stillpoint; a crafted one is cut here. */
 #define RETENTION_DEPTH_MAX 1000
@@ -71,56 +72,50 @@ void retention_keep_chain_of(struct retention *r, size_t i)
   keep_chain_of(r, i, 0);
 }
 
-static int set_str(char **field, const char *value)
+static void set_str(char **field, const char *value)
 {
-  char *v = value ? strdup(value) : NULL;
-  if (value && !v)
-    return -1;
   free(*field);
-  *field = v;
-  return 0;
+  *field = value ? sp_xstrdup(value) : NULL;
 }
 
-int retention_merged_manifest(struct sp_manifest *m)
+void retention_merged_manifest(struct sp_manifest *m)
 {
   for (size_t i = 0; i < m->ndisks; i++) {
     struct sp_manifest_disk *d = &m->disks[i];
     if (!d->parent_file)
       continue;
-    if (set_str(&d->parent_file, NULL) < 0 || set_str(&d->level, "full") < 0 ||
-        set_str(&d->image_format, "qcow2") < 0)
-      return -1;
+    d->level = SP_LEVEL_FULL;
+    set_str(&d->parent_file, NULL);
+    set_str(&d->image_format, "qcow2");
   }
-  if (set_str(&m->level, "full") < 0 || set_str(&m->parent, NULL) < 0 ||
-      set_str(&m->full, NULL) < 0 || set_str(&m->parent_checkpoint, NULL) < 0)
-    return -1;
-  return 0;
+  m->level = SP_LEVEL_FULL;
+  set_str(&m->parent, NULL);
+  set_str(&m->full, NULL);
+  set_str(&m->parent_checkpoint, NULL);
 }
 
 size_t retention_chain_full(const struct retention *r, size_t i)
 {
   for (int depth = 0; i != RETENTION_NONE && depth < RETENTION_DEPTH_MAX; depth++) {
-    if (strcmp(r->m[i]->level, "full") == 0)
+    if (r->m[i]->level == SP_LEVEL_FULL)
       return i;
     i = retention_find(r, r->m[i]->parent);
   }
   return RETENTION_NONE;
 }
 
-int retention_fix_full_ids(struct retention *r, bool *changed)
+void retention_fix_full_ids(struct retention *r, bool *changed)
 {
   for (size_t i = 0; i < r->n; i++) {
     struct sp_manifest *m = r->m[i];
-    if (!r->kept[i] || strcmp(m->level, "full") == 0)
+    if (!r->kept[i] || m->level == SP_LEVEL_FULL)
       continue;
     size_t f = retention_chain_full(r, i);
     if (f == RETENTION_NONE || (m->full && strcmp(m->full, r->m[f]->id) == 0))
       continue;
-    if (set_str(&m->full, r->m[f]->id) < 0)
-      return -1;
+    set_str(&m->full, r->m[f]->id);
     changed[i] = true;
   }
-  return 0;
 }
 
 void retention_checkpoints_needed(const struct retention *r, long keep, bool *needed)
@@ -133,9 +128,9 @@ void retention_checkpoints_needed(const struct retention *r, long keep, bool *ne
   needed[last] = true;
   size_t i = last;
   for (int depth = 0; i != RETENTION_NONE && depth < RETENTION_DEPTH_MAX; depth++) {
-    if (keep > 0 || strcmp(r->m[i]->level, "full") == 0)
+    if (keep > 0 || r->m[i]->level == SP_LEVEL_FULL)
       needed[i] = true;
-    if (strcmp(r->m[i]->level, "full") == 0)
+    if (r->m[i]->level == SP_LEVEL_FULL)
       break;
     i = retention_find(r, r->m[i]->parent);
   }

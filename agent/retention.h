@@ -39,17 +39,16 @@ void retention_keep_chain_of(struct retention *r, size_t i);
 
 /* Makes m the manifest of a full point, as a merge of its chain leaves it:
  * no parent, no chain full, no parent checkpoint, every disk full qcow2.
- * Its own checkpoint stays: the next diff starts from it.  -1 on ENOMEM. */
-int retention_merged_manifest(struct sp_manifest *m);
+ * Its own checkpoint stays: the next diff starts from it. */
+void retention_merged_manifest(struct sp_manifest *m);
 
 /* The full point point i's chain starts at, following parent ids; i itself
  * when it is full, NONE when the chain is broken. */
 size_t retention_chain_full(const struct retention *r, size_t i);
 
 /* Sets the `full` id of kept incremental points whose chain now starts at
- * another full (a merge made one); changed[i] is set for each rewritten.
- * -1 on ENOMEM. */
-int retention_fix_full_ids(struct retention *r, bool *changed);
+ * another full (a merge made one); changed[i] is set for each rewritten. */
+void retention_fix_full_ids(struct retention *r, bool *changed);
 
 /* Which points' libvirt checkpoints a future point can need (needed[i]):
  * the newest's (the next inc) and its chain's full's (the next diff).

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chain.h"
+#include "level_plan.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "own_dirs.h"
@@ -100,5 +100,22 @@ void stale_job_clean(virDomainPtr dom, const char *uuid, const char *domain_dir,
     id[n - sl] = '\0';
     if (sp_point_id_valid(id))
       drop_checkpoint(dom, domain_dir, id, log);
+  }
+}
+
+void stale_checkpoints_drop(virDomainPtr dom, const struct sp_strv *ids,
+                            const struct sp_log *log)
+{
+  for (size_t i = 0; dom && i < ids->n; i++) {
+    _cleanup_checkpoint_ virDomainCheckpointPtr cp =
+      virDomainCheckpointLookupByName(dom, ids->v[i], 0);
+    if (!cp)
+      continue;
+    struct sp_err e = { 0 };
+    if (checkpoint_delete(dom, ids->v[i], &e) < 0)
+      sp_warn(log, "%s", e.msg);
+    else
+      sp_warn(log, "deleted checkpoint %s of %s: the pool's index shows its point was never "
+              "committed (its run failed)", ids->v[i], virDomainGetName(dom));
   }
 }

@@ -10,6 +10,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "strv.h"
 
 /* Called with the VM's lock held, so no live stillpoint run on this
  * machine owns what it finds.  A job is ours when its XML names a path
@@ -18,5 +19,11 @@
  * refuses it as before.  Says what it cleaned; never fails the run. */
 void stale_job_clean(virDomainPtr dom, const char *uuid, const char *domain_dir,
                      struct sp_host *host, const char *scratch_root, const struct sp_log *log);
+
+/* Ceph targets (called under the VM's lock in the pool): deletes the
+ * checkpoint of each point id in ids (ones the pool's index shows were
+ * never committed) that libvirt still has; says what it deleted. */
+void stale_checkpoints_drop(virDomainPtr dom, const struct sp_strv *ids,
+                            const struct sp_log *log);
 
 #endif

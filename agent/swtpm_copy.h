@@ -20,6 +20,7 @@ struct swtpm_copy {
   char sock[96];       /* data socket; the control socket is sock + ".ctrl" */
   pid_t pid;
 };
+#define SWTPM_COPY_INIT { .pid = -1 }
 
 /* version: "2.0" or "1.2". */
 int swtpm_copy_start(struct swtpm_copy *s, const struct sp_tree *tree, const char *version,

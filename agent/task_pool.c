@@ -17,43 +17,16 @@
 #include "child.h"
 #include "cleanup.h"
 #include "clock.h"
+#include "xalloc.h"
 
-/* Appends an owned string to a NULL-terminated list. */
-static int strv_push(char ***v, char *s)
+void env_add(struct sp_strv *env, const char *key, const char *value)
 {
-  size_t n = 0;
-  while (*v && (*v)[n])
-    n++;
-  char **nv = realloc(*v, (n + 2) * sizeof *nv);
-  if (!nv) {
-    free(s);
-    return -1;
-  }
-  *v = nv;
-  nv[n] = s;
-  nv[n + 1] = NULL;
-  return 0;
+  sp_strv_push_take(env, sp_xasprintf("%s=%s", key, value ? value : ""));
 }
 
-int env_add(char ***env, const char *key, const char *value)
+void argv_add(struct sp_strv *argv, const char *arg)
 {
-  char *s = NULL;
-  if (asprintf(&s, "%s=%s", key, value ? value : "") < 0)
-    return -1;
-  return strv_push(env, s);
-}
-
-int argv_add(char ***argv, const char *arg)
-{
-  char *s = strdup(arg);
-  return s ? strv_push(argv, s) : -1;
-}
-
-void strv_free(char **v)
-{
-  for (size_t i = 0; v && v[i]; i++)
-    free(v[i]);
-  free(v);
+  sp_strv_push(argv, arg);
 }
 
 int task_pool_signalfd(void)
@@ -69,10 +42,9 @@ int task_pool_signalfd(void)
 
 void task_free(struct task *t)
 {
-  strv_free(t->argv);
-  strv_free(t->env);
+  sp_strv_free(&t->argv);
+  sp_strv_free(&t->env);
   free(t->out);
-  t->argv = t->env = NULL;
   t->out = NULL;
 }
 
@@ -149,7 +121,7 @@ static int start(struct running *r, struct task *t, struct sp_err *e)
     return sp_err_sys(e, SP_EXIT_FAILED, err, "memfd_create");
   }
   r->task = t;
-  r->pid = sp_spawn_group(t->argv, t->env, r->outfd, p[1], e);
+  r->pid = sp_spawn_group(t->argv.v, t->env.v, r->outfd, p[1], e);
   close(p[1]);
   if (r->pid < 0) {
     close(p[0]);
@@ -219,16 +191,22 @@ static void stop_all(struct running *run, size_t nrun)
 int task_pool_run(struct task *tasks, size_t n, long parallel, bool first_failure_stops, int sigfd,
                   const struct sp_log *log, int *signo, struct sp_err *e)
 {
+  return task_pool_run_watched(tasks, n, parallel, first_failure_stops, sigfd, NULL, log, signo,
+                               e);
+}
+
+int task_pool_run_watched(struct task *tasks, size_t n, long parallel, bool first_failure_stops,
+                          int sigfd, const struct pool_watch *watch, const struct sp_log *log,
+                          int *signo, struct sp_err *e)
+{
   *signo = 0;
   for (size_t i = 0; i < n; i++)
     tasks[i].status = -1;
   size_t slots = (size_t)(parallel < 1 ? 1 : parallel);
   if (slots > n)
     slots = n;
-  _cleanup_free_ struct running *run = calloc(slots ? slots : 1, sizeof *run);
-  _cleanup_free_ struct pollfd *pfd = calloc(2 * slots + 1, sizeof *pfd);
-  if (!run || !pfd)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "tasks");
+  _cleanup_free_ struct running *run = sp_xcalloc(slots ? slots : 1, sizeof *run);
+  _cleanup_free_ struct pollfd *pfd = sp_xcalloc(2 * slots + 1, sizeof *pfd);
   for (size_t i = 0; i < slots; i++)
     run[i].pid = run[i].pidfd = run[i].errfd = run[i].outfd = -1;
 
@@ -254,10 +232,15 @@ int task_pool_run(struct task *tasks, size_t n, long parallel, bool first_failur
       pfd[np++] = (struct pollfd){ .fd = run[s].errfd, .events = POLLIN };
       pfd[np++] = (struct pollfd){ .fd = run[s].pidfd, .events = POLLIN };
     }
-    if (poll(pfd, np, -1) < 0) {
+    int ready = poll(pfd, np, watch ? watch->every_ms : -1);
+    if (ready < 0) {
       if (errno == EINTR)
         continue;
       rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "poll");
+      break;
+    }
+    if (watch && watch->check(watch->user, e) < 0) {
+      rc = -1;
       break;
     }
     if (pfd[0].revents & POLLIN) {

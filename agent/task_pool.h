@@ -11,11 +11,12 @@
 
 #include "err.h"
 #include "log.h"
+#include "strv.h"
 
 struct task {
   const char *label;       /* put in front of every stderr line: "[label] " */
-  char **argv;             /* owned, NULL-terminated */
-  char **env;              /* "K=V" added to ours, owned, NULL-terminated */
+  struct sp_strv argv;     /* owned; argv.v is NULL-terminated */
+  struct sp_strv env;      /* "K=V" added to ours */
   bool capture_out;        /* keep stdout in out (else it is inherited) */
   /* Called for every stderr line (without the label). */
   void (*on_line)(struct task *t, const char *line);
@@ -41,12 +42,23 @@ int task_pool_signalfd(void);
  * be filled further); not the VMs of `backup --all`, which are independent. */
 int task_pool_run(struct task *tasks, size_t n, long parallel, bool first_failure_stops, int sigfd,
                   const struct sp_log *log, int *signo, struct sp_err *e);
+/* Asked every every_ms while tasks run: a check that fails (-1, e set)
+ * stops them all and fails the run - the copy of a VM that was paused on
+ * an I/O error must not go on. */
+struct pool_watch {
+  int every_ms;
+  int (*check)(void *user, struct sp_err *e);
+  void *user;
+};
+/* task_pool_run with a watch (NULL: none). */
+int task_pool_run_watched(struct task *tasks, size_t n, long parallel, bool first_failure_stops,
+                          int sigfd, const struct pool_watch *watch, const struct sp_log *log,
+                          int *signo, struct sp_err *e);
 void task_free(struct task *t);
 
-/* Adds to a NULL-terminated malloc'd list: "K=V" for env_add, one string
- * for argv_add. */
-int env_add(char ***env, const char *key, const char *value);
-int argv_add(char ***argv, const char *arg);
-void strv_free(char **v);
+/* Adds "K=V" (value NULL: empty) to a task's environment, and one
+ * argument to its argv; never fail (xalloc.h). */
+void env_add(struct sp_strv *env, const char *key, const char *value);
+void argv_add(struct sp_strv *argv, const char *arg);
 
 #endif

@@ -22,22 +22,36 @@ static inline void test_knob_sleep(const char *env)
   }
 }
 
+/* The ACTION of STILLPOINT_TEST_FAILPOINT when it names step, else NULL. */
+static inline const char *test_failpoint_action(const char *step)
+{
+  const char *v = getenv("STILLPOINT_TEST_FAILPOINT");
+  const char *colon = v ? strchr(v, ':') : NULL;
+  if (!colon || (size_t)(colon - v) != strlen(step) || strncmp(v, step, strlen(step)) != 0)
+    return NULL;
+  return colon + 1;
+}
+
 /* STILLPOINT_TEST_FAILPOINT=STEP:ACTION: at the named step of a backup
  * (docs/design.md, "Failures survived"), the coordinator
  *   kill           - SIGKILLs itself (what OOM or kill -9 does),
  *   exit           - _exit(1)s without any cleanup (a crash that unwinds nothing),
  *   stall          - stops forever (a hung libvirt call; the test kills it),
+ *   hold           - SIGSTOPs itself: the test does something (restarts
+ *                    libvirtd) and lets it go on with SIGCONT,
  *   kill-guardian  - SIGKILLs its guardian and carries on alone,
  *   kill-both      - SIGKILLs its guardian, then itself (OOM taking both):
  *                    what is left is for the next run's preflight.
- * Nothing happens at any other step or without the variable. */
+ * Nothing happens at any other step or without the variable.  The commit
+ * of a Ceph point has actions of its own (rbd_target.c, commit:ACTION):
+ *   lost / lost-unread        - the commit lands, then reports a timeout,
+ *   timeout / timeout-unread  - the commit is not sent and reports one;
+ *   -unread: reading the commit back fails too. */
 static inline void test_failpoint(const char *step, pid_t guardian)
 {
-  const char *v = getenv("STILLPOINT_TEST_FAILPOINT");
-  const char *colon = v ? strchr(v, ':') : NULL;
-  if (!colon || (size_t)(colon - v) != strlen(step) || strncmp(v, step, strlen(step)) != 0)
+  const char *action = test_failpoint_action(step);
+  if (!action)
     return;
-  const char *action = colon + 1;
   fprintf(stderr, "stillpoint: test failpoint %s: %s\n", step, action);
   if (strcmp(action, "kill") == 0) {
     raise(SIGKILL);
@@ -46,6 +60,8 @@ static inline void test_failpoint(const char *step, pid_t guardian)
   } else if (strcmp(action, "stall") == 0) {
     for (;;)
       pause();
+  } else if (strcmp(action, "hold") == 0) {
+    raise(SIGSTOP);
   } else if (strcmp(action, "kill-both") == 0) {
     if (guardian > 0)
       kill(guardian, SIGKILL);

@@ -36,7 +36,7 @@ static int ask(int fd, const unsigned char *cmd, size_t len, unsigned *rc, struc
 
 int tpm_probe(const struct sp_tree *t, const char *version, struct sp_err *e)
 {
-  struct swtpm_copy s;
+  struct swtpm_copy s = SWTPM_COPY_INIT;
   bool tpm2 = strcmp(version, "2.0") == 0;
   int rc = -1;
   unsigned code = 0;

@@ -13,6 +13,7 @@
 #include "sha256.h"
 #include "swtpm_copy.h"
 #include "tpm_probe.h"
+#include "xalloc.h"
 
 enum { CONNECT_MS = 10000, HANDLES_MAX = 4096 };
 
@@ -44,8 +45,7 @@ static int connect_esys(struct query *q, struct sp_err *e)
   TSS2_RC rc = Tss2_Tcti_Swtpm_Init(NULL, &size, conf);
   if (rc != TSS2_RC_SUCCESS)
     return tss_fail(e, "libtss2 swtpm TCTI", rc);
-  if (!(q->tcti = calloc(1, size)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "TCTI");
+  q->tcti = sp_xcalloc(1, size);
   for (int waited = 0;; waited += 20) {
     rc = Tss2_Tcti_Swtpm_Init(q->tcti, &size, conf);
     if (rc == TSS2_RC_SUCCESS)
@@ -130,11 +130,7 @@ static int banks(struct query *q, struct tpm_info *ti, struct sp_err *e)
   if (rc != TSS2_RC_SUCCESS)
     return tss_fail(e, "TPM2_GetCapability(PCRs)", rc);
   const TPML_PCR_SELECTION *s = &cap->data.assignedPCR;
-  ti->banks = calloc(s->count ? s->count : 1, sizeof *ti->banks);
-  if (!ti->banks) {
-    Esys_Free(cap);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "PCR banks");
-  }
+  ti->banks = sp_xcalloc(s->count ? s->count : 1, sizeof *ti->banks);
   for (UINT32 i = 0; i < s->count; i++) {
     unsigned n = 0;
     for (UINT8 b = 0; b < s->pcrSelections[i].sizeofSelect && b < TPM2_PCR_SELECT_MAX; b++)
@@ -159,12 +155,7 @@ static int handles(struct query *q, uint32_t first, uint32_t **out, size_t *n, s
     if (rc != TSS2_RC_SUCCESS)
       return tss_fail(e, "TPM2_GetCapability(handles)", rc);
     const TPML_HANDLE *h = &cap->data.handles;
-    uint32_t *nv = realloc(*out, (*n + h->count + 1) * sizeof *nv);
-    if (!nv) {
-      Esys_Free(cap);
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "handles");
-    }
-    *out = nv;
+    *out = sp_xreallocarray(*out, *n + h->count + 1, sizeof **out);
     for (UINT32 i = 0; i < h->count; i++)
       if ((h->handle[i] & HR_RANGE_MASK) == first)
         (*out)[(*n)++] = h->handle[i];
@@ -229,8 +220,7 @@ static int nv_indexes(struct query *q, struct tpm_info *ti, struct sp_err *e)
   size_t n;
   if (handles(q, HR_NV_INDEX, &hs, &n, e) < 0)
     return -1;
-  if (!(ti->nv = calloc(n ? n : 1, sizeof *ti->nv)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "NV indexes");
+  ti->nv = sp_xcalloc(n ? n : 1, sizeof *ti->nv);
   for (size_t i = 0; i < n; i++) {
     ESYS_TR tr;
     TSS2_RC rc = Esys_TR_FromTPMPublic(q->esys, hs[i], ESYS_TR_NONE, ESYS_TR_NONE,
@@ -257,11 +247,10 @@ static int nv_indexes(struct query *q, struct tpm_info *ti, struct sp_err *e)
 
 static char *hex(const uint8_t *p, size_t n)
 {
-  char *s = malloc(2 * n + 1);
-  for (size_t i = 0; s && i < n; i++)
+  char *s = sp_xmalloc(2 * n + 1);
+  for (size_t i = 0; i < n; i++)
     snprintf(s + 2 * i, 3, "%02x", p[i]);
-  if (s)
-    s[2 * n] = '\0';
+  s[2 * n] = '\0';
   return s;
 }
 
@@ -271,8 +260,7 @@ static int persistent(struct query *q, struct tpm_info *ti, struct sp_err *e)
   size_t n;
   if (handles(q, HR_PERSISTENT, &hs, &n, e) < 0)
     return -1;
-  if (!(ti->objects = calloc(n ? n : 1, sizeof *ti->objects)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "persistent objects");
+  ti->objects = sp_xcalloc(n ? n : 1, sizeof *ti->objects);
   for (size_t i = 0; i < n; i++) {
     ESYS_TR tr;
     TSS2_RC rc = Esys_TR_FromTPMPublic(q->esys, hs[i], ESYS_TR_NONE, ESYS_TR_NONE,
@@ -298,8 +286,6 @@ static int persistent(struct query *q, struct tpm_info *ti, struct sp_err *e)
     o->name = hex(name->name, name->size);
     Esys_Free(pub);
     Esys_Free(name);
-    if (!o->name)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "persistent objects");
   }
   return 0;
 }
@@ -321,20 +307,18 @@ int tpm_query(const struct sp_tree *tree, const char *version, struct tpm_info *
               struct sp_err *e)
 {
   memset(ti, 0, sizeof *ti);
-  if (!(ti->version = strdup(version)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "TPM");
+  ti->version = sp_xstrdup(version);
   if (strcmp(version, "2.0") != 0) {
     if (tpm_probe(tree, version, e) < 0)
       return -1;
-    if (!(ti->note = strdup("TPM 1.2: swtpm loads the state; libtss2 speaks TPM 2.0 only, "
-                            "so nothing more is read")))
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "TPM");
+    ti->note = sp_xstrdup("TPM 1.2: swtpm loads the state; libtss2 speaks TPM 2.0 only, "
+                          "so nothing more is read");
     return 0;
   }
   /* libtss2 logs its own errors on stderr unless told otherwise; ours carry
    * them.  TSS2_LOG set by the user still wins. */
   setenv("TSS2_LOG", "all+none", 0);
-  struct query q = { 0 };
+  struct query q = { .swtpm = SWTPM_COPY_INIT };
   int rc = swtpm_copy_start(&q.swtpm, tree, version, e);
   if (rc == 0)
     rc = connect_esys(&q, e);

@@ -13,6 +13,7 @@
 struct vm_lock {
   int fd;
 };
+#define VM_LOCK_INIT { .fd = -1 }
 
 /* Without waiting: a held lock fails with exit 1 and the holder named; a
  * lock this user cannot take at all fails with exit 3.

@@ -16,6 +16,7 @@ int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window 
     return sp_err_set(e, SP_EXIT_FAILED, "cannot read the state of %s: %s",
                       name, virt_errmsg());
   w->we_paused = pause && state == VIR_DOMAIN_RUNNING;
+  w->held = !pause && state == VIR_DOMAIN_RUNNING;
   w->was_paused = state == VIR_DOMAIN_PAUSED;
   if (w->we_paused) {
     /* Told before the call: if we die inside it, the guardian resumes. */
@@ -59,9 +60,13 @@ int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct 
   w->t_close = sp_now_ms();
   sp_utc_now(w->resumed_at);
   if (rc == 0 && (overran || guardian_overran(g, 0)))
-    rc = sp_err_set(e, SP_EXIT_FAILED, "the pause overran pause_max_ms and the guardian "
-                    "resumed %s early: the point would not be one instant (a very busy host? "
-                    "raise pause_max_ms)", name);
+    rc = w->held ? sp_err_set(e, SP_EXIT_FAILED, "the freeze overran pause_max_ms (pause = off) "
+                              "and the guardian thawed %s early: the point would not be "
+                              "file-system consistent (a very busy host? raise pause_max_ms)",
+                              name)
+                 : sp_err_set(e, SP_EXIT_FAILED, "the pause overran pause_max_ms and the "
+                              "guardian resumed %s early: the point would not be one instant "
+                              "(a very busy host? raise pause_max_ms)", name);
   return rc;
 }
 

@@ -14,6 +14,7 @@ struct window {
   bool we_paused;        /* we suspended it, so we resume it */
   bool was_paused;       /* it was paused before: still one instant */
   bool open;             /* between a successful suspend and the resume */
+  bool held;             /* pause = off on a running VM: its freeze is the window */
   long long t_open, t_close; /* monotonic ms */
   char paused_at[32], resumed_at[32];
 };
@@ -23,7 +24,9 @@ struct window {
 int window_open(virDomainPtr dom, struct guardian *g, bool pause, struct window *w,
                 struct sp_err *e);
 /* Resumes what window_open paused.  Fails when the guardian had to resume
- * the VM before us (the window overran: the point is not one instant). */
+ * the VM before us (the window overran: the point is not one instant), or
+ * with pause = off to thaw it (the point may not be file-system
+ * consistent). */
 int window_close(virDomainPtr dom, struct guardian *g, struct window *w, struct sp_err *e);
 double window_ms(const struct window *w);
 

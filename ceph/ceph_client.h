@@ -7,6 +7,7 @@
 
 #include <rados/librados.h>
 
+#include "cleanup.h"
 #include "err.h"
 
 #define SP_CEPH_TIMEOUT_DEFAULT 60
@@ -32,8 +33,8 @@ int sp_ceph_ioctx(rados_t cluster, const char *pool, const char *ns, rados_ioctx
 void sp_rados_ioctx_destroy(rados_ioctx_t *io);
 void sp_rados_read_op_release(rados_read_op_t *op);
 void sp_rados_write_op_release(rados_write_op_t *op);
-#define _cleanup_ioctx_ __attribute__((cleanup(sp_rados_ioctx_destroy)))
-#define _cleanup_rop_ __attribute__((cleanup(sp_rados_read_op_release)))
-#define _cleanup_wop_ __attribute__((cleanup(sp_rados_write_op_release)))
+#define _cleanup_ioctx_ _cleanup_(sp_rados_ioctx_destroy)
+#define _cleanup_rop_ _cleanup_(sp_rados_read_op_release)
+#define _cleanup_wop_ _cleanup_(sp_rados_write_op_release)
 
 #endif

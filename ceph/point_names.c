@@ -148,3 +148,81 @@ int sp_commit_record_parse(const char *buf, size_t len, struct sp_commit_record 
   out->size = size;
   return 0;
 }
+
+enum sp_commit_outcome sp_commit_outcome(int rc)
+{
+  switch (rc) {
+  case 0:
+    return SP_COMMIT_LANDED;
+  case -ECANCELED: /* cmpxattr: the holder is not us */
+  case -ENODATA:   /* cmpxattr: no holder at all */
+  case -EPERM:
+  case -EACCES:
+  case -EINVAL:
+  case -ENOSPC:
+  case -EDQUOT:
+  case -EROFS:
+  case -EOPNOTSUPP:
+  case -ENOMEM:    /* never sent */
+    return SP_COMMIT_NOT_LANDED;
+  default:
+    return SP_COMMIT_UNKNOWN;
+  }
+}
+
+enum sp_commit_outcome sp_commit_readback(int rc, const char *val, size_t vlen,
+                                          const struct sp_commit_record *ours)
+{
+  char want[SP_RADOS_RECORD_MAX];
+  if (rc == -ENOENT)
+    return SP_COMMIT_NOT_LANDED;
+  if (rc < 0)
+    return SP_COMMIT_UNKNOWN;
+  int n = sp_commit_record_format(ours, want, sizeof want);
+  return n >= 0 && val && (size_t)n == vlen && memcmp(val, want, vlen) == 0
+           ? SP_COMMIT_LANDED
+           : SP_COMMIT_NOT_LANDED;
+}
+
+/* A word of a cookie: printable, no space, not empty. */
+static bool word_ok(const char *s, size_t len)
+{
+  if (len == 0)
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+      return false;
+  return true;
+}
+
+bool sp_rados_holder_format(char *buf, size_t n, const char *host, long pid, const char *what,
+                            const char *since)
+{
+  if (!word_ok(host, strlen(host)) || !word_ok(what, strlen(what)) ||
+      !word_ok(since, strlen(since)) || pid <= 0)
+    return false;
+  int w = snprintf(buf, n, "%s pid %ld %s since %s", host, pid, what, since);
+  return w > 0 && (size_t)w < n;
+}
+
+bool sp_rados_holder_parse(const char *cookie, char *host, size_t hn, long *pid)
+{
+  const char *sp = strchr(cookie, ' ');
+  if (!sp || !word_ok(cookie, (size_t)(sp - cookie)) || (size_t)(sp - cookie) >= hn ||
+      strncmp(sp, " pid ", 5) != 0)
+    return false;
+  const char *d = sp + 5, *end = d;
+  long v = 0;
+  while (*end >= '0' && *end <= '9' && end - d < 10)
+    v = v * 10 + (*end++ - '0');
+  if (end == d || *d == '0' || *end != ' ' || v <= 0)
+    return false;
+  const char *what = end + 1, *wend = strchr(what, ' ');
+  if (!wend || !word_ok(what, (size_t)(wend - what)) || strncmp(wend, " since ", 7) != 0 ||
+      !word_ok(wend + 7, strlen(wend + 7)))
+    return false;
+  memcpy(host, cookie, (size_t)(sp - cookie));
+  host[sp - cookie] = '\0';
+  *pid = v;
+  return true;
+}

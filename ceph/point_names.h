@@ -45,6 +45,14 @@ bool sp_rados_key_parse(const char *key, struct sp_rados_key *out);
 /* An item: a point file's path, or @IMAGE / @IMAGE@SNAP with RBD names. */
 bool sp_rados_item_ok(const char *item);
 
+/* The VM lock's cookie names its holder: "HOST pid PID WHAT since TIME".
+ * Formats one into buf (false when it does not fit or a part is not a
+ * plain word); parses one into host and pid (false for any other form:
+ * a cookie someone else wrote is never trusted as ours). */
+bool sp_rados_holder_format(char *buf, size_t n, const char *host, long pid, const char *what,
+                            const char *since);
+bool sp_rados_holder_parse(const char *cookie, char *host, size_t hn, long *pid);
+
 /* The commit record, the value of point.ID: the manifest's SHA-256 and
  * size, "stillpoint-point 1 sha256 HEX size N", so a reader knows the
  * manifest object it reads is the one committed. */
@@ -55,5 +63,24 @@ struct sp_commit_record {
 int sp_commit_record_format(const struct sp_commit_record *r, char *buf, size_t n);
 int sp_commit_record_parse(const char *buf, size_t len, struct sp_commit_record *out,
                            struct sp_err *e);
+
+/* Whether a commit landed, as far as one answer tells. */
+enum sp_commit_outcome {
+  SP_COMMIT_LANDED,
+  SP_COMMIT_NOT_LANDED,
+  SP_COMMIT_UNKNOWN, /* no answer to trust (a timeout, a lost connection): read it back */
+};
+/* The commit operation's librados result: 0 landed; an error the OSD
+ * answered having checked the operation (the fence failed, no permission,
+ * a full pool, ...) did not land, since one write operation is applied
+ * whole or not at all; anything else (ETIMEDOUT, a connection error,
+ * EIO...) may have landed before the answer was lost. */
+enum sp_commit_outcome sp_commit_outcome(int rc);
+/* The read-back of point.ID after an unknown commit: rc is the read's
+ * result (-ENOENT: the index or the key is absent), val/vlen the value
+ * found.  Landed only when the value is exactly our record; another
+ * value is not our commit; a failed read is still unknown. */
+enum sp_commit_outcome sp_commit_readback(int rc, const char *val, size_t vlen,
+                                          const struct sp_commit_record *ours);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "err.h"
 #include "point_names.h"
+#include "strv.h"
 #include "uuid.h"
 
 #define SP_RADOS_LEASE_S 60     /* the lock lasts this long unless renewed */
@@ -57,6 +58,13 @@ void sp_rados_store_close(struct sp_rados_store *s);
  * description, "HOST pid PID since TIME") the fencing token.  Busy: an
  * error naming the current holder. */
 int sp_rados_lock(struct sp_rados_store *s, const char *holder, struct sp_err *e);
+/* The lock's current holder: its cookie and client ("client.N"); both ""
+ * when nobody holds it. */
+int sp_rados_lock_holder(struct sp_rados_store *s, char *cookie, size_t cn, char *client,
+                         size_t cln, struct sp_err *e);
+/* Breaks the lock of client with cookie: only for a holder known dead. */
+int sp_rados_lock_break(struct sp_rados_store *s, const char *client, const char *cookie,
+                        struct sp_err *e);
 /* Extends the lease; fails when the lock is no longer ours. */
 int sp_rados_lock_renew(struct sp_rados_store *s, struct sp_err *e);
 int sp_rados_unlock(struct sp_rados_store *s, struct sp_err *e);
@@ -68,9 +76,18 @@ int sp_rados_intend(struct sp_rados_store *s, const char *id, const char *const 
 int sp_rados_put(struct sp_rados_store *s, const char *id, const char *path, const void *data,
                  size_t len, struct sp_err *e);
 /* Makes point id visible: one operation that checks we still hold the
- * lock (xattr holder), sets point.ID and removes every pending.ID key. */
+ * lock (xattr holder), sets point.ID and removes every pending.ID key.
+ * 0, or librados's negative result with e set: sp_commit_outcome() says
+ * whether that means it may have landed all the same. */
 int sp_rados_commit(struct sp_rados_store *s, const char *id,
                     const struct sp_commit_record *rec, struct sp_err *e);
+/* After a commit whose answer was lost: reads point.ID back and compares
+ * it with rec (sp_commit_readback); e is set for SP_COMMIT_UNKNOWN.  The
+ * read goes to the same placement group after the write, and an OSD
+ * applies one client's operations on an object in order. */
+enum sp_commit_outcome sp_rados_commit_read(struct sp_rados_store *s, const char *id,
+                                            const struct sp_commit_record *rec,
+                                            struct sp_err *e);
 /* Maps the VM's UUID to its domain name in stillpoint.vms. */
 int sp_rados_register(struct sp_rados_store *s, const char *domain, struct sp_err *e);
 
@@ -91,7 +108,11 @@ int sp_rados_uncommit(struct sp_rados_store *s, const char *id, const char *cons
                       size_t n, struct sp_err *e);
 /* Under the lock: removes everything the pending keys name (objects, RBD
  * snapshots, RBD images with no snapshot left), then the keys; *removed
- * counts the items. */
-int sp_rados_cleanup(struct sp_rados_store *s, size_t *removed, struct sp_err *e);
+ * counts the items; kept gets one sentence for each that must wait (an
+ * image a dead client still watches, one whose removed snapshots clones
+ * still need: they are named), saying what to do; their keys stay for a
+ * later run. */
+int sp_rados_cleanup(struct sp_rados_store *s, size_t *removed, struct sp_strv *kept,
+                     struct sp_err *e);
 
 #endif

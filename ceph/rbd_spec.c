@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 bool sp_rbd_spec_is(const char *s)
 {
   return s && !strncmp(s, SP_RBD_PREFIX, strlen(SP_RBD_PREFIX));
@@ -42,8 +44,7 @@ static int part(const char *what, const char *p, size_t n, char **out, const cha
                       "%s: bad %s '%.*s' (expected 1 to %d of A-Z a-z 0-9 . _ -, not starting "
                       "with -)",
                       whole, what, (int)(n > 64 ? 64 : n), p, SP_RBD_NAME_MAX);
-  if (!(*out = strndup(p, n)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", whole);
+  *out = sp_xstrndup(p, n);
   return 0;
 }
 
@@ -75,11 +76,8 @@ int sp_rbd_spec_parse(const char *s, struct sp_rbd_spec *out, struct sp_err *e)
 
 char *sp_rbd_spec_format(const struct sp_rbd_spec *s, const char *snap)
 {
-  char *out = NULL;
-  if (asprintf(&out, SP_RBD_PREFIX "%s%s%s/%s%s%s", s->pool, s->ns ? "/" : "",
-               s->ns ? s->ns : "", s->image, snap ? "@" : "", snap ? snap : "") < 0)
-    return NULL;
-  return out;
+  return sp_xasprintf(SP_RBD_PREFIX "%s%s%s/%s%s%s", s->pool, s->ns ? "/" : "",
+                      s->ns ? s->ns : "", s->image, snap ? "@" : "", snap ? snap : "");
 }
 
 static bool same(const char *a, const char *b)

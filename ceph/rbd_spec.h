@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "xalloc.h"
 
 #define SP_RBD_PREFIX "rbd:"
 /* Longer names are refused: far below RADOS's 2048-byte object names,
@@ -23,8 +24,8 @@ bool sp_rbd_spec_is(const char *s);
 /* Parses "rbd:POOL[/NAMESPACE]/IMAGE[@SNAPSHOT]"; each part must be a
  * name (sp_rbd_name_ok).  SP_EXIT_USAGE errors say what is wrong. */
 int sp_rbd_spec_parse(const char *s, struct sp_rbd_spec *out, struct sp_err *e);
-/* The same form back, snapshot replaced by snap (NULL: none); NULL on ENOMEM. */
-char *sp_rbd_spec_format(const struct sp_rbd_spec *s, const char *snap);
+/* The same form back, snapshot replaced by snap (NULL: none). */
+SP_XALLOC char *sp_rbd_spec_format(const struct sp_rbd_spec *s, const char *snap);
 /* Whether two specs name the same image (pool, namespace, image). */
 bool sp_rbd_spec_same_image(const struct sp_rbd_spec *a, const struct sp_rbd_spec *b);
 void sp_rbd_spec_free(struct sp_rbd_spec *s);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "xalloc.h"
 
 extern char **environ;
 
@@ -32,9 +33,7 @@ static char **merged_env(char *const extra[])
     ne++;
   while (extra && extra[nx])
     nx++;
-  char **env = calloc(ne + nx + 1, sizeof *env);
-  if (!env)
-    return NULL;
+  char **env = sp_xcalloc(ne + nx + 1, sizeof *env);
   size_t k = 0;
   for (size_t i = 0; i < ne; i++) {
     size_t klen = strcspn(environ[i], "=");
@@ -55,8 +54,6 @@ static pid_t spawn(char *const argv[], char *const env_extra[], int out_fd, int 
                    const int *fds, size_t nfds, short own, struct sp_err *e)
 {
   _cleanup_free_ char **env = merged_env(env_extra);
-  if (!env)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "starting %s", argv[0]);
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
@@ -110,16 +107,13 @@ pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, 
   return spawn(argv, env_extra, -1, -1, fds, nfds, 0, e);
 }
 
-static int append(char **buf, size_t *len, const char *data, size_t n)
+static void append(char **buf, size_t *len, const char *data, size_t n)
 {
-  char *nb = realloc(*buf, *len + n + 1);
-  if (!nb)
-    return -1;
+  char *nb = sp_xrealloc(*buf, *len + n + 1);
   memcpy(nb + *len, data, n);
   *len += n;
   nb[*len] = '\0';
   *buf = nb;
-  return 0;
 }
 
 static int run(char *const argv[], char *const env_extra[], const int *fds, size_t nfds,
@@ -143,7 +137,6 @@ static int run(char *const argv[], char *const env_extra[], const int *fds, size
     close(outp[1]);
   if (errp[1] >= 0)
     close(errp[1]);
-  int rc = 0;
   struct pollfd pf[2] = { { .fd = outp[0], .events = POLLIN },
                           { .fd = errp[0], .events = POLLIN } };
   while (pid > 0 && (pf[0].fd >= 0 || pf[1].fd >= 0)) {
@@ -162,9 +155,8 @@ static int run(char *const argv[], char *const env_extra[], const int *fds, size
       if (n <= 0) {
         close(pf[i].fd);
         pf[i].fd = -1;
-      } else if (append(i ? &r->err : &r->out, i ? &r->err_len : &r->out_len, buf,
-                        (size_t)n) < 0) {
-        rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "output of %s", argv[0]);
+      } else {
+        append(i ? &r->err : &r->out, i ? &r->err_len : &r->out_len, buf, (size_t)n);
       }
     }
   }
@@ -182,7 +174,7 @@ static int run(char *const argv[], char *const env_extra[], const int *fds, size
     append(&r->out, &r->out_len, "", 0);
   if ((flags & SP_RUN_CAPTURE_ERR) && !r->err)
     append(&r->err, &r->err_len, "", 0);
-  return rc;
+  return 0;
 }
 
 int sp_run(char *const argv[], char *const env_extra[], int flags, struct sp_run_result *r,
@@ -197,9 +189,7 @@ int sp_run_fds(char *const argv[], const int *fds, size_t nfds, int flags,
   memset(r, 0, sizeof *r);
   /* Copies above 3 + nfds first, so that no dup2 to 3 + i overwrites a
    * descriptor still to be passed. */
-  _cleanup_free_ int *high = calloc(nfds ? nfds : 1, sizeof *high);
-  if (!high)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "starting %s", argv[0]);
+  _cleanup_free_ int *high = sp_xcalloc(nfds ? nfds : 1, sizeof *high);
   size_t made = 0;
   int rc = 0;
   for (; made < nfds; made++)

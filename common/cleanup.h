@@ -1,6 +1,16 @@
 /* Scope-bound cleanup helpers: every owned resource in stillpoint is
  * released by the variable's scope ending, so a function has one error
- * path and nothing leaks on it. */
+ * path and nothing leaks on it.
+ *
+ * One vocabulary, spelled one way:
+ *   _cleanup_free_, _cleanup_close_, ...   a library handle: the macro is
+ *       defined beside its type (here for libc; cleanup_json.h, cleanup_xml.h,
+ *       agent/virt.h for libvirt, ceph/ceph_client.h for librados);
+ *   _cleanup_(type_free) struct type v = TYPE_INIT;   one of ours: the
+ *       type's own free function, which takes a pointer to it, and its
+ *       *_INIT (every struct holding a descriptor or a pid has one, so a
+ *       cleanup never closes fd 0 or signals pid 0).
+ * Never __attribute__((cleanup(...))) spelled out. */
 #ifndef SP_CLEANUP_H
 #define SP_CLEANUP_H
 

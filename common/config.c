@@ -11,6 +11,7 @@
 #include "build_config.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "xalloc.h"
 
 static const char *const freeze_choices[] = { "auto", "required", "off", NULL };
 static const char *const onoff_choices[] = { "on", "off", NULL };
@@ -41,6 +42,9 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
                              image_format_choices },
   [SP_KEY_PARALLEL] = { "parallel", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_STALL_TIMEOUT_S] = { "stall_timeout_s", "defaults", SP_T_INT, "300", NULL, 0, 86400 },
+  /* 23 h: a daily schedule's next run finds the VM free, and the run
+   * fails with its own message before the units' TimeoutStartSec=1d. */
+  [SP_KEY_RUN_TIMEOUT_S] = { "run_timeout_s", "defaults", SP_T_INT, "82800", NULL, 0, 604800 },
   [SP_KEY_MAX_PARALLEL_VMS] = { "max_parallel_vms", "defaults", SP_T_INT, "1", NULL, 1, 64 },
   [SP_KEY_SCRATCH_DIR] = { "scratch_dir", "defaults", SP_T_PATH, "/var/lib/stillpoint/scratch" },
   [SP_KEY_TRANSPORT] = { "transport", "defaults", SP_T_ENUM, "unix", transport_choices },
@@ -167,12 +171,7 @@ static int store(struct sp_config *cfg, enum sp_key k, const char *v, const char
 {
   if (check_value(k, v, where, e) < 0)
     return -1;
-  char *nv = strdup(v), *ns = strdup(where);
-  if (!nv || !ns) {
-    free(nv);
-    free(ns);
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "config");
-  }
+  char *nv = sp_xstrdup(v), *ns = sp_xstrdup(where);
   free(cfg->value[k]);
   free(cfg->source[k]);
   cfg->value[k] = nv;
@@ -299,9 +298,7 @@ int sp_config_apply_set(struct sp_config *cfg, const char *assignment, struct sp
   const char *eq = strchr(assignment, '=');
   if (!eq || eq == assignment)
     return sp_err_set(e, SP_EXIT_USAGE, "--set '%s': expected key=value", assignment);
-  _cleanup_free_ char *name = strndup(assignment, (size_t)(eq - assignment));
-  if (!name)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "--set");
+  _cleanup_free_ char *name = sp_xstrndup(assignment, (size_t)(eq - assignment));
   int k = sp_config_key_lookup(name);
   if (k < 0)
     return sp_err_set(e, SP_EXIT_USAGE, "--set: unknown key '%s'", name);
@@ -379,5 +376,14 @@ bool sp_config_bool(const struct sp_config *c, enum sp_key k)
 
 bool sp_config_is(const struct sp_config *c, enum sp_key k, const char *choice)
 {
+  /* A choice the key's table does not have is a typo in the caller, which
+   * would otherwise read as "not chosen" forever: stop at the first use. */
+  bool known = false;
+  for (const char *const *ch = keys[k].choices; ch && *ch && !known; ch++)
+    known = strcmp(*ch, choice) == 0;
+  if (!known) {
+    fprintf(stderr, "stillpoint: internal error: %s has no choice '%s'\n", keys[k].name, choice);
+    abort();
+  }
   return strcmp(sp_config_str(c, k), choice) == 0;
 }

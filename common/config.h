@@ -26,6 +26,7 @@ enum sp_key {
   SP_KEY_COPIER_FORMAT,
   SP_KEY_PARALLEL,
   SP_KEY_STALL_TIMEOUT_S,
+  SP_KEY_RUN_TIMEOUT_S,
   SP_KEY_MAX_PARALLEL_VMS,
   SP_KEY_SCRATCH_DIR,
   SP_KEY_TRANSPORT,
@@ -89,7 +90,8 @@ void sp_config_free(struct sp_config *cfg);
 const char *sp_config_str(const struct sp_config *c, enum sp_key k);
 long sp_config_int(const struct sp_config *c, enum sp_key k);
 bool sp_config_bool(const struct sp_config *c, enum sp_key k);
-/* True when an enum key currently holds the given choice. */
+/* True when an enum key currently holds the given choice; a choice not in
+ * the key's table aborts (a caller's typo, never the user's). */
 bool sp_config_is(const struct sp_config *c, enum sp_key k, const char *choice);
 
 #endif

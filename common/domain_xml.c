@@ -8,17 +8,16 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "cleanup_xml.h"
+#include "xalloc.h"
 
-static void docp(xmlDocPtr *d) { if (*d) xmlFreeDoc(*d); }
-static void xctxp(xmlXPathContextPtr *c) { if (*c) xmlXPathFreeContext(*c); }
-static void xobjp(xmlXPathObjectPtr *o) { if (*o) xmlXPathFreeObject(*o); }
 
 /* Returns a malloc'd copy of the string value of an XPath expression
  * relative to node, or NULL when it is empty or absent. */
 static char *xstr(xmlXPathContextPtr ctx, xmlNodePtr node, const char *expr)
 {
   ctx->node = node;
-  _cleanup_(xobjp) xmlXPathObjectPtr o =
+  _cleanup_xpath_obj_ xmlXPathObjectPtr o =
     xmlXPathEvalExpression((const xmlChar *)expr, ctx);
   if (!o)
     return NULL;
@@ -33,7 +32,7 @@ static char *xstr(xmlXPathContextPtr ctx, xmlNodePtr node, const char *expr)
 static bool xbool(xmlXPathContextPtr ctx, xmlNodePtr node, const char *expr)
 {
   ctx->node = node;
-  _cleanup_(xobjp) xmlXPathObjectPtr o =
+  _cleanup_xpath_obj_ xmlXPathObjectPtr o =
     xmlXPathEvalExpression((const xmlChar *)expr, ctx);
   return o && xmlXPathCastToBoolean(o);
 }
@@ -46,14 +45,12 @@ static int parse_disks(xmlXPathContextPtr ctx, xmlNodePtr root, struct sp_domain
                        struct sp_err *e)
 {
   ctx->node = root;
-  _cleanup_(xobjp) xmlXPathObjectPtr o =
+  _cleanup_xpath_obj_ xmlXPathObjectPtr o =
     xmlXPathEvalExpression((const xmlChar *)"/domain/devices/disk", ctx);
   int n = (o && o->nodesetval) ? o->nodesetval->nodeNr : 0;
   if (n == 0)
     return 0;
-  d->disks = calloc((size_t)n, sizeof *d->disks);
-  if (!d->disks)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
+  d->disks = sp_xcalloc((size_t)n, sizeof *d->disks);
   for (int i = 0; i < n; i++) {
     xmlNodePtr node = o->nodesetval->nodeTab[i];
     struct sp_disk *k = &d->disks[d->ndisks++];
@@ -156,7 +153,7 @@ static int parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err
   if (len > 16u << 20)
     return sp_err_set(e, SP_EXIT_FAILED, "domain XML larger than 16 MiB");
   /* NONET: never fetch anything; no NOENT: entities are not expanded. */
-  _cleanup_(docp) xmlDocPtr doc =
+  _cleanup_xml_doc_ xmlDocPtr doc =
     xmlReadMemory(xml, (int)len, "domain.xml", NULL,
                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc)
@@ -164,7 +161,7 @@ static int parse(const char *xml, size_t len, struct sp_domain *d, struct sp_err
   xmlNodePtr root = xmlDocGetRootElement(doc);
   if (!root || !xmlStrEqual(root->name, (const xmlChar *)"domain"))
     return sp_err_set(e, SP_EXIT_FAILED, "domain XML: the root element is not <domain>");
-  _cleanup_(xctxp) xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+  _cleanup_xpath_ctx_ xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
   if (!ctx)
     return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "domain XML");
 

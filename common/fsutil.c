@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "xalloc.h"
 
 int sp_read_file(const char *path, size_t max, char **buf, size_t *len, struct sp_err *e)
 {
@@ -30,9 +31,7 @@ int sp_read_file(const char *path, size_t max, char **buf, size_t *len, struct s
   size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536;
   if (cap > max + 1)
     cap = max + 1;
-  _cleanup_free_ char *b = malloc(cap + 1);
-  if (!b)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", path);
+  _cleanup_free_ char *b = sp_xmalloc(cap + 1);
   size_t n = 0;
   for (;;) {
     if (n == cap) {
@@ -41,10 +40,7 @@ int sp_read_file(const char *path, size_t max, char **buf, size_t *len, struct s
         return sp_err_set(e, SP_EXIT_FAILED, "%s is larger than %zu bytes", path, max);
       }
       size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-      char *nb = realloc(b, ncap + 1);
-      if (!nb)
-        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", path);
-      b = nb;
+      b = sp_xrealloc(b, ncap + 1);
       cap = ncap;
     }
     ssize_t r = read(fd, b + n, cap - n);
@@ -98,9 +94,7 @@ int sp_read_file_at(int dirfd, const char *rel, size_t max, char **buf, size_t *
   if ((uintmax_t)st.st_size > max)
     return sp_err_set(e, SP_EXIT_FAILED, "%s is larger than %zu bytes: refusing it", rel, max);
   size_t cap = (size_t)st.st_size + 1;
-  _cleanup_free_ char *b = malloc(cap + 1);
-  if (!b)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading %s", rel);
+  _cleanup_free_ char *b = sp_xmalloc(cap + 1);
   size_t n = 0;
   for (;;) {
     ssize_t r = read(fd, b + n, cap - n);
@@ -367,9 +361,7 @@ int sp_rm_rf(const char *path, struct sp_err *e)
 {
   if (!sp_exists(path))
     return 0;
-  _cleanup_free_ char *copy = strdup(path);
-  if (!copy)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  _cleanup_free_ char *copy = sp_xstrdup(path);
   size_t n = strlen(copy);
   while (n > 1 && copy[n - 1] == '/')
     copy[--n] = '\0';
@@ -398,14 +390,32 @@ bool sp_exists(const char *path)
   return lstat(path, &st) == 0;
 }
 
+bool sp_direct_io_ok(int fd)
+{
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0)
+    return false;
+  if (fl & O_DIRECT)
+    return true;
+  if (fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
+    return false;
+  fcntl(fd, F_SETFL, fl);
+  return true;
+}
+
+bool sp_direct_io_all(const int *fds, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!sp_direct_io_ok(fds[i]))
+      return false;
+  return true;
+}
+
 char *sp_path_join(const char *a, const char *b)
 {
-  char *r = NULL;
   size_t la = strlen(a);
   bool slash = la > 0 && a[la - 1] == '/';
-  if (asprintf(&r, "%s%s%s", a, slash ? "" : "/", b) < 0)
-    return NULL;
-  return r;
+  return sp_xasprintf("%s%s%s", a, slash ? "" : "/", b);
 }
 
 int sp_copy_file(const char *src, const char *dst, mode_t mode, struct sp_err *e)

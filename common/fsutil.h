@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "xalloc.h"
 
 /* Reads a whole regular file (at most max bytes) into a NUL-terminated
  * buffer.  On failure errno tells why (ENOENT is common and expected). */
@@ -85,8 +86,15 @@ int sp_rm_rf_at(int dirfd, const char *name, struct sp_err *e);
 bool sp_is_dir(const char *path);
 bool sp_exists(const char *path);
 
-/* Joins into a malloc'd string: a "/" b. */
-char *sp_path_join(const char *a, const char *b);
+/* Whether the file system of the open file fd takes O_DIRECT (tmpfs
+ * before Linux 6.6, some FUSE and network file systems do not): the flag
+ * is set and put back, the file's offset and data untouched. */
+bool sp_direct_io_ok(int fd);
+/* sp_direct_io_ok() of every one of n descriptors (true when n is 0). */
+bool sp_direct_io_all(const int *fds, size_t n);
+
+/* Joins into a malloc'd string: a "/" b (never NULL: xalloc.h). */
+SP_XALLOC char *sp_path_join(const char *a, const char *b);
 
 /* Copies a regular file, data fsynced, mode kept; dst must not exist. */
 int sp_copy_file(const char *src, const char *dst, mode_t mode, struct sp_err *e);

@@ -9,12 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "clock.h"
 #include "fsutil.h"
+#include "xalloc.h"
 
 /* ---- this machine -------------------------------------------------------- */
 
@@ -25,28 +24,17 @@ static int local_file_info(struct sp_host *h, const char *path, struct sp_file_i
   return sp_file_info(path, fi, e);
 }
 
-static int local_list_dir(struct sp_host *h, const char *dir, char ***names, size_t *n,
+static int local_list_dir(struct sp_host *h, const char *dir, struct sp_strv *names,
                           struct sp_err *e)
 {
   (void)h;
-  *names = NULL;
-  *n = 0;
   _cleanup_closedir_ DIR *d = opendir(dir);
   if (!d)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
   struct dirent *de;
-  while ((de = readdir(d))) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
-    char **nn = realloc(*names, (*n + 1) * sizeof *nn);
-    if (!nn || !(nn[*n] = strdup(de->d_name))) {
-      if (nn)
-        *names = nn;
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", dir);
-    }
-    *names = nn;
-    (*n)++;
-  }
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      sp_strv_push(names, de->d_name);
   return 0;
 }
 
@@ -156,9 +144,7 @@ static int open_parent(const char *path, const char **base, struct sp_err *e)
   if (!slash || !slash[1])
     return sp_err_set(e, SP_EXIT_FAILED, "not an absolute file path: %s", path);
   *base = slash + 1;
-  _cleanup_free_ char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-  if (!dir)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  _cleanup_free_ char *dir = sp_xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   return fd < 0 ? sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", dir) : fd;
 }
@@ -229,75 +215,4 @@ void sp_host_close(struct sp_host *h)
   if (h->ops)
     h->ops->close(h);
   h->ops = NULL;
-}
-
-/* ---- capture until stable ------------------------------------------------ */
-
-int sp_host_tree_capture(struct sp_host *h, const char *dir, int max_reads, long budget_ms,
-                         struct sp_tree *t, struct sp_capture_stats *st, struct sp_err *e)
-{
-  long long start = sp_now_ms();
-  struct sp_tree prev = { 0 };
-  bool have_prev = false;
-  memset(st, 0, sizeof *st);
-  memset(t, 0, sizeof *t);
-  for (;;) {
-    struct sp_tree cur;
-    bool temp;
-    if (h->ops->read_tree(h, dir, &cur, &temp, e) < 0) {
-      sp_tree_free(&prev);
-      return -1;
-    }
-    st->reads++;
-    st->temp_seen += temp;
-    if (!temp && have_prev && strcmp(prev.digest, cur.digest) == 0) {
-      sp_tree_free(&prev);
-      *t = cur;
-      st->ms = (long)(sp_now_ms() - start);
-      return 0;
-    }
-    sp_tree_free(&prev);
-    prev = cur;
-    have_prev = !temp;
-    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
-      sp_tree_free(&prev);
-      return sp_err_set(e, SP_EXIT_FAILED,
-                        "TPM state in %s did not settle: %d reads in %lld ms, %d with a swtpm "
-                        "temp file", dir, st->reads, sp_now_ms() - start, st->temp_seen);
-    }
-    if (temp) {
-      /* swtpm is between write and rename: give it a moment. */
-      struct timespec pause = { 0, 2 * 1000 * 1000 };
-      nanosleep(&pause, NULL);
-    }
-  }
-}
-
-int sp_host_blob_capture(struct sp_host *h, const char *path, int max_reads, long budget_ms,
-                         struct sp_blob *b, struct sp_capture_stats *st, struct sp_err *e)
-{
-  long long start = sp_now_ms();
-  struct sp_blob prev = { 0 };
-  memset(st, 0, sizeof *st);
-  for (;;) {
-    struct sp_blob cur;
-    if (h->ops->read_blob(h, path, &cur, e) < 0) {
-      sp_blob_free(&prev);
-      return -1;
-    }
-    st->reads++;
-    if (prev.name && strcmp(prev.sha256, cur.sha256) == 0) {
-      sp_blob_free(&prev);
-      *b = cur;
-      st->ms = (long)(sp_now_ms() - start);
-      return 0;
-    }
-    sp_blob_free(&prev);
-    prev = cur;
-    if (st->reads >= max_reads || sp_now_ms() - start > budget_ms) {
-      sp_blob_free(&prev);
-      return sp_err_set(e, SP_EXIT_FAILED, "%s kept changing: %d reads in %lld ms", path,
-                        st->reads, sp_now_ms() - start);
-    }
-  }
 }

@@ -1,5 +1,5 @@
 /* The machine a VM's state files live on: this one, or a hypervisor
- * reached over SSH (agent/host_ssh.c).  Preflight, capture and restore go
+ * reached over SSH (agent/remote_host.c).  Preflight, capture and restore go
  * through these operations, so one code path serves both; the pause
  * window then only adds the transfer of a few hundred KiB. */
 #ifndef SP_HOST_H
@@ -10,8 +10,8 @@
 #include <sys/types.h>
 
 #include "err.h"
-#include "state_capture.h"
-#include "state_locator.h"
+#include "state_files.h"
+#include "strv.h"
 
 struct sp_host;
 
@@ -19,8 +19,8 @@ struct sp_host_ops {
   /* stat + "may this user read it" (a directory: list and search). */
   int (*file_info)(struct sp_host *h, const char *path, struct sp_file_info *fi,
                    struct sp_err *e);
-  /* Names in a directory, "." and ".." left out. */
-  int (*list_dir)(struct sp_host *h, const char *dir, char ***names, size_t *n,
+  /* Appends the names in a directory to names, "." and ".." left out. */
+  int (*list_dir)(struct sp_host *h, const char *dir, struct sp_strv *names,
                   struct sp_err *e);
   int (*read_blob)(struct sp_host *h, const char *path, struct sp_blob *b, struct sp_err *e);
   /* As sp_tree_read: a flat state directory into memory. */
@@ -63,11 +63,5 @@ struct sp_host {
 
 void sp_host_local(struct sp_host *h);
 void sp_host_close(struct sp_host *h);
-
-/* Capture until stable (see state_capture.h) through a host's reads. */
-int sp_host_tree_capture(struct sp_host *h, const char *dir, int max_reads, long budget_ms,
-                         struct sp_tree *t, struct sp_capture_stats *st, struct sp_err *e);
-int sp_host_blob_capture(struct sp_host *h, const char *path, int max_reads, long budget_ms,
-                         struct sp_blob *b, struct sp_capture_stats *st, struct sp_err *e);
 
 #endif

@@ -7,19 +7,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "xalloc.h"
 
-int sp_point_id_make(time_t t, const char *level, char id[SP_POINT_ID_MAX])
+int sp_point_id_make(time_t t, enum sp_level level, char id[SP_POINT_ID_MAX])
 {
   struct tm tm;
   if (!gmtime_r(&t, &tm))
     return -1;
   char stamp[20];
   strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  return snprintf(id, SP_POINT_ID_MAX, "%s-%s", stamp, level) < SP_POINT_ID_MAX ? 0 : -1;
+  const char *name = sp_level_name(level);
+  return name && snprintf(id, SP_POINT_ID_MAX, "%s-%s", stamp, name) < SP_POINT_ID_MAX ? 0 : -1;
 }
 
 bool sp_point_id_valid(const char *id)
@@ -33,9 +36,8 @@ bool sp_point_id_valid(const char *id)
     if (!ok)
       return false;
   }
-  const char *level = id + 17;
-  return id[16] == '-' && (strcmp(level, "full") == 0 || strcmp(level, "inc") == 0 ||
-                           strcmp(level, "diff") == 0);
+  enum sp_level level;
+  return id[16] == '-' && sp_level_parse(id + 17, &level) == 0;
 }
 
 static int by_id(const void *a, const void *b)
@@ -93,10 +95,7 @@ static int list_dir(DIR *d, const char *domain_dir, struct sp_point_ref **out, s
       name[len - sl] = '\0';
     if (!sp_point_id_valid(name))
       continue;
-    struct sp_point_ref *nv = realloc(v, (count + 1) * sizeof *nv);
-    if (!nv)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", domain_dir);
-    v = nv;
+    v = sp_xreallocarray(v, count + 1, sizeof *v);
     /* A valid id is shorter than SP_POINT_ID_MAX (sp_point_id_valid). */
     memcpy(v[count].id, name, strlen(name) + 1);
     v[count].partial = partial;
@@ -109,17 +108,12 @@ static int list_dir(DIR *d, const char *domain_dir, struct sp_point_ref **out, s
   return 0;
 }
 
-int sp_sums_add(struct sp_sums *s, const char *path, const char *sha256)
+void sp_sums_add(struct sp_sums *s, const char *path, const char *sha256)
 {
-  struct sp_sum *nv = realloc(s->v, (s->n + 1) * sizeof *nv);
-  if (!nv)
-    return -1;
-  s->v = nv;
-  if (!(nv[s->n].path = strdup(path)))
-    return -1;
-  snprintf(nv[s->n].sha256, sizeof nv[s->n].sha256, "%s", sha256);
+  s->v = sp_xreallocarray(s->v, s->n + 1, sizeof *s->v);
+  s->v[s->n].path = sp_xstrdup(path);
+  snprintf(s->v[s->n].sha256, sizeof s->v[s->n].sha256, "%s", sha256);
   s->n++;
-  return 0;
 }
 
 int sp_sums_write(int point_dirfd, const struct sp_sums *s, struct sp_err *e)
@@ -127,9 +121,7 @@ int sp_sums_write(int point_dirfd, const struct sp_sums *s, struct sp_err *e)
   size_t cap = 1;
   for (size_t i = 0; i < s->n; i++)
     cap += strlen(s->v[i].path) + SP_SHA256_HEX_LEN + 3;
-  _cleanup_free_ char *text = malloc(cap);
-  if (!text)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA256SUMS");
+  _cleanup_free_ char *text = sp_xmalloc(cap);
   size_t off = 0;
   for (size_t i = 0; i < s->n; i++)
     off += (size_t)snprintf(text + off, cap - off, "%s  %s\n", s->v[i].sha256, s->v[i].path);
@@ -170,10 +162,7 @@ int sp_sums_parse(const char *text, size_t len, struct sp_sums *s, struct sp_err
       return sp_err_set(e, SP_EXIT_FAILED, "SHA256SUMS:%d: %s", line,
                         hex_ok ? "path leaves the point" : "bad hash");
     }
-    if (sp_sums_add(s, path, hex) < 0) {
-      sp_sums_free(s);
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA256SUMS");
-    }
+    sp_sums_add(s, path, hex);
     p += n + 1;
   }
   return 0;
@@ -203,4 +192,40 @@ void sp_sums_free(struct sp_sums *s)
     free(s->v[i].path);
   free(s->v);
   memset(s, 0, sizeof *s);
+}
+
+int sp_point_lock_at(int domain_fd, const char *id, bool create, int *fd, struct sp_err *e)
+{
+  char name[SP_POINT_ID_MAX + sizeof SP_LOCK_SUFFIX];
+  snprintf(name, sizeof name, "%s%s", id, SP_LOCK_SUFFIX);
+  *fd = openat(domain_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+  if (*fd < 0 && errno == ENOENT && !create)
+    return 1;
+  if (*fd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open the point's lock file %s", name);
+  if (flock(*fd, LOCK_EX | LOCK_NB) == 0) {
+    if (create && fchmod(*fd, 0600) < 0) {
+      int err = errno;
+      close(*fd);
+      *fd = -1;
+      return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot set the mode of %s", name);
+    }
+    return 1;
+  }
+  int err = errno;
+  close(*fd);
+  *fd = -1;
+  if (err == EWOULDBLOCK)
+    return 0;
+  return sp_err_sys(e, SP_EXIT_FAILED, err, "cannot lock %s", name);
+}
+
+void sp_point_unlock_at(int domain_fd, const char *id, int fd)
+{
+  if (fd < 0)
+    return;
+  char name[SP_POINT_ID_MAX + sizeof SP_LOCK_SUFFIX];
+  snprintf(name, sizeof name, "%s%s", id, SP_LOCK_SUFFIX);
+  (void)unlinkat(domain_fd, name, 0);
+  close(fd);
 }

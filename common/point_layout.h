@@ -10,13 +10,18 @@
 #include <time.h>
 
 #include "err.h"
+#include "level.h"
 #include "sha256.h"
 
 #define SP_POINT_ID_MAX 32
 #define SP_PARTIAL_SUFFIX ".partial"
+#define SP_LOCK_SUFFIX ".lock"
+/* A point's disk images, relative to the point (stillpoint-point(5)). */
+#define SP_POINT_DISKS_DIR "disks"
+#define SP_POINT_DISK_FMT SP_POINT_DISKS_DIR "/%s.qcow2" /* printf: the disk's target */
 
 /* 20261126T063000Z-<level>. */
-int sp_point_id_make(time_t t, const char *level, char id[SP_POINT_ID_MAX]);
+int sp_point_id_make(time_t t, enum sp_level level, char id[SP_POINT_ID_MAX]);
 bool sp_point_id_valid(const char *id);
 
 struct sp_point_ref {
@@ -32,6 +37,18 @@ int sp_points_list(const char *domain_dir, struct sp_point_ref **out, size_t *n,
 int sp_points_list_at(int domain_fd, const char *domain_dir, struct sp_point_ref **out,
                       size_t *n, struct sp_err *e);
 
+/* <id>.lock beside <id>.partial in the domain directory: the backup writing
+ * the point holds an flock on it from before the .partial is made until
+ * after its rename, and prune - of any host or URI writing into the same
+ * target - removes a .partial only when it can take the lock (over NFS,
+ * flock is a POSIX lock, which is why the file is opened for writing).
+ * create: make it (the backup) or not (prune: a .partial without a lock
+ * file has no writer).  Returns 1 when taken (*fd open, or -1 when there
+ * is no lock file), 0 when another process holds it, -1 on error. */
+int sp_point_lock_at(int domain_fd, const char *id, bool create, int *fd, struct sp_err *e);
+/* Removes the lock file and lets go (fd -1: nothing held). */
+void sp_point_unlock_at(int domain_fd, const char *id, int fd);
+
 struct sp_sum {
   char *path;  /* relative to the point */
   char sha256[SP_SHA256_HEX_LEN + 1];
@@ -42,7 +59,7 @@ struct sp_sums {
   size_t n;
 };
 
-int sp_sums_add(struct sp_sums *s, const char *path, const char *sha256);
+void sp_sums_add(struct sp_sums *s, const char *path, const char *sha256);
 /* Writes SHA256SUMS (sha256sum -c format) into the point directory. */
 int sp_sums_write(int point_dirfd, const struct sp_sums *s, struct sp_err *e);
 /* Parses a SHA256SUMS text; every path must stay inside the point. */

@@ -8,25 +8,22 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "host.h"
+#include "xalloc.h"
 
-static int set(char **slot, const char *v, size_t n)
+static void set(char **slot, const char *v, size_t n)
 {
-  char *s = strndup(v, n);
-  if (!s)
-    return -1;
   free(*slot);
-  *slot = s;
-  return 0;
+  *slot = sp_xstrndup(v, n);
 }
 
 /* One "key = value" line; value quoted or bare (libvirt accepts both for
  * numbers, we keep the text). */
-static int parse_line(const char *p, struct sp_qemu_conf *qc)
+static void parse_line(const char *p, struct sp_qemu_conf *qc)
 {
   while (isspace((unsigned char)*p))
     p++;
   if (*p == '#' || !*p)
-    return 0;
+    return;
   const char *k = p;
   while (isalnum((unsigned char)*p) || *p == '_')
     p++;
@@ -34,7 +31,7 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
   while (isspace((unsigned char)*p))
     p++;
   if (*p != '=')
-    return 0; /* lists and other syntax we do not need */
+    return; /* lists and other syntax we do not need */
   p++;
   while (isspace((unsigned char)*p))
     p++;
@@ -44,7 +41,7 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
     v = ++p;
     const char *q = strchr(p, '"');
     if (!q)
-      return 0;
+      return;
     vlen = (size_t)(q - v);
   } else {
     while (*p && !isspace((unsigned char)*p) && *p != '#')
@@ -61,26 +58,26 @@ static int parse_line(const char *p, struct sp_qemu_conf *qc)
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (strlen(map[i].key) == klen && strncmp(map[i].key, k, klen) == 0)
-      return set(map[i].slot, v, vlen);
-  return 0;
+      set(map[i].slot, v, vlen);
 }
 
-static int set_defaults(struct sp_qemu_conf *qc)
+static void set_defaults(struct sp_qemu_conf *qc)
 {
   /* libvirt: backup_tls_x509_cert_dir, else /etc/pki/libvirt-backup if it
    * exists (sp_host_qemu_conf_read), else default_tls_x509_cert_dir, else
    * /etc/pki/qemu. */
   qc->backup_tls_dir_set = qc->backup_tls_dir != NULL;
-  if (!qc->backup_tls_dir &&
-      !(qc->backup_tls_dir = strdup(qc->default_tls_dir ? qc->default_tls_dir : "/etc/pki/qemu")))
-    return -1;
+  if (!qc->backup_tls_dir)
+    qc->backup_tls_dir = sp_xstrdup(qc->default_tls_dir ? qc->default_tls_dir : "/etc/pki/qemu");
   /* Debian's libvirt build: qemu runs as libvirt-qemu, swtpm as tss. */
-  return (!qc->user && set(&qc->user, "libvirt-qemu", 12) < 0) ||
-             (!qc->group && set(&qc->group, "libvirt-qemu", 12) < 0) ||
-             (!qc->swtpm_user && set(&qc->swtpm_user, "tss", 3) < 0) ||
-             (!qc->swtpm_group && set(&qc->swtpm_group, "tss", 3) < 0)
-           ? -1
-           : 0;
+  if (!qc->user)
+    set(&qc->user, "libvirt-qemu", 12);
+  if (!qc->group)
+    set(&qc->group, "libvirt-qemu", 12);
+  if (!qc->swtpm_user)
+    set(&qc->swtpm_user, "tss", 3);
+  if (!qc->swtpm_group)
+    set(&qc->swtpm_group, "tss", 3);
 }
 
 int sp_qemu_conf_parse(const char *text, struct sp_qemu_conf *qc, struct sp_err *e)
@@ -90,13 +87,11 @@ int sp_qemu_conf_parse(const char *text, struct sp_qemu_conf *qc, struct sp_err 
   while (p && *p) {
     const char *nl = strchr(p, '\n');
     size_t n = nl ? (size_t)(nl - p) : strlen(p);
-    _cleanup_free_ char *line = strndup(p, n);
-    if (!line || parse_line(line, qc) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+    _cleanup_free_ char *line = sp_xstrndup(p, n);
+    parse_line(line, qc);
     p = nl ? nl + 1 : NULL;
   }
-  if (set_defaults(qc) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+  set_defaults(qc);
   qc->from_file = true;
   return 0;
 }
@@ -117,17 +112,13 @@ int sp_host_qemu_conf_read(struct sp_host *h, const char *path, struct sp_qemu_c
     /* mode 0600 root: a non-root user cannot read it, which is normal. */
     sp_err_clear(e);
     memset(qc, 0, sizeof *qc);
-    if (set_defaults(qc) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
+    set_defaults(qc);
   } else if (sp_qemu_conf_parse(buf, qc, e) < 0) {
     return -1;
   }
   if (!qc->backup_tls_dir_set && h->ops->exists(h, SP_LIBVIRT_BACKUP_TLS_DIR)) {
-    char *dir = strdup(SP_LIBVIRT_BACKUP_TLS_DIR);
-    if (!dir)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "qemu.conf");
     free(qc->backup_tls_dir);
-    qc->backup_tls_dir = dir;
+    qc->backup_tls_dir = sp_xstrdup(SP_LIBVIRT_BACKUP_TLS_DIR);
   }
   return 0;
 }

@@ -1,13 +1,81 @@
 #include "sha256.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "cleanup.h"
+#include "xalloc.h"
+
+/* OpenSSL is loaded at the first hash, not when a program starts: its
+ * 21,000 relocations were the largest part of the libvirt hook's start
+ * (2 of its 4 ms of CPU for loading libraries, `perf stat`), and the hook's
+ * common path hashes nothing (tests/bench/hook).  dlopen of a library
+ * already loaded (the agent links OpenSSL for X.509) only counts a
+ * reference.  The types come from OpenSSL's own prototypes. */
+struct evp {
+  void *lib;
+  __typeof__(&EVP_sha256) sha256;
+  __typeof__(&EVP_MD_CTX_new) ctx_new;
+  __typeof__(&EVP_MD_CTX_free) ctx_free;
+  __typeof__(&EVP_DigestInit_ex) init;
+  __typeof__(&EVP_DigestUpdate) update;
+  __typeof__(&EVP_DigestFinal_ex) final;
+};
+
+static void evp_close(struct evp *v)
+{
+  if (v->lib)
+    dlclose(v->lib);
+}
+
+static int evp_open(struct evp *v, struct sp_err *e)
+{
+  /* NODELETE: the next hash of this process finds it loaded. */
+  v->lib = dlopen(SP_LIBCRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  if (!v->lib)
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256: cannot load OpenSSL (%s): %s; install "
+                      "Debian's libssl3", SP_LIBCRYPTO_SONAME, dlerror());
+  *(void **)&v->sha256 = dlsym(v->lib, "EVP_sha256");
+  *(void **)&v->ctx_new = dlsym(v->lib, "EVP_MD_CTX_new");
+  *(void **)&v->ctx_free = dlsym(v->lib, "EVP_MD_CTX_free");
+  *(void **)&v->init = dlsym(v->lib, "EVP_DigestInit_ex");
+  *(void **)&v->update = dlsym(v->lib, "EVP_DigestUpdate");
+  *(void **)&v->final = dlsym(v->lib, "EVP_DigestFinal_ex");
+  if (!v->sha256 || !v->ctx_new || !v->ctx_free || !v->init || !v->update || !v->final)
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256: %s lacks the EVP digest functions: "
+                      "install Debian's libssl3", SP_LIBCRYPTO_SONAME);
+  return 0;
+}
+
+/* A SHA-256 context with the library it came from; freed in that order. */
+struct digest {
+  struct evp evp;
+  EVP_MD_CTX *ctx;
+};
+
+static void digest_free(struct digest *d)
+{
+  if (d->ctx)
+    d->evp.ctx_free(d->ctx);
+  evp_close(&d->evp);
+}
+
+static int digest_init(struct digest *d, struct sp_err *e)
+{
+  if (evp_open(&d->evp, e) < 0)
+    return -1;
+  d->ctx = d->evp.ctx_new();
+  if (!d->ctx || !d->evp.init(d->ctx, d->evp.sha256(), NULL))
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 is not available from OpenSSL");
+  return 0;
+}
 
 static void to_hex(const unsigned char *md, char *hex)
 {
@@ -19,17 +87,24 @@ static void to_hex(const unsigned char *md, char *hex)
   hex[64] = '\0';
 }
 
-int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1])
+static int digest_final(struct digest *d, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
 {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
-  if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-    return -1;
+  if (!d->evp.final(d->ctx, md, &mdlen) || mdlen != 32)
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 failed");
   to_hex(md, hex);
   return 0;
 }
 
-static void ctx_freep(EVP_MD_CTX **c) { EVP_MD_CTX_free(*c); }
+int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1])
+{
+  _cleanup_(digest_free) struct digest d = { 0 };
+  struct sp_err e = { 0 };
+  if (digest_init(&d, &e) < 0 || !d.evp.update(d.ctx, data, len))
+    return -1;
+  return digest_final(&d, hex, &e);
+}
 
 /* A whole file is hashed with O_DIRECT where the file system allows it:
  * the images a copier wrote with O_DIRECT are not in the page cache, and
@@ -48,55 +123,152 @@ static void restore_flags(struct saved_flags *s)
     fcntl(s->fd, F_SETFL, s->flags);
 }
 
-/* Reads in to its end, hashing; every block also written to out when
- * out >= 0 (hashing while copying costs no second read). */
-static int hash_stream(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+/* One read of the next block: EINTR retried, and O_DIRECT dropped for
+ * the rest of the file when it is refused after all (or when a short read
+ * left the offset unaligned): those blocks go through the page cache. */
+static ssize_t read_block(int in, unsigned char *buf, size_t len, bool *direct, int fl)
 {
-  __attribute__((cleanup(ctx_freep))) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
-    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 is not available from OpenSSL");
-  const int fl = out < 0 ? fcntl(in, F_GETFL) : -1;
-  const off_t pos = fl >= 0 ? lseek(in, 0, SEEK_CUR) : -1;
-  bool direct = fl >= 0 && pos >= 0 && pos % DIRECT_ALIGN == 0 && !(fl & O_DIRECT) &&
-                fcntl(in, F_SETFL, fl | O_DIRECT) == 0;
-  /* The caller's descriptor gets its flags back, whatever happens. */
-  __attribute__((cleanup(restore_flags))) struct saved_flags saved = { in, direct ? fl : -1 };
-  const size_t len = direct ? DIRECT_BUF : BUF;
-  _cleanup_free_ unsigned char *buf = direct ? aligned_alloc(DIRECT_ALIGN, len) : malloc(len);
-  if (!buf)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA-256");
   for (;;) {
     ssize_t r = read(in, buf, len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 && errno == EINVAL && direct) {
-      /* Refused after all (or an unaligned offset after a short read):
-       * the rest goes through the page cache. */
-      direct = false;
+    if (r >= 0 || errno != EINTR) {
+      if (!(r < 0 && errno == EINVAL && *direct))
+        return r;
+      *direct = false;
       if (fcntl(in, F_SETFL, fl) < 0)
-        return sp_err_sys(e, SP_EXIT_FAILED, errno, "fcntl");
+        return -1;
+    }
+  }
+}
+
+/* Two buffers: a reader thread fills one while the caller hashes the
+ * other, so a file takes about max(read, SHA) and not their sum.  With
+ * O_DIRECT nothing reads ahead, and SHA-256 of a cold image costs about as
+ * much as reading it (issue 20's notes). */
+struct feed {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int in, fl;
+  bool direct;
+  size_t cap;
+  unsigned char *buf[2];
+  ssize_t len[2]; /* bytes in buf[i], 0 at the end, -1 while it is empty */
+  int err;        /* errno of the read that failed */
+};
+
+static void *feed_reader(void *arg)
+{
+  struct feed *f = arg;
+  for (unsigned i = 0;; i ^= 1) {
+    pthread_mutex_lock(&f->mu);
+    while (f->len[i] >= 0)
+      pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    ssize_t r = read_block(f->in, f->buf[i], f->cap, &f->direct, f->fl);
+    int err = r < 0 ? errno : 0;
+    pthread_mutex_lock(&f->mu);
+    f->len[i] = r < 0 ? 0 : r;
+    f->err = err;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (r <= 0)
+      return NULL;
+  }
+}
+
+/* Hashes what the reader delivers until its end; 0 or the read's errno.
+ * It returns only after the reader's last block, so the reader is done. */
+static int feed_hash(struct feed *f, struct digest *d)
+{
+  for (unsigned i = 0;; i ^= 1) {
+    pthread_mutex_lock(&f->mu);
+    while (f->len[i] < 0)
+      pthread_cond_wait(&f->cv, &f->mu);
+    ssize_t n = f->len[i];
+    int err = f->err;
+    pthread_mutex_unlock(&f->mu);
+    if (n == 0)
+      return err;
+    d->evp.update(d->ctx, f->buf[i], (size_t)n);
+    pthread_mutex_lock(&f->mu);
+    f->len[i] = -1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+  }
+}
+
+/* O_DIRECT on fd when its offset is aligned and its file system takes
+ * it; fl is its flags before. */
+static bool direct_on(int fd, int fl)
+{
+  const off_t pos = fl >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+  return fl >= 0 && pos >= 0 && pos % DIRECT_ALIGN == 0 && !(fl & O_DIRECT) &&
+         fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+}
+
+/* Writes all of buf; O_DIRECT dropped for the rest of the file when a
+ * block is refused (an unaligned tail): that goes through the page cache. */
+static int write_all(int out, const unsigned char *buf, size_t len, bool *direct, int fl)
+{
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(out, buf + off, len - off);
+    if (w < 0 && errno == EINVAL && *direct) {
+      *direct = false;
+      if (fcntl(out, F_SETFL, fl) < 0)
+        return -1;
       continue;
     }
+    if (w < 0 && errno != EINTR)
+      return -1;
+    off += w > 0 ? (size_t)w : 0;
+  }
+  return 0;
+}
+
+/* Reads in to its end, hashing; every block also written to out when
+ * out >= 0 (hashing while copying costs no second read).  A copy is
+ * O_DIRECT on both sides where it can be: through the page cache, the
+ * first touch of each fresh page cost about 2 s of system time per GiB
+ * written here (restore --keep-chain of a 2.3 GiB chain: 4.0-5.3 s of
+ * system time, 0.2-0.3 s direct; docs/facts.md). */
+static int hash_stream(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  _cleanup_(digest_free) struct digest d = { 0 };
+  if (digest_init(&d, e) < 0)
+    return -1;
+  const int fl = fcntl(in, F_GETFL);
+  bool direct = direct_on(in, fl);
+  /* The caller's descriptors get their flags back, whatever happens. */
+  _cleanup_(restore_flags) struct saved_flags saved = { in, direct ? fl : -1 };
+  const int ofl = out >= 0 && direct ? fcntl(out, F_GETFL) : -1;
+  bool odirect = direct_on(out, ofl);
+  _cleanup_(restore_flags) struct saved_flags osaved = { out, odirect ? ofl : -1 };
+  const size_t len = direct ? DIRECT_BUF : BUF;
+  /* A whole-file hash (out < 0) gets the second buffer and the reader. */
+  _cleanup_free_ unsigned char *buf = sp_xaligned_alloc(DIRECT_ALIGN, len);
+  _cleanup_free_ unsigned char *buf2 = out < 0 ? sp_xaligned_alloc(DIRECT_ALIGN, len) : NULL;
+  struct feed f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .in = in,
+                    .fl = fl, .direct = direct, .cap = len, .buf = { buf, buf2 },
+                    .len = { -1, -1 } };
+  pthread_t reader;
+  bool done = false; /* without a thread, the plain loop below does it all */
+  if (out < 0 && pthread_create(&reader, NULL, feed_reader, &f) == 0) {
+    int err = feed_hash(&f, &d);
+    pthread_join(reader, NULL);
+    if (err)
+      return sp_err_sys(e, SP_EXIT_FAILED, err, "read");
+    done = true;
+  }
+  while (!done) {
+    ssize_t r = read_block(in, buf, len, &direct, fl);
     if (r < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "read");
     if (r == 0)
       break;
-    EVP_DigestUpdate(ctx, buf, (size_t)r);
-    for (ssize_t off = 0; out >= 0 && off < r;) {
-      ssize_t w = write(out, buf + off, (size_t)(r - off));
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w < 0)
-        return sp_err_sys(e, SP_EXIT_FAILED, errno, "write");
-      off += w;
-    }
+    d.evp.update(d.ctx, buf, (size_t)r);
+    if (out >= 0 && write_all(out, buf, (size_t)r, &odirect, ofl) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "write");
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 32)
-    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 failed");
-  to_hex(md, hex);
-  return 0;
+  return digest_final(&d, hex, e);
 }
 
 int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)

@@ -8,11 +8,11 @@
 
 #include "build_config.h"
 #include "cleanup.h"
+#include "cleanup_json.h"
 #include "fsutil.h"
 #include "uuid.h"
+#include "xalloc.h"
 
-static void json_putp(json_object **o) { json_object_put(*o); }
-#define _cleanup_json_ __attribute__((cleanup(json_putp)))
 
 static json_object *jstr(const char *s) { return s ? json_object_new_string(s) : NULL; }
 
@@ -100,8 +100,8 @@ static int dup_str(json_object *o, const char *key, bool required, char **out,
   const char *v = get_str(o, key);
   if (!v)
     return required ? sp_err_set(e, SP_EXIT_FAILED, "snapshot.json: '%s' missing", key) : 0;
-  *out = strdup(v);
-  return *out ? 0 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot.json");
+  *out = sp_xstrdup(v);
+  return 0;
 }
 
 static bool hex64(const char *s)
@@ -122,8 +122,7 @@ static int parse_blob(json_object *o, const char *name_key, struct sp_blob *b,
       !json_object_object_get_ex(o, "uid", &uid) || !json_object_object_get_ex(o, "gid", &gid))
     return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json: %s: sha256, size, mode, uid or gid "
                       "missing", name);
-  if (!(b->name = strdup(name)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot.json");
+  b->name = sp_xstrdup(name);
   memcpy(b->sha256, sha, sizeof b->sha256);
   b->len = (size_t)json_object_get_int64(size);
   b->mode = (mode_t)strtol(mode, NULL, 8) & 07777;
@@ -150,9 +149,7 @@ static int parse_tpm(json_object *o, struct sp_snapshot *s, struct sp_err *e)
     return sp_err_set(e, SP_EXIT_FAILED, "snapshot.json: TPM digest or files missing");
   memcpy(s->tpm.digest, digest, sizeof s->tpm.digest);
   size_t n = json_object_array_length(files);
-  s->tpm.files = calloc(n ? n : 1, sizeof *s->tpm.files);
-  if (!s->tpm.files)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot.json");
+  s->tpm.files = sp_xcalloc(n ? n : 1, sizeof *s->tpm.files);
   for (size_t i = 0; i < n; i++, s->tpm.n++)
     if (parse_blob(json_object_array_get_idx(files, i), "name", &s->tpm.files[i], e) < 0)
       return -1;

@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "err.h"
-#include "state_capture.h"
+#include "state_files.h"
 
 #define SP_SNAP_FORMAT 1
 

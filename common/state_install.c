@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "host.h"
 #include "qemu_conf.h"
+#include "xalloc.h"
 
 const char *sp_tpm_state_file(const char *subdir)
 {
@@ -50,7 +51,7 @@ const char *sp_tpm_presence_str(enum sp_tpm_presence p)
 
 int sp_swtpm_ids(const char *qemu_conf, uid_t *uid, gid_t *gid, struct sp_err *e)
 {
-  __attribute__((cleanup(sp_qemu_conf_free))) struct sp_qemu_conf qc = { 0 };
+  _cleanup_(sp_qemu_conf_free) struct sp_qemu_conf qc = { 0 };
   if (sp_qemu_conf_read(qemu_conf, &qc, e) < 0)
     return -1;
   /* Names or "+N", resolved as for every other owner (host.c). */
@@ -126,8 +127,7 @@ static int move_aside(int pfd, const char *parent, const char *name, char **asid
       snprintf(suffix, sizeof suffix, "-%d", seq);
     snprintf(rel, sizeof rel, "%s.replaced-%s%s", name, stamp, suffix);
     if (renameat2(pfd, name, pfd, rel, RENAME_NOREPLACE) == 0) {
-      if (asprintf(aside, "%s/%s", parent, rel) < 0)
-        return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
+      *aside = sp_xasprintf("%s/%s", parent, rel);
       return 0;
     }
     if (errno != EEXIST)
@@ -141,9 +141,7 @@ int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gi
                    bool keep_old, char **kept_as, struct sp_err *e)
 {
   *kept_as = NULL;
-  _cleanup_free_ char *pcopy = strdup(state_dir), *ncopy = strdup(state_dir);
-  if (!pcopy || !ncopy)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", state_dir);
+  _cleanup_free_ char *pcopy = sp_xstrdup(state_dir), *ncopy = sp_xstrdup(state_dir);
   const char *parent = dirname(pcopy), *name = basename(ncopy);
   char tmp[NAME_MAX + 1];
   if (!sp_name_ok(name) || snprintf(tmp, sizeof tmp, ".%s.stillpoint-new", name) >= (int)sizeof tmp)
@@ -151,20 +149,17 @@ int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gi
   /* libvirt makes the per-VM directory 0711 root so swtpm can reach its
    * own; made or repaired to that, whatever the umask of whoever ran
    * first (a 0700 one keeps swtpm out and the VM from starting). */
-  _cleanup_free_ char *gcopy = strdup(parent);
-  if (!gcopy || sp_mkdir_p(dirname(gcopy), 0711, e) < 0 || sp_dir_ensure(parent, 0711, 0, 0, e) < 0)
-    return gcopy ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
+  _cleanup_free_ char *gcopy = sp_xstrdup(parent);
+  if (sp_mkdir_p(dirname(gcopy), 0711, e) < 0 || sp_dir_ensure(parent, 0711, 0, 0, e) < 0)
+    return -1;
   _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (pfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", parent);
   _cleanup_free_ char *tmp_path = sp_path_join(parent, tmp);
-  if (!tmp_path || sp_rm_rf(tmp_path, e) < 0 || write_new(pfd, tmp, t, uid, gid, e) < 0) {
-    if (tmp_path) {
-      struct sp_err ignored = { 0 };
-      sp_rm_rf(tmp_path, &ignored);
-    }
-    return tmp_path ? sp_err_prefix(e, "TPM state for %s", state_dir)
-                    : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", parent);
+  if (sp_rm_rf(tmp_path, e) < 0 || write_new(pfd, tmp, t, uid, gid, e) < 0) {
+    struct sp_err ignored = { 0 };
+    sp_rm_rf(tmp_path, &ignored);
+    return sp_err_prefix(e, "TPM state for %s", state_dir);
   }
   struct stat st;
   bool exists = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -193,9 +188,7 @@ int sp_tpm_install(const char *state_dir, const struct sp_tree *t, uid_t uid, gi
 
 int sp_nvram_install(const char *path, const struct sp_blob *b, struct sp_err *e)
 {
-  _cleanup_free_ char *pcopy = strdup(path), *ncopy = strdup(path);
-  if (!pcopy || !ncopy)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", path);
+  _cleanup_free_ char *pcopy = sp_xstrdup(path), *ncopy = sp_xstrdup(path);
   const char *dir = dirname(pcopy), *name = basename(ncopy);
   _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0)

@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "err.h"
-#include "state_capture.h"
+#include "state_files.h"
 
 /* What a TPM state directory looks like before a VM start.  libvirt
  * (qemuTPMEmulatorCreateStorage) runs swtpm_setup, a brand-new TPM, when

@@ -9,20 +9,9 @@
 
 #include "domain_xml.h"
 #include "err.h"
+#include "state_files.h"
 
 #define SP_SWTPM_ROOT "/var/lib/libvirt/swtpm"
-
-struct sp_file_info {
-  char *path;
-  bool exists;
-  bool readable;    /* by this process (effective ids) */
-  uid_t uid;
-  gid_t gid;
-  mode_t mode;      /* permission bits only */
-  long long size;
-  char owner[64];   /* names, or numbers when unknown */
-  char group[64];
-};
 
 struct sp_tpm_location {
   char *state_dir;  /* .../<uuid>/tpm2 (or tpm1.2), or the XML's source path */
@@ -45,11 +34,5 @@ struct sp_host;
 int sp_host_tpm_locate(struct sp_host *h, const struct sp_domain *d, const char *swtpm_root,
                        struct sp_tpm_location *loc, struct sp_err *e);
 void sp_tpm_location_free(struct sp_tpm_location *loc);
-
-int sp_file_info(const char *path, struct sp_file_info *fi, struct sp_err *e);
-void sp_file_info_free(struct sp_file_info *fi);
-
-/* "P is owned by U:G mode 0700: run as root or add this user to group G" */
-void sp_access_hint(const struct sp_file_info *fi, const char *what, char *buf, size_t size);
 
 #endif

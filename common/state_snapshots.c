@@ -17,7 +17,9 @@
 #include "fsutil.h"
 #include "own_dirs.h"
 #include "snapshot_meta.h"
+#include "strv.h"
 #include "uuid.h"
+#include "xalloc.h"
 
 #define PARTIAL_SUFFIX ".partial"
 
@@ -78,10 +80,7 @@ static char *vm_dir(const char *state_dir, const char *uuid, struct sp_err *e)
     sp_err_set(e, SP_EXIT_FAILED, "'%s' is not a UUID: refusing it as a path", uuid ? uuid : "");
     return NULL;
   }
-  char *p = sp_path_join(state_dir, uuid);
-  if (!p)
-    sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", state_dir);
-  return p;
+  return sp_path_join(state_dir, uuid);
 }
 
 static int by_version(const void *a, const void *b)
@@ -103,30 +102,14 @@ int sp_snap_list(const char *state_dir, const char *uuid, char ***ids, size_t *n
     return 0;
   if (!d)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
-  char **list = NULL;
-  size_t count = 0;
+  _cleanup_(sp_strv_free) struct sp_strv list = SP_STRV_INIT;
   struct dirent *de;
-  int rc = 0;
-  while (rc == 0 && (de = readdir(d))) {
-    if (!sp_snap_id_ok(de->d_name))
-      continue;
-    char **nl = realloc(list, (count + 1) * sizeof *nl);
-    char *id = nl ? strdup(de->d_name) : NULL;
-    if (nl)
-      list = nl;
-    if (!id)
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "listing %s", dir);
-    else
-      list[count++] = id;
-  }
-  if (rc < 0) {
-    sp_snap_ids_free(list, count);
-    return -1;
-  }
-  if (count)
-    qsort(list, count, sizeof *list, by_version);
-  *ids = list;
-  *n = count;
+  while ((de = readdir(d)))
+    if (sp_snap_id_ok(de->d_name))
+      sp_strv_push(&list, de->d_name);
+  if (list.n)
+    qsort(list.v, list.n, sizeof *list.v, by_version);
+  *ids = sp_strv_steal(&list, n);
   return 0;
 }
 
@@ -173,10 +156,8 @@ static int make_partial(int vfd, const char *vdir, char **id, struct partial *p,
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s/%s", vdir, part);
     }
     p->path = sp_path_join(vdir, part);
-    *id = strdup(cand);
-    *created = strdup(iso);
-    if (!p->path || !*id || !*created)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot");
+    *id = sp_xstrdup(cand);
+    *created = sp_xstrdup(iso);
     return 0;
   }
   return sp_err_set(e, SP_EXIT_FAILED, "%s: no free snapshot name for %s", vdir, base);
@@ -200,9 +181,7 @@ static int sums_add(char **sums, const char *sha, const char *prefix, const char
 {
   if (strpbrk(name, "\\\n"))
     return sp_err_set(e, SP_EXIT_FAILED, "file name '%s' cannot go into SHA256SUMS", name);
-  char *line = NULL;
-  if (asprintf(&line, "%s%s  %s%s\n", *sums ? *sums : "", sha, prefix, name) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "SHA256SUMS");
+  char *line = sp_xasprintf("%s%s  %s%s\n", *sums ? *sums : "", sha, prefix, name);
   free(*sums);
   *sums = line;
   return 0;
@@ -317,20 +296,13 @@ static char *snap_path(const char *state_dir, const char *uuid, const char *id, 
     sp_err_set(e, SP_EXIT_USAGE, "'%s' is not a snapshot name (like 20261126T063000Z)", id);
     return NULL;
   }
-  char *p = NULL;
-  if (asprintf(&p, "%s/%s%s%s", vdir, id, rel ? "/" : "", rel ? rel : "") < 0) {
-    sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", vdir);
-    return NULL;
-  }
-  return p;
+  return sp_xasprintf("%s/%s%s%s", vdir, id, rel ? "/" : "", rel ? rel : "");
 }
 
 /* Reads the files back and checks them against the metadata. */
 static int read_data(const char *sdir, unsigned parts, struct sp_snapshot *s, struct sp_err *e)
 {
   _cleanup_free_ char *xml_path = sp_path_join(sdir, "domain.xml");
-  if (!xml_path)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
   if (sp_exists(xml_path) && sp_read_file(xml_path, 16u << 20, &s->xml, &s->xml_len, e) < 0)
     return -1;
   if (s->has_tpm && (parts & SP_SNAP_TPM)) {
@@ -339,8 +311,8 @@ static int read_data(const char *sdir, unsigned parts, struct sp_snapshot *s, st
     _cleanup_free_ char *tdir = sp_path_join(sdir, rel);
     struct sp_tree t;
     bool temp;
-    if (!tdir || sp_tree_read(tdir, &t, &temp, e) < 0)
-      return tdir ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
+    if (sp_tree_read(tdir, &t, &temp, e) < 0)
+      return -1;
     bool same = strcmp(t.digest, s->tpm.digest) == 0;
     /* Owners and modes of the source, as recorded, not those of the copy. */
     for (size_t i = 0; same && i < t.n; i++)
@@ -361,8 +333,8 @@ static int read_data(const char *sdir, unsigned parts, struct sp_snapshot *s, st
     snprintf(rel, sizeof rel, "nvram/%s", s->nvram.name);
     _cleanup_free_ char *np = sp_path_join(sdir, rel);
     struct sp_blob b;
-    if (!np || sp_blob_map(np, &b, e) < 0)
-      return np ? -1 : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
+    if (sp_blob_map(np, &b, e) < 0)
+      return -1;
     bool same = strcmp(b.sha256, s->nvram.sha256) == 0;
     /* Keep the source's owner and mode from the metadata, not the copy's. */
     b.uid = s->nvram.uid;
@@ -382,13 +354,15 @@ int sp_snap_read(const char *state_dir, const char *uuid, const char *id, unsign
 {
   memset(s, 0, sizeof *s);
   _cleanup_free_ char *sdir = snap_path(state_dir, uuid, id, NULL, e);
-  _cleanup_free_ char *json_path = sdir ? sp_path_join(sdir, "snapshot.json") : NULL;
-  _cleanup_free_ char *pin_path = sdir ? sp_path_join(sdir, "PINNED") : NULL;
+  /* Nothing read yet (and gcc 12's -fanalyzer took text below for
+   * uninitialized on this path when it was folded into rc). */
+  if (!sdir)
+    return -1;
+  _cleanup_free_ char *json_path = sp_path_join(sdir, "snapshot.json");
+  _cleanup_free_ char *pin_path = sp_path_join(sdir, "PINNED");
   _cleanup_free_ char *text = NULL;
   size_t len = 0;
-  int rc = !sdir ? -1
-           : !json_path || !pin_path ? sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir)
-                                     : sp_read_file(json_path, 1u << 20, &text, &len, e);
+  int rc = sp_read_file(json_path, 1u << 20, &text, &len, e);
   if (rc == 0 && sp_snap_meta_parse(text, len, s, e) < 0)
     rc = sp_err_prefix(e, "%s", json_path);
   if (rc == 0 && (strcmp(s->id, id) != 0 || strcmp(s->uuid, uuid) != 0))
@@ -448,42 +422,30 @@ int sp_snap_stat_sig(const char *dir, char **sig, struct sp_err *e)
   _cleanup_closedir_ DIR *d = opendir(dir);
   if (!d)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot list %s", dir);
-  char **lines = NULL;
-  size_t n = 0, total = 1;
+  _cleanup_(sp_strv_free) struct sp_strv lines = SP_STRV_INIT;
+  size_t total = 1;
   struct dirent *de;
-  int rc = 0;
-  while (rc == 0 && (de = readdir(d))) {
+  while ((de = readdir(d))) {
     struct stat st;
     if (de->d_name[0] == '.' || strncmp(de->d_name, "TMP", 3) == 0 ||
         fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
       continue;
-    char **nl = realloc(lines, (n + 1) * sizeof *nl);
-    if (!nl || asprintf(&nl[n], "%s %lld %llu %lld.%09ld %lld.%09ld\n", de->d_name,
-                        (long long)st.st_size, (unsigned long long)st.st_ino,
-                        (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-                        (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec) < 0) {
-      lines = nl ? nl : lines;
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", dir);
-      break;
-    }
-    lines = nl;
-    total += strlen(lines[n++]);
+    sp_strv_push_take(&lines, sp_xasprintf("%s %lld %llu %lld.%09ld %lld.%09ld\n", de->d_name,
+                                           (long long)st.st_size, (unsigned long long)st.st_ino,
+                                           (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                                           (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec));
+    total += strlen(lines.v[lines.n - 1]);
   }
-  if (rc == 0 && n)
-    qsort(lines, n, sizeof *lines, by_str);
-  char *out = rc == 0 ? calloc(1, total) : NULL;
-  for (size_t i = 0, off = 0; i < n; i++) {
-    size_t l = strlen(lines[i]);
-    if (out)
-      memcpy(out + off, lines[i], l);
+  if (lines.n)
+    qsort(lines.v, lines.n, sizeof *lines.v, by_str);
+  char *out = sp_xcalloc(1, total);
+  for (size_t i = 0, off = 0; i < lines.n; i++) {
+    size_t l = strlen(lines.v[i]);
+    memcpy(out + off, lines.v[i], l);
     off += l;
-    free(lines[i]);
   }
-  free(lines);
-  if (rc == 0 && !out)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", dir);
   *sig = out;
-  return rc;
+  return 0;
 }
 
 /* --- housekeeping --------------------------------------------------- */
@@ -500,7 +462,7 @@ static int remove_partials(const char *vdir, struct sp_err *e)
     if (de->d_name[0] != '.' || l <= sl || strcmp(de->d_name + l - sl, PARTIAL_SUFFIX) != 0)
       continue;
     _cleanup_free_ char *p = sp_path_join(vdir, de->d_name);
-    rc = p ? sp_rm_rf(p, e) : sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", vdir);
+    rc = sp_rm_rf(p, e);
   }
   return rc;
 }
@@ -518,16 +480,84 @@ int sp_snap_prune(const char *state_dir, const char *uuid, long keep, int *remov
   long kept = 0;
   for (size_t i = n; i-- > 0 && rc == 0;) {
     _cleanup_free_ char *sdir = sp_path_join(vdir, ids[i]);
-    _cleanup_free_ char *pin = sdir ? sp_path_join(sdir, "PINNED") : NULL;
-    if (!pin) {
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", vdir);
-      break;
-    }
+    _cleanup_free_ char *pin = sp_path_join(sdir, "PINNED");
     if (sp_exists(pin) || kept++ < keep)
       continue;
     rc = sp_rm_rf(sdir, e);
     *removed += rc == 0;
   }
+  sp_snap_ids_free(ids, n);
+  return rc;
+}
+
+/* Creates <vdir>/forgotten-<UTC time>[-N]; its name is not a snapshot id
+ * and has no dot, so list, newest, read and prune all pass it over. */
+static int make_forgotten(int vfd, const char *vdir, char **name, struct sp_err *e)
+{
+  time_t now = time(NULL);
+  struct tm tm;
+  char base[48];
+  gmtime_r(&now, &tm);
+  strftime(base, sizeof base, "forgotten-%Y%m%dT%H%M%SZ", &tm);
+  for (int seq = 1; seq < 10000; seq++) {
+    char cand[64];
+    if (seq == 1)
+      snprintf(cand, sizeof cand, "%s", base);
+    else
+      snprintf(cand, sizeof cand, "%s-%d", base, seq);
+    if (mkdirat(vfd, cand, 0700) < 0) {
+      if (errno == EEXIST)
+        continue;
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot create %s/%s", vdir, cand);
+    }
+    /* mkdirat's mode went through umask: say it exactly. */
+    if (fchmodat(vfd, cand, 0700, 0) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot chmod %s/%s", vdir, cand);
+    *name = sp_xstrdup(cand);
+    return 0;
+  }
+  return sp_err_set(e, SP_EXIT_FAILED, "%s: no free name for %s", vdir, base);
+}
+
+int sp_snap_forget(const char *state_dir, const char *uuid, char **moved_to, size_t *moved,
+                   struct sp_err *e)
+{
+  *moved_to = NULL;
+  *moved = 0;
+  _cleanup_free_ char *vdir = vm_dir(state_dir, uuid, e);
+  _cleanup_free_ char *name = NULL;
+  char **ids = NULL;
+  size_t n = 0;
+  if (!vdir || sp_snap_list(state_dir, uuid, &ids, &n, e) < 0)
+    return -1;
+  if (!n)
+    return 0;
+  int rc = 0;
+  _cleanup_close_ int vfd = open(vdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (vfd < 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", vdir);
+  if (rc == 0)
+    rc = make_forgotten(vfd, vdir, &name, e);
+  _cleanup_close_ int ffd = rc == 0 ? openat(vfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                             O_CLOEXEC) : -1;
+  if (rc == 0 && ffd < 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s/%s", vdir, name);
+  /* Newest first: if a rename fails half-way, what stays behind is the
+   * oldest, and the error says so. */
+  for (size_t i = n; rc == 0 && i-- > 0;) {
+    if (renameat(vfd, ids[i], ffd, ids[i]) < 0)
+      rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot move %s/%s into %s (%zu of %zu "
+                      "snapshots moved)", vdir, ids[i], name, *moved, n);
+    else
+      ++*moved;
+  }
+  /* The move must outlive a crash, or the hook recovers the TPM after all. */
+  if (ffd >= 0 && fsync(ffd) < 0 && rc == 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s/%s", vdir, name);
+  if (vfd >= 0 && fsync(vfd) < 0 && rc == 0)
+    rc = sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", vdir);
+  if (name)
+    *moved_to = sp_path_join(vdir, name);
   sp_snap_ids_free(ids, n);
   return rc;
 }
@@ -541,9 +571,7 @@ int sp_snap_pin(const char *state_dir, const char *uuid, const char *id, const c
   _cleanup_close_ int fd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", sdir);
-  _cleanup_free_ char *text = NULL;
-  if (asprintf(&text, "%s\n", reason) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", sdir);
+  _cleanup_free_ char *text = sp_xasprintf("%s\n", reason);
   if (sp_write_file_at(fd, "PINNED", text, strlen(text), 0600, e) < 0)
     return -1;
   if (fsync(fd) < 0)
@@ -563,8 +591,6 @@ int sp_snap_lock(const char *state_dir, const char *uuid, bool create, int *fd,
   if (create && snap_dir_prepare(vdir, e) < 0)
     return -1;
   _cleanup_free_ char *lock = sp_path_join(vdir, ".lock");
-  if (!lock)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%s", vdir);
   _cleanup_close_ int lfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (lfd < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot open %s", lock);

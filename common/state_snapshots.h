@@ -12,6 +12,7 @@
  *       SHA256SUMS                 `sha256sum -c` compatible
  *       PINNED                     optional: prune keeps it (why, inside)
  *     .<id>.partial/               being written; never read, removed by prune
+ *     forgotten-<time>/<id>/       moved aside by `stillpoint state forget`
  *
  * Every file is 0600 and every directory 0700 whatever the source's mode
  * was: the source's owner and mode are in snapshot.json for restore. */
@@ -23,7 +24,7 @@
 
 #include "err.h"
 #include "snapshot_meta.h"
-#include "state_capture.h"
+#include "state_files.h"
 
 /* Writes s as a new snapshot (its id and created are filled in): into
  * .<id>.partial, every file and directory fsynced, then renamed.  The
@@ -62,6 +63,16 @@ bool sp_snap_same_state(const struct sp_snapshot *a, const struct sp_snapshot *b
  * holds the lock. */
 int sp_snap_prune(const char *state_dir, const char *uuid, long keep, int *removed,
                   struct sp_err *e);
+
+/* `stillpoint state forget`: moves every snapshot of the VM, pinned ones
+ * too, into <state_dir>/<uuid>/forgotten-<UTC time>/, where neither the
+ * hook (recovery, comparisons), list, restore nor prune looks, so the
+ * next start keeps whatever TPM state the VM has then.  Nothing is
+ * deleted.  *moved counts them (0: nothing to do, *moved_to NULL);
+ * *moved_to names the directory, also on a failure half-way.  The caller
+ * holds the lock. */
+int sp_snap_forget(const char *state_dir, const char *uuid, char **moved_to, size_t *moved,
+                   struct sp_err *e);
 
 /* Marks a snapshot so that prune keeps it; reason is stored in PINNED. */
 int sp_snap_pin(const char *state_dir, const char *uuid, const char *id, const char *reason,

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /* Length of the next path component at *p, skipping slashes before it. */
 static size_t next_component(const char **p)
 {
@@ -46,9 +48,7 @@ char *sp_backing_relpath(const char *from_dir, const char *to)
   size_t tail = strlen(b);
   while (tail && b[tail - 1] == '/')
     tail--;
-  char *out = malloc(3 * ups + tail + 1);
-  if (!out)
-    return NULL;
+  char *out = sp_xmalloc(3 * ups + tail + 1);
   char *w = out;
   for (size_t i = 0; i < ups; i++, w += 3)
     memcpy(w, "../", 3);

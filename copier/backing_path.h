@@ -11,7 +11,7 @@
  * absolute and canonical (realpath: no symlinks, "." or ".."); repeated
  * and trailing slashes are tolerated.  Returns a malloc'd string, or NULL
  * with errno EINVAL (not absolute, or `to` is a directory prefix of
- * from_dir) or ENOMEM. */
+ * from_dir). */
 char *sp_backing_relpath(const char *from_dir, const char *to);
 
 #endif

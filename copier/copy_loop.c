@@ -7,8 +7,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "cleanup.h"
 #include "iszero.h"
 #include "options.h"
+#include "xalloc.h"
 
 /* A write-zeroes carries no payload: one request may cover much more than
  * a read (qemu turns it into zero clusters, metadata only). */
@@ -76,8 +78,6 @@ static int refill(struct loop *lp, struct sp_err *e)
   while (lp->plan.pos < lp->job->src->size && lp->q.bytes < want) {
     if (source_map(lp->job->src, &lp->plan, e) < 0)
       return -1;
-    if (lp->q.oom)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copy plan");
   }
   return 0;
 }
@@ -312,11 +312,11 @@ static int loop_init(struct loop *lp, const struct copy_job *job, struct sp_copy
    * copy: fresh pages per request are what makes naive copiers slow here. */
   lp->memlen = (size_t)job->requests * job->request_size;
   lp->mem = mmap(NULL, lp->memlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  lp->slots = calloc(lp->nslots, sizeof *lp->slots);
-  if (lp->mem == MAP_FAILED)
+  lp->slots = sp_xcalloc(lp->nslots, sizeof *lp->slots);
+  if (lp->mem == MAP_FAILED) {
     lp->mem = NULL;
-  if (!lp->mem || !lp->slots)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%zu bytes of buffers", lp->memlen);
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "%zu bytes of buffers", lp->memlen);
+  }
   for (unsigned i = 0; i < lp->nslots; i++)
     lp->slots[i] = (struct slot){ .lp = lp, .buf = lp->mem + (size_t)i * job->request_size };
   return 0;
@@ -324,7 +324,7 @@ static int loop_init(struct loop *lp, const struct copy_job *job, struct sp_copy
 
 int copy_run(const struct copy_job *job, struct sp_copy_stats *st, struct sp_err *e)
 {
-  __attribute__((cleanup(loop_free))) struct loop lp = { 0 };
+  _cleanup_(loop_free) struct loop lp = { 0 };
   *st = (struct sp_copy_stats){ 0 };
   if (loop_init(&lp, job, st, e) < 0)
     return -1;

@@ -3,26 +3,23 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "xalloc.h"
+
 #define STATE_ZERO 2u /* LIBNBD_STATE_ZERO, kept here so this file needs no libnbd */
 
-int sp_extents_push(struct sp_extents *x, uint64_t len, uint32_t flags)
+void sp_extents_push(struct sp_extents *x, uint64_t len, uint32_t flags)
 {
   if (len == 0)
-    return 0;
+    return;
   if (x->n && x->v[x->n - 1].flags == flags) {
     x->v[x->n - 1].len += len;
-    return 0;
+    return;
   }
   if (x->n == x->cap) {
-    size_t cap = x->cap ? 2 * x->cap : 64;
-    struct sp_extent *v = reallocarray(x->v, cap, sizeof *v);
-    if (!v)
-      return -1;
-    x->v = v;
-    x->cap = cap;
+    x->cap = x->cap ? 2 * x->cap : 64;
+    x->v = sp_xreallocarray(x->v, x->cap, sizeof *x->v);
   }
   x->v[x->n++] = (struct sp_extent){ .len = len, .flags = flags };
-  return 0;
 }
 
 uint64_t sp_extents_total(const struct sp_extents *x)

@@ -33,9 +33,8 @@ struct sp_extents {
   size_t n, cap;
 };
 
-/* Appends an extent (merged into the last one when the flags are equal);
- * -1 on ENOMEM. */
-int sp_extents_push(struct sp_extents *x, uint64_t len, uint32_t flags);
+/* Appends an extent (merged into the last one when the flags are equal). */
+void sp_extents_push(struct sp_extents *x, uint64_t len, uint32_t flags);
 uint64_t sp_extents_total(const struct sp_extents *x);
 void sp_extents_reset(struct sp_extents *x);
 void sp_extents_free(struct sp_extents *x);

@@ -181,7 +181,7 @@ int main(int argc, char *argv[])
 {
   const double t0 = progress_now();
   struct sp_err e = { 0 };
-  __attribute__((cleanup(copy_opts_free))) struct copy_opts o = { 0 };
+  _cleanup_(copy_opts_free) struct copy_opts o = { 0 };
   if (copy_opts_parse(argc, argv, env_lookup, &o, &e) < 0) {
     fprintf(stderr, "stillpoint-copy: error: %s (see --help)\n", e.msg);
     return e.code == SP_EXIT_USAGE ? SP_EXIT_USAGE : SP_EXIT_FAILED;
@@ -198,7 +198,7 @@ int main(int argc, char *argv[])
   if (asprintf(&prefix, "stillpoint-copy: %s", o.disk) < 0)
     return SP_EXIT_FAILED;
   const struct sp_log log = { .prog = prefix };
-  __attribute__((cleanup(run_free))) struct run r = {
+  _cleanup_(run_free) struct run r = {
     .o = &o, .prefix = prefix, .t0 = t0, .intr = INTERRUPT_INIT, .part = PART_FILE_INIT,
     .sink = SINK_INIT,
   };

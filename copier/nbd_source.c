@@ -2,14 +2,49 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define ALLOC_CONTEXT "base:allocation"
 /* One block status request covers at most this much: the NBD length
  * field is 32 bits, and qemu answers a window this size in well under a
  * millisecond from its metadata. */
 #define MAP_WINDOW (1ull << 31)
+
+/* A peer that vanished (a host down, a network partition with
+ * transport = tcp) sends no reset: without keepalive a read waits for a
+ * reply forever.  After KEEP_IDLE s of silence the kernel probes every
+ * KEEP_INTVL s and drops the connection after KEEP_CNT unanswered probes;
+ * TCP_USER_TIMEOUT bounds data left unacknowledged just as long.  The
+ * read then fails at once, before stall_timeout_s (default 300) would. */
+enum { KEEP_IDLE = 30, KEEP_INTVL = 10, KEEP_CNT = 3 };
+
+/* Set on the connection libnbd made, after its handshake: libnbd 1.14
+ * connects URIs itself, and connecting our own socket instead
+ * (nbd_connect_socket) would mean parsing nbds:// URIs with their TLS
+ * parameters a second time.  A unix socket is left as it is. */
+static int keepalive(struct nbd_handle *h, const char *uri, struct sp_err *e)
+{
+  int fd = (int)nbd_aio_get_fd(h);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, fd < 0 ? EBADF : errno, "%s: its socket", uri);
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+    return 0;
+  int on = 1, idle = KEEP_IDLE, intvl = KEEP_INTVL, cnt = KEEP_CNT;
+  unsigned user_ms = (KEEP_IDLE + KEEP_INTVL * KEEP_CNT) * 1000u;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "%s: cannot set TCP keepalive", uri);
+  return 0;
+}
 
 static int connect_one(struct nbd_handle **hp, const char *uri, const char *bitmap, size_t i,
                        struct sp_err *e)
@@ -28,7 +63,7 @@ static int connect_one(struct nbd_handle **hp, const char *uri, const char *bitm
       (i == 0 && bitmap && nbd_add_meta_context(h, bitmap) < 0) ||
       nbd_connect_uri(h, uri) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "cannot connect to %s: %s", uri, nbd_get_error());
-  return 0;
+  return keepalive(h, uri, e);
 }
 
 static int read_limits(struct source *s, const char *uri, struct sp_err *e)
@@ -93,8 +128,7 @@ static int extent_cb(void *ud, const char *context, uint64_t offset, uint32_t *e
   if (*error && !s->map_err)
     s->map_err = *error;
   for (size_t i = 0; x && i + 1 < nr_entries; i += 2)
-    if (sp_extents_push(x, entries[i], entries[i + 1]) < 0)
-      s->map_oom = true;
+    sp_extents_push(x, entries[i], entries[i + 1]);
   return 0;
 }
 
@@ -110,15 +144,13 @@ int source_map(struct source *s, struct sp_plan *plan, struct sp_err *e)
   sp_extents_reset(&s->alloc);
   sp_extents_reset(&s->dirty);
   s->map_err = 0;
-  s->map_oom = false;
   if (count && (s->has_alloc || s->bitmap) &&
       nbd_block_status(s->h[0], count, off,
                        (nbd_extent_callback){ .callback = extent_cb, .user_data = s }, 0) < 0)
     return sp_err_set(e, SP_EXIT_FAILED, "block status at offset %" PRIu64 ": %s", off,
                       nbd_get_error());
-  if (s->map_err || s->map_oom)
-    return sp_err_sys(e, SP_EXIT_FAILED, s->map_oom ? ENOMEM : s->map_err,
-                      "block status at offset %" PRIu64, off);
+  if (s->map_err)
+    return sp_err_sys(e, SP_EXIT_FAILED, s->map_err, "block status at offset %" PRIu64, off);
   uint64_t end = sp_extents_classify(s->has_alloc ? &s->alloc : NULL,
                                      s->bitmap ? &s->dirty : NULL, off, off + count, feed_plan,
                                      plan);

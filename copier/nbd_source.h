@@ -22,7 +22,6 @@ struct source {
   const char *bitmap;    /* dirty-bitmap context, NULL for a full copy */
   struct sp_extents alloc, dirty; /* one window's extents */
   int map_err;           /* errno a block status reply carried */
-  bool map_oom;
 };
 
 /* Connects to uri, asking for base:allocation and bitmap (NULL for full).

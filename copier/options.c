@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "copier_contract.h"
+#include "xalloc.h"
+
 #define BITMAP_PREFIX "qemu:dirty-bitmap:"
 
 enum {
@@ -77,11 +80,6 @@ void copy_usage(FILE *out)
         out);
 }
 
-const char *copy_level_name(enum sp_level level)
-{
-  return level == SP_LEVEL_INC ? "inc" : level == SP_LEVEL_DIFF ? "diff" : "full";
-}
-
 int copy_parse_size(const char *s, uint64_t *out)
 {
   if (!s || *s < '0' || *s > '9')
@@ -113,19 +111,6 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
   return 0;
 }
 
-static int parse_level(const char *s, enum sp_level *out)
-{
-  if (!strcmp(s, "full"))
-    *out = SP_LEVEL_FULL;
-  else if (!strcmp(s, "inc"))
-    *out = SP_LEVEL_INC;
-  else if (!strcmp(s, "diff"))
-    *out = SP_LEVEL_DIFF;
-  else
-    return -1;
-  return 0;
-}
-
 static int parse_progress(const char *s, enum sp_progress_mode *out)
 {
   static const char *const names[] = { "auto", "live", "lines", "off" };
@@ -138,41 +123,36 @@ static int parse_progress(const char *s, enum sp_progress_mode *out)
 }
 
 /* Replaces *slot with a copy of v; an empty value counts as not set. */
-static int set_str(char **slot, const char *v)
+static void set_str(char **slot, const char *v)
 {
-  char *copy = NULL;
-  if (v && *v && !(copy = strdup(v)))
-    return -1;
   free(*slot);
-  *slot = copy;
-  return 0;
+  *slot = v && *v ? sp_xstrdup(v) : NULL;
 }
 
 static int from_env(sp_getenv_fn *env, struct copy_opts *o, struct sp_err *e)
 {
-  if (set_str(&o->uri, env("STILLPOINT_NBD_URI")) < 0 ||
-      set_str(&o->disk, env("STILLPOINT_DISK")) < 0 ||
-      set_str(&o->bitmap, env("STILLPOINT_BITMAP")) < 0 ||
-      set_str(&o->output, env("STILLPOINT_OUTPUT")) < 0 ||
-      set_str(&o->parent, env("STILLPOINT_PARENT_OUTPUT")) < 0 ||
-      set_str(&o->ceph_conf, env("STILLPOINT_CEPH_CONF")) < 0 ||
-      set_str(&o->ceph_user, env("STILLPOINT_CEPH_USER")) < 0 ||
-      set_str(&o->ceph_keyring, env("STILLPOINT_CEPH_KEYRING")) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the environment");
-  const char *v = env("STILLPOINT_LEVEL");
-  if (v && *v && parse_level(v, &o->level) < 0)
-    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_LEVEL=%s: expected full, inc or diff", v);
-  v = env("STILLPOINT_CEPH_TIMEOUT");
+  set_str(&o->uri, env(SP_ENV_NBD_URI));
+  set_str(&o->disk, env(SP_ENV_DISK));
+  set_str(&o->bitmap, env(SP_ENV_BITMAP));
+  set_str(&o->output, env(SP_ENV_OUTPUT));
+  set_str(&o->parent, env(SP_ENV_PARENT_OUTPUT));
+  set_str(&o->ceph_conf, env(SP_ENV_CEPH_CONF));
+  set_str(&o->ceph_user, env(SP_ENV_CEPH_USER));
+  set_str(&o->ceph_keyring, env(SP_ENV_CEPH_KEYRING));
+  const char *v = env(SP_ENV_LEVEL);
+  if (v && *v && sp_level_parse(v, &o->level) < 0)
+    return sp_err_set(e, SP_EXIT_USAGE, SP_ENV_LEVEL "=%s: expected full, inc or diff", v);
+  v = env(SP_ENV_CEPH_TIMEOUT);
   if (v && *v && parse_uint(v, 5, 3600, &o->ceph_timeout) < 0)
-    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_CEPH_TIMEOUT=%s: expected 5 to 3600 seconds",
+    return sp_err_set(e, SP_EXIT_USAGE, SP_ENV_CEPH_TIMEOUT "=%s: expected 5 to 3600 seconds",
                       v);
-  v = env("STILLPOINT_STALL_TIMEOUT_S");
+  v = env(SP_ENV_STALL_TIMEOUT_S);
   if (v && *v && parse_uint(v, 0, 86400, &o->stall_timeout_s) < 0)
-    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_STALL_TIMEOUT_S=%s: expected 0 to 86400 "
+    return sp_err_set(e, SP_EXIT_USAGE, SP_ENV_STALL_TIMEOUT_S "=%s: expected 0 to 86400 "
                       "seconds", v);
-  v = env("STILLPOINT_DISK_SIZE");
+  v = env(SP_ENV_DISK_SIZE);
   if (v && *v && (copy_parse_size(v, &o->size) < 0 || o->size == 0))
-    return sp_err_set(e, SP_EXIT_USAGE, "STILLPOINT_DISK_SIZE=%s: expected a size in bytes", v);
+    return sp_err_set(e, SP_EXIT_USAGE, SP_ENV_DISK_SIZE "=%s: expected a size in bytes", v);
   return 0;
 }
 
@@ -182,19 +162,18 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
   opterr = 0; /* our own one-line message instead of getopt's */
   int c;
   while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
-    int rc = 0;
     switch (c) {
-    case OPT_URI: rc = set_str(&o->uri, optarg); break;
-    case OPT_DISK: rc = set_str(&o->disk, optarg); break;
-    case OPT_BITMAP: rc = set_str(&o->bitmap, optarg); break;
-    case OPT_OUTPUT: rc = set_str(&o->output, optarg); break;
-    case OPT_PARENT: rc = set_str(&o->parent, optarg); break;
+    case OPT_URI: set_str(&o->uri, optarg); break;
+    case OPT_DISK: set_str(&o->disk, optarg); break;
+    case OPT_BITMAP: set_str(&o->bitmap, optarg); break;
+    case OPT_OUTPUT: set_str(&o->output, optarg); break;
+    case OPT_PARENT: set_str(&o->parent, optarg); break;
     case OPT_SIZE:
       if (copy_parse_size(optarg, &o->size) < 0 || o->size == 0)
         return sp_err_set(e, SP_EXIT_USAGE, "--size %s: expected a size in bytes", optarg);
       break;
     case OPT_LEVEL:
-      if (parse_level(optarg, &o->level) < 0)
+      if (sp_level_parse(optarg, &o->level) < 0)
         return sp_err_set(e, SP_EXIT_USAGE, "--level %s: expected full, inc or diff", optarg);
       break;
     case OPT_COMPRESS: o->compress = true; break;
@@ -234,9 +213,9 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
         return sp_err_set(e, SP_EXIT_USAGE, "--connections %s: expected 1 to %d", optarg,
                           SP_COPY_MAX_CONNECTIONS);
       break;
-    case OPT_CEPH_CONF: rc = set_str(&o->ceph_conf, optarg); break;
-    case OPT_CEPH_USER: rc = set_str(&o->ceph_user, optarg); break;
-    case OPT_CEPH_KEYRING: rc = set_str(&o->ceph_keyring, optarg); break;
+    case OPT_CEPH_CONF: set_str(&o->ceph_conf, optarg); break;
+    case OPT_CEPH_USER: set_str(&o->ceph_user, optarg); break;
+    case OPT_CEPH_KEYRING: set_str(&o->ceph_keyring, optarg); break;
     case OPT_CEPH_TIMEOUT:
       if (parse_uint(optarg, 5, 3600, &o->ceph_timeout) < 0)
         return sp_err_set(e, SP_EXIT_USAGE, "--ceph-timeout %s: expected 5 to 3600 seconds",
@@ -249,8 +228,6 @@ static int from_argv(int argc, char *argv[], struct copy_opts *o, struct sp_err 
     default:
       return sp_err_set(e, SP_EXIT_USAGE, "unknown option %s", argv[optind - 1]);
     }
-    if (rc < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading the command line");
   }
   if (optind < argc)
     return sp_err_set(e, SP_EXIT_USAGE, "unexpected argument %s", argv[optind]);
@@ -265,7 +242,7 @@ static char *default_disk(const char *output)
   size_t n = strlen(base);
   if (n > 6 && !strcmp(base + n - 6, ".qcow2"))
     n -= 6;
-  return strndup(base, n);
+  return sp_xstrndup(base, n);
 }
 
 static int check(struct copy_opts *o, struct sp_err *e)
@@ -278,18 +255,16 @@ static int check(struct copy_opts *o, struct sp_err *e)
     return sp_err_set(e, SP_EXIT_USAGE, "level full takes no %s (it copies the whole disk)",
                       o->bitmap ? "bitmap" : "parent image");
   if (o->level != SP_LEVEL_FULL && (!o->bitmap || !o->parent))
-    return sp_err_set(e, SP_EXIT_USAGE, "level %s needs %s", copy_level_name(o->level),
+    return sp_err_set(e, SP_EXIT_USAGE, "level %s needs %s", sp_level_name(o->level),
                       !o->bitmap ? "a bitmap (STILLPOINT_BITMAP or --bitmap)"
                                  : "a parent image (STILLPOINT_PARENT_OUTPUT or --parent)");
   if (o->bitmap && !strchr(o->bitmap, ':')) {
-    char *full = NULL;
-    if (asprintf(&full, BITMAP_PREFIX "%s", o->bitmap) < 0)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "bitmap name");
+    char *full = sp_xasprintf(BITMAP_PREFIX "%s", o->bitmap);
     free(o->bitmap);
     o->bitmap = full;
   }
-  if (!o->disk && !(o->disk = default_disk(o->output)))
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "disk name");
+  if (!o->disk)
+    o->disk = default_disk(o->output);
   return 0;
 }
 

@@ -9,8 +9,8 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "level.h"
 
-enum sp_level { SP_LEVEL_FULL, SP_LEVEL_INC, SP_LEVEL_DIFF };
 
 enum sp_progress_mode {
   SP_PROGRESS_AUTO,  /* live on a terminal, lines otherwise */
@@ -51,7 +51,6 @@ int copy_opts_parse(int argc, char *argv[], sp_getenv_fn *env, struct copy_opts 
                     struct sp_err *e);
 void copy_opts_free(struct copy_opts *o);
 
-const char *copy_level_name(enum sp_level level);
 /* "123", "64K", "1M", "2G" (binary units) into bytes; -1 when malformed. */
 int copy_parse_size(const char *s, uint64_t *out);
 

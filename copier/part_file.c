@@ -11,6 +11,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "xalloc.h"
 
 int part_preflight(const char *output, struct sp_err *e)
 {
@@ -29,11 +30,7 @@ int part_preflight(const char *output, struct sp_err *e)
 /* The output's directory, created 0700 when missing, made canonical. */
 static char *output_dir(const char *output, struct sp_err *e)
 {
-  _cleanup_free_ char *copy = strdup(output);
-  if (!copy) {
-    sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "output path");
-    return NULL;
-  }
+  _cleanup_free_ char *copy = sp_xstrdup(output);
   char *slash = strrchr(copy, '/');
   const char *dir = slash == copy ? "/" : slash ? copy : ".";
   if (slash && slash != copy)
@@ -54,9 +51,8 @@ int part_create(struct part_file *p, const char *output, struct sp_err *e)
   const char *name = slash ? slash + 1 : output;
   if (!(p->dir = output_dir(output, e)))
     return -1;
-  if (asprintf(&p->final, "%s%s%s", p->dir, strcmp(p->dir, "/") ? "/" : "", name) < 0 ||
-      asprintf(&p->part, "%s.part", p->final) < 0)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "output path");
+  p->final = sp_xasprintf("%s%s%s", p->dir, strcmp(p->dir, "/") ? "/" : "", name);
+  p->part = sp_xasprintf("%s.part", p->final);
   /* O_EXCL never follows a symlink, and never opens what someone else made. */
   p->fd = open(p->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (p->fd < 0) {

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 void sp_plan_init(struct sp_plan *p, uint64_t size, uint64_t cluster, sp_seg_fn *emit, void *ud)
 {
   assert(cluster && (cluster & (cluster - 1)) == 0);
@@ -60,11 +62,7 @@ void sp_segq_push(struct sp_segq *q, const struct sp_seg *seg)
 {
   if (q->n == q->cap) {
     size_t cap = q->cap ? 2 * q->cap : 64;
-    struct sp_seg *v = reallocarray(NULL, cap, sizeof *v);
-    if (!v) {
-      q->oom = true;
-      return;
-    }
+    struct sp_seg *v = sp_xreallocarray(NULL, cap, sizeof *v);
     /* Unwrap the ring into the new array. */
     for (size_t i = 0; i < q->n; i++)
       v[i] = q->v[(q->head + i) % q->cap];

@@ -46,7 +46,6 @@ struct sp_segq {
   struct sp_seg *v;
   size_t head, n, cap;
   uint64_t bytes; /* total length queued */
-  bool oom;       /* a push failed: the plan is incomplete */
 };
 
 void sp_segq_push(struct sp_segq *q, const struct sp_seg *seg);

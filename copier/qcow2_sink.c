@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "xalloc.h"
 
 /* qemu-nbd allocates every request buffer with posix_memalign; with
  * glibc's defaults each one is a fresh mmap and munmap, and the page
@@ -20,10 +21,14 @@
 #define QEMU_NBD_TUNABLES \
   "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 
-/* O_DIRECT (--cache=none) with Linux native AIO keeps the written data
- * out of the page cache and cost the least CPU and time for a durable
- * copy here; compressed images and file systems without O_DIRECT (older
- * tmpfs) get the page cache and the same final flush. */
+/* O_DIRECT (--cache=none) keeps the written data out of the page cache
+ * and cost the least CPU and time for a durable copy here; compressed
+ * images and file systems without O_DIRECT (older tmpfs) get the page
+ * cache and the same final flush.  With qemu's default thread pool, not
+ * aio=native: qcow2 appends every new cluster at the end of the file, an
+ * O_DIRECT write that extends a file blocks inside io_submit on ext4
+ * (2.3 ms a call here), and that stalled qemu-nbd's only event loop for
+ * each request (2 MiB requests: 41 s instead of 5-6; docs/facts.md). */
 static bool direct_io_ok(const char *image)
 {
   int fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
@@ -34,14 +39,12 @@ static bool direct_io_ok(const char *image)
 }
 
 /* --image-opts value: commas in the file name are doubled, qemu's escape. */
-static char *image_opts(const char *image, bool compress, bool direct)
+static char *image_opts(const char *image, bool compress)
 {
   size_t n = strlen(image), commas = 0;
   for (size_t i = 0; i < n; i++)
     commas += image[i] == ',';
-  _cleanup_free_ char *esc = malloc(n + commas + 1);
-  if (!esc)
-    return NULL;
+  _cleanup_free_ char *esc = sp_xmalloc(n + commas + 1);
   char *w = esc;
   for (size_t i = 0; i < n; i++) {
     *w++ = image[i];
@@ -51,12 +54,9 @@ static char *image_opts(const char *image, bool compress, bool direct)
   *w = '\0';
   /* The compress filter sits on top of the qcow2 node: one level deeper. */
   const char *file = compress ? "file.file" : "file";
-  char *opts = NULL;
-  if (asprintf(&opts, "%s%s.driver=file,%s.filename=%s%s%s%s",
-               compress ? "driver=compress,file.driver=qcow2," : "driver=qcow2,", file, file,
-               esc, direct ? "," : "", direct ? file : "", direct ? ".aio=native" : "") < 0)
-    return NULL;
-  return opts;
+  return sp_xasprintf("%s%s.driver=file,%s.filename=%s",
+                      compress ? "driver=compress,file.driver=qcow2," : "driver=qcow2,", file,
+                      file, esc);
 }
 
 int sink_open(struct sink *s, const char *env, const char *qemu_nbd, const char *image,
@@ -66,10 +66,10 @@ int sink_open(struct sink *s, const char *env, const char *qemu_nbd, const char 
    * is a read-modify-write of its sectors (measured: 1.4x the wall time
    * of the page cache for the same image). */
   const bool direct = !compress && direct_io_ok(image);
-  _cleanup_free_ char *opts = image_opts(image, compress, direct);
+  _cleanup_free_ char *opts = image_opts(image, compress);
   s->errfd = memfd_create("qemu-nbd-stderr", MFD_CLOEXEC);
   s->h = nbd_create();
-  if (!opts || s->errfd < 0 || !s->h)
+  if (s->errfd < 0 || !s->h) /* memfd_create's errno, or libnbd's (nbd_create) */
     return sp_err_sys(e, SP_EXIT_FAILED, errno ? errno : ENOMEM, "starting qemu-nbd");
   char *argv[] = { (char *)env, QEMU_NBD_TUNABLES, (char *)qemu_nbd, "--image-opts",
                    direct ? "--cache=none" : "--cache=writeback", opts, NULL };

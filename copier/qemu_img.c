@@ -7,18 +7,10 @@
 
 #include "child.h"
 #include "cleanup.h"
+#include "cleanup_json.h"
 #include "options.h"
 
-static void result_freep(struct sp_run_result *r)
-{
-  sp_run_result_free(r);
-}
 
-static void json_putp(json_object **j)
-{
-  if (*j)
-    json_object_put(*j);
-}
 
 /* The last non-empty line of a tool's stderr: qemu-img puts the reason there. */
 static const char *last_line(char *s)
@@ -37,12 +29,12 @@ int qemu_img_info(const char *qemu_img, const char *path, struct image_info *inf
 {
   char *argv[] = { (char *)qemu_img, "info", "--output=json", "--backing-chain",
                    (char *)path, NULL };
-  _cleanup_(result_freep) struct sp_run_result r = { 0 };
+  _cleanup_(sp_run_result_free) struct sp_run_result r = { 0 };
   if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r, e) < 0)
     return -1;
   if (r.status != 0)
     return sp_err_set(e, SP_EXIT_FAILED, "%s", last_line(r.err));
-  _cleanup_(json_putp) json_object *chain = json_tokener_parse(r.out);
+  _cleanup_json_ json_object *chain = json_tokener_parse(r.out);
   json_object *top = json_object_is_type(chain, json_type_array)
                        ? json_object_array_get_idx(chain, 0) : NULL;
   json_object *fmt = NULL, *vsize = NULL;
@@ -79,7 +71,7 @@ int qemu_img_create(const char *qemu_img, const char *path, uint64_t size, const
   argv[n++] = (char *)path;
   argv[n++] = sz;
   argv[n] = NULL;
-  _cleanup_(result_freep) struct sp_run_result r = { 0 };
+  _cleanup_(sp_run_result_free) struct sp_run_result r = { 0 };
   if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r, e) < 0)
     return -1;
   if (r.status != 0)
@@ -93,7 +85,7 @@ int qemu_img_shrink(const char *qemu_img, const char *path, uint64_t size, struc
   snprintf(sz, sizeof sz, "%" PRIu64, size);
   char *argv[] = { (char *)qemu_img, "resize", "-q", "--shrink", "-f", "qcow2", (char *)path,
                    sz, NULL };
-  _cleanup_(result_freep) struct sp_run_result r = { 0 };
+  _cleanup_(sp_run_result_free) struct sp_run_result r = { 0 };
   if (sp_run(argv, NULL, SP_RUN_CAPTURE_OUT | SP_RUN_CAPTURE_ERR, &r, e) < 0)
     return -1;
   if (r.status != 0)

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "copy_loop.h"
 #include "interrupt.h"
 #include "iszero.h"
@@ -17,6 +18,7 @@
 #include "plan.h"
 #include "progress.h"
 #include "rbd_sink.h"
+#include "xalloc.h"
 
 /* A write-zeroes carries no payload: one request may cover much more
  * than a read (librbd splits it per object). */
@@ -115,8 +117,6 @@ static int refill(struct rloop *lp, struct sp_err *e)
   while (lp->plan.pos < lp->src->size && lp->q.bytes < want) {
     if (source_map(lp->src, &lp->plan, e) < 0)
       return -1;
-    if (lp->q.oom)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "copy plan");
   }
   return 0;
 }
@@ -334,11 +334,11 @@ static int rloop_init(struct rloop *lp, const struct rbd_job *job, struct sp_cop
   sp_plan_init(&lp->plan, job->src->size, SP_COPY_CLUSTER, enqueue, lp);
   lp->memlen = (size_t)job->requests * job->request_size;
   lp->mem = mmap(NULL, lp->memlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  lp->slots = calloc(lp->nslots, sizeof *lp->slots);
-  if (lp->mem == MAP_FAILED)
+  lp->slots = sp_xcalloc(lp->nslots, sizeof *lp->slots);
+  if (lp->mem == MAP_FAILED) {
     lp->mem = NULL;
-  if (!lp->mem || !lp->slots)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "%zu bytes of buffers", lp->memlen);
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "%zu bytes of buffers", lp->memlen);
+  }
   for (unsigned i = 0; i < lp->nslots; i++)
     lp->slots[i] = (struct slot){ .lp = lp, .buf = lp->mem + (size_t)i * job->request_size };
   return 0;
@@ -346,7 +346,7 @@ static int rloop_init(struct rloop *lp, const struct rbd_job *job, struct sp_cop
 
 static int rbd_copy_run(const struct rbd_job *job, struct sp_copy_stats *st, struct sp_err *e)
 {
-  __attribute__((cleanup(rloop_free))) struct rloop lp = { 0 };
+  _cleanup_(rloop_free) struct rloop lp = { 0 };
   *st = (struct sp_copy_stats){ 0 };
   int rc = rloop_init(&lp, job, st, e);
   while (rc == 0) {
@@ -405,7 +405,7 @@ static int copy(struct rbd_run *r, const struct copy_opts *o, const char *prefix
 
 int rbd_copy_disk(const struct copy_opts *o, const char *prefix, double t0, struct sp_err *e)
 {
-  __attribute__((cleanup(rbd_run_free))) struct rbd_run r = {
+  _cleanup_(rbd_run_free) struct rbd_run r = {
     .intr = INTERRUPT_INIT, .sink = RBD_SINK_INIT,
   };
   const struct sp_ceph_opts ceph = {

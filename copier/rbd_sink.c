@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "xalloc.h"
 
 /* The newest snapshot's name (malloc'd) or NULL when the image has none. */
 static int newest_snapshot(rbd_image_t image, char **out, struct sp_err *e)
@@ -15,9 +16,7 @@ static int newest_snapshot(rbd_image_t image, char **out, struct sp_err *e)
   *out = NULL;
   int max = 16;
   for (;;) {
-    _cleanup_free_ rbd_snap_info_t *snaps = calloc((size_t)max, sizeof *snaps);
-    if (!snaps)
-      return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot list");
+    _cleanup_free_ rbd_snap_info_t *snaps = sp_xcalloc((size_t)max, sizeof *snaps);
     int n = rbd_snap_list(image, snaps, &max);
     if (n == -ERANGE)
       continue; /* max now holds the count needed */
@@ -28,11 +27,10 @@ static int newest_snapshot(rbd_image_t image, char **out, struct sp_err *e)
     for (int i = 0; i < n; i++)
       if (best < 0 || snaps[i].id > snaps[best].id)
         best = i;
-    int rc = 0;
-    if (best >= 0 && !(*out = strdup(snaps[best].name)))
-      rc = sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "snapshot list");
+    if (best >= 0)
+      *out = sp_xstrdup(snaps[best].name);
     rbd_snap_list_end(snaps);
-    return rc;
+    return 0;
   }
 }
 
@@ -67,7 +65,7 @@ static int check_image(struct rbd_sink *s, const struct sp_rbd_spec *par, uint64
 static int open_image(struct rbd_sink *s, const char *output, const char *parent, uint64_t size,
                       struct sp_err *e)
 {
-  __attribute__((cleanup(sp_rbd_spec_free))) struct sp_rbd_spec par = { 0 };
+  _cleanup_(sp_rbd_spec_free) struct sp_rbd_spec par = { 0 };
   if (parent) {
     if (sp_rbd_spec_parse(parent, &par, e) < 0)
       return -1;
@@ -77,10 +75,12 @@ static int open_image(struct rbd_sink *s, const char *output, const char *parent
   }
   int rc;
   if (!parent) {
-    /* A new image with the cluster's default features (layering,
-     * exclusive-lock, object-map, fast-diff, deep-flatten). */
+    /* A new image with layering, so restore --instant can clone its
+     * snapshots (features 0 would have none: clones fail with ENOSYS);
+     * no exclusive-lock or object-map: one writer per image already,
+     * held by the VM's lock in the pool. */
     int order = 0;
-    rc = rbd_create2(s->io, s->out.image, size, 0, &order);
+    rc = rbd_create2(s->io, s->out.image, size, RBD_FEATURE_LAYERING, &order);
     if (rc == -EEXIST)
       return sp_err_set(e, SP_EXIT_FAILED,
                         "%s: the image exists already; a full point writes a new one", output);

@@ -12,6 +12,14 @@
  * at once comes first (the backup then refuses a running VM). */
 #define HOOK_HANDOFF_SETTLE_S 2
 
+/* Hands the backup off: through systemd-run when systemd runs, a double
+ * fork otherwise (handoff_choice.h); logs which. */
 void hook_backup_on_stop(const struct hook_call *c, const struct hook_ctx *x);
+
+/* `stillpoint-hook --backup-on-stop BIN DOMAIN UUID HOOK_PID`: the command
+ * of the systemd-run unit.  Takes the VM's pending lock (exit 3 when a run
+ * holds it), waits for the hook to be gone, runs the backup; returns only
+ * on bad arguments (exit 2) or a refusal. */
+int hook_handoff_run(const char *bin, const char *domain, const char *uuid, const char *pid_text);
 
 #endif

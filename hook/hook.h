@@ -29,6 +29,7 @@ struct hook_call {
   struct sp_log log;
   int status_fd;       /* worker only: HOOK_STATUS_* go here */
 };
+#define HOOK_CALL_INIT { .status_fd = -1 }
 
 /* Actions; run in the worker process.  They log what they did and never
  * fail: the exit status is the supervisor's decision. */

@@ -9,6 +9,7 @@
 
 #include "cleanup.h"
 #include "clock.h"
+#include "xalloc.h"
 
 int hook_read_input(int fd, size_t max, long long deadline_ms, char **buf, size_t *len,
                     struct sp_err *e)
@@ -17,9 +18,7 @@ int hook_read_input(int fd, size_t max, long long deadline_ms, char **buf, size_
   *len = 0;
   size_t cap = 65536, n = 0;
   bool too_big = false;
-  _cleanup_free_ char *b = malloc(cap + 1);
-  if (!b)
-    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "reading stdin");
+  _cleanup_free_ char *b = sp_xmalloc(cap + 1);
   for (;;) {
     long long left = deadline_ms - sp_now_ms();
     struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -32,12 +31,12 @@ int hook_read_input(int fd, size_t max, long long deadline_ms, char **buf, size_
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "waiting for stdin");
     if (n == cap && !too_big) {
       size_t ncap = cap * 2;
-      char *nb = ncap <= max ? realloc(b, ncap + 1) : NULL;
-      if (nb) {
-        b = nb;
+      if (ncap <= max) {
+        b = sp_xrealloc(b, ncap + 1);
         cap = ncap;
-      } else
+      } else {
         too_big = true;
+      }
     }
     /* Past max, keep reading into the last chunk only: drained, dropped. */
     char *dst = too_big ? b : b + n;

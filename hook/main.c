@@ -15,6 +15,8 @@
 
 #include "build_config.h"
 #include "clock.h"
+#include "handoff.h"
+#include "handoff_choice.h"
 #include "err.h"
 #include "hook.h"
 #include "input.h"
@@ -64,11 +66,12 @@ int main(int argc, char **argv)
     printf("stillpoint-hook %s\n", STILLPOINT_VERSION);
     return SP_EXIT_OK;
   }
+  /* Six words: never libvirt's five (stillpoint-hook(8), BACKUP ON STOP). */
+  if (argc == 6 && strcmp(argv[1], HOOK_HANDOFF_RUN_OPT) == 0)
+    hook_exit(hook_handoff_run(argv[2], argv[3], argv[4], argv[5]));
   openlog("stillpoint-hook", LOG_PID, LOG_DAEMON);
-  struct hook_call c = {
-    .log = { .prog = "stillpoint-hook", .to_syslog = true },
-    .status_fd = -1,
-  };
+  struct hook_call c = HOOK_CALL_INIT;
+  c.log = (struct sp_log){ .prog = "stillpoint-hook", .to_syslog = true };
   struct sp_err e = { 0 };
   /* libvirt always gives a pipe; a person at a terminal gets no wait. */
   int in = isatty(STDIN_FILENO)

@@ -70,8 +70,12 @@ static void lost(const struct hook_call *c, const struct hook_ctx *x, const char
   }
   if (block)
     hook_status(c, HOOK_STATUS_OK);
+  /* Loud on purpose: a wipe the administrator meant is undone here too,
+   * and this line is where they learn how to make it stick. */
   sp_warn(&c->log, "%s: TPM state was lost (%s: %s); put back snapshot %s (taken %s) before "
-          "swtpm started", c->domain, sp_tpm_presence_str(p), dir, last->id, last->created);
+          "swtpm started. If the TPM was wiped on purpose: shut %s down, wipe its TPM state "
+          "again and run `stillpoint state forget %s` before the next start", c->domain,
+          sp_tpm_presence_str(p), dir, last->id, last->created, c->domain, c->domain);
   if (kept)
     sp_warn(&c->log, "%s: what the state directory held is kept in %s", c->domain, kept);
 }

@@ -11,13 +11,14 @@
 
 #include "cleanup.h"
 #include "context.h"
-#include "hook.h"
 #include "handoff.h"
+#include "hook.h"
 #include "incoming.h"
 #include "offline_mark.h"
 #include "state_install.h"
 #include "state_locator.h"
 #include "state_snapshots.h"
+#include "xalloc.h"
 
 static bool capture_tpm(const struct hook_call *c, const struct hook_ctx *x,
                         struct sp_snapshot *s)
@@ -126,16 +127,11 @@ static void snapshot(struct hook_call *c, const struct hook_ctx *x)
             c->domain);
     return;
   }
-  s.domain = strdup(c->domain);
-  s.uuid = strdup(x->dom.uuid);
-  if (asprintf(&s.event, "%s %s %s", c->op, c->subop, c->extra) < 0)
-    s.event = NULL;
+  s.domain = sp_xstrdup(c->domain);
+  s.uuid = sp_xstrdup(x->dom.uuid);
+  s.event = sp_xasprintf("%s %s %s", c->op, c->subop, c->extra);
   s.xml = steal_pointer(&c->xml);
   s.xml_len = c->xml_len;
-  if (!s.domain || !s.uuid || !s.event) {
-    sp_error(&c->log, "%s: not snapshotted: %s", c->domain, strerror(ENOMEM));
-    return;
-  }
   store(c, x, &s);
 }
 

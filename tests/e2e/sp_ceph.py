@@ -327,6 +327,10 @@ bluestore_block_wal_create = false
         t0 = time.monotonic()
         self.ceph("osd", "pool", "create", self.pool, "8", "8")
         self.timings["pool_create"] = time.monotonic() - t0
+        # Clone format 2 (restore --instant: clones of unprotected snapshots
+        # that prune may still remove) needs every client to be Mimic or
+        # newer; a new Pacific cluster still allows older ones.
+        self.ceph("osd", "set-require-min-compat-client", "mimic")
         self.sh("rbd", "--conf", self.conf, "--keyring", self.admin_keyring, "pool", "init",
                 self.pool)
         # The user a site gives stillpoint: RBD images and RADOS objects of

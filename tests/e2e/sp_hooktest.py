@@ -118,6 +118,13 @@ class HookBed:
             f.seek(since)
             return [l for l in f.read().splitlines() if f": {name}:" in l]
 
+    def returned_ms(self, name, op, since=0):
+        """The wall times (ms) of the hook's calls `op` ("release end") for
+        one domain, as hookwrap.sh measured them around the hook."""
+        mark = f"hookwrap: {name}: {op}: returned after "
+        return [int(l[len(mark):].split()[0]) for l in self.log(name, since)
+                if l.startswith(mark)]
+
     def vm_store(self, uuid, state_dir=None):
         return os.path.join(state_dir or self.state_dir, uuid)
 

@@ -74,8 +74,10 @@ def manifest(point):
 
 
 def points(domain_dir):
-    """(complete ids, partial ids), oldest first."""
-    names = sorted(os.listdir(domain_dir)) if os.path.isdir(domain_dir) else []
+    """(complete ids, partial ids), oldest first. A killed run's <id>.lock
+    (the lock of the point it was writing) is neither."""
+    names = sorted(n for n in os.listdir(domain_dir) if not n.endswith(".lock")) \
+        if os.path.isdir(domain_dir) else []
     return ([n for n in names if not n.endswith(".partial")],
             [n[:-len(".partial")] for n in names if n.endswith(".partial")])
 

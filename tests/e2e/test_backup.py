@@ -282,7 +282,8 @@ def test_first_failing_copier_stops_the_others(bins, vm, tmp_path):
 def test_begin_failure(bins, vm, tmp_path):
     """backupBegin fails inside the pause (QEMU runs an NBD server of its own,
     started outside libvirt: "NBD server already running"); the VM must come
-    back at once, with no new checkpoint."""
+    back at once, with no new checkpoint.  The point is left <id>.partial and
+    the run says so as a failed copy does (one failure path)."""
     sock = tempfile.mkdtemp(prefix="sptest-nbd-", dir="/var/tmp")
     os.chown(sock, *sp_vm.qemu_ids())
     sp_vm.virsh("qemu-monitor-command", vm.name, "--hmp", f"nbd_server_start unix:{sock}/s")
@@ -292,6 +293,10 @@ def test_begin_failure(bins, vm, tmp_path):
         assert r.rc == 1, r
         assert "could not start the backup job" in r.err
         assert_running_no_new_checkpoint(vm, before)
+        done, partial = spp.points(tmp_path / "points" / vm.name)
+        assert done == [] and len(partial) == 1
+        where = tmp_path / "points" / vm.name / f"{partial[0]}.partial"
+        assert f"the point is left incomplete in {where}" in r.err, r.err
     finally:
         sp_vm.virsh("qemu-monitor-command", vm.name, "--hmp", "nbd_server_stop")
         shutil.rmtree(sock, ignore_errors=True)
@@ -355,6 +360,47 @@ def test_signal_during_copy(bins, vm, tmp_path, sig):
     assert done == [] and len(partial) == 1
 
 
+def test_run_timeout_stops_a_slow_copy(bins, vm, tmp_path):
+    """A copy that moves, but too slowly (every read of the job's export
+    answered after 3 s by nbdkit's delay filter in between, so stall_timeout_s
+    = 10 never fires): run_timeout_s fails the run on its failure path, exit 1
+    naming the key, within the deadline and a margin; the VM runs, no job
+    and no checkpoint are left, the point stays .partial, and the next run
+    removes it and completes."""
+    before = sp_vm.checkpoints(vm.dom)
+    target = tmp_path / "points"
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    # Test only: the export behind nbdkit; the proxy exits with the copier
+    # (same process after exec), which the run stops as a process group.
+    copier = (f'nbdkit -f --exit-with-parent -U "{slow}/$STILLPOINT_DISK.sock" '
+              f'--filter=delay nbd uri="$STILLPOINT_NBD_URI" rdelay=3s & '
+              f'while [ ! -S "{slow}/$STILLPOINT_DISK.sock" ]; do sleep 0.1; done; '
+              f'STILLPOINT_NBD_URI="nbd+unix:///?socket={slow}/$STILLPOINT_DISK.sock" '
+              f'exec "{Bins.copy}" --requests 1 --connections 1')
+    limit = 20
+    t0 = time.monotonic()
+    r = run([bins.stillpoint, "backup", vm.name, "--target", str(target), "--level", "full",
+             "--set", f"copier={copier}", "--set", f"run_timeout_s={limit}",
+             "--set", "stall_timeout_s=10"], timeout=limit + 120)
+    took = time.monotonic() - t0
+    print(f"run failed {took:.1f} s after its start (run_timeout_s = {limit})")
+    assert r.rc == 1, r
+    assert f"run_timeout_s = {limit}" in r.err and "while copying" in r.err, r.err
+    assert "no progress" not in r.err, r.err
+    # The watch looks every 500 ms; stopping the copiers and the failure
+    # path take a few seconds on a loaded host.
+    assert limit <= took < limit + 30, took
+    assert_running_no_new_checkpoint(vm, before)
+    assert vm.dom.jobInfo()[0] == 0
+    done, partial = spp.points(target / vm.name)
+    assert done == [] and len(partial) == 1, (done, partial)
+    r = backup(bins, vm, target, level="full")
+    assert r.rc == 0, r
+    done, left = spp.points(target / vm.name)
+    assert len(done) == 1 and left == [], (done, left)
+
+
 def test_kill_9_while_paused(bins, vm, tmp_path, events):
     """The coordinator dies inside the window: the guardian resumes at once,
     ends the job and deletes the new checkpoint."""
@@ -396,7 +442,10 @@ def test_window_overrun(bins, vm, tmp_path, events):
     assert r.rc == 1, r
     assert "overran pause_max_ms" in r.err
     spans = events.pauses_ms()
-    assert len(spans) == 1 and 1000 <= spans[0] < 2000, spans
+    # The guardian's deadline runs from just before the suspend, and the span
+    # between libvirt's two events: a slow suspend makes it a little shorter
+    # (994 ms seen on a loaded host).
+    assert len(spans) == 1 and 900 <= spans[0] < 2000, spans
     assert_running_no_new_checkpoint(vm, before)
     assert vm.dom.jobInfo()[0] == 0
 

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -539,6 +540,74 @@ def test_source_read_error(bins, tmp_path):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ss_timers(port):
+    """The timer field of `ss -o` per established connection with this
+    port at one end, keyed by the local port."""
+    out = subprocess.run(["ss", "-Htno", "state", "established", f"( sport = :{port} or "
+                          f"dport = :{port} )"], capture_output=True, text=True, check=True)
+    timers = {}
+    for line in out.stdout.splitlines():
+        f = line.split()
+        local = int(f[2].rsplit(":", 1)[1])
+        timers[local] = next((x for x in f if x.startswith("timer:")), "")
+    return timers
+
+
+def test_tcp_source_has_keepalive(bins, tmp_path):
+    """A TCP source (transport = tcp: nbds://) gets TCP keepalive, so that a
+    peer gone without a reset (host down, partition) fails the read within
+    about a minute. The copier waits on a server that holds every read;
+    `ss -o` shows the keepalive timer on the copier's connections (idle
+    30 s, not the kernel's 2 h), and none on the server's side."""
+    port = free_port()
+    proc = subprocess.Popen(["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port),
+                             "--filter=delay", "pattern", "16M", "rdelay=600"])
+    copier = None
+    try:
+        deadline = time.monotonic() + 30
+        while not ss_listening(port):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        out = str(tmp_path / "o" / "d.qcow2")
+        copier = subprocess.Popen([bins.copy, "--uri", f"nbd://127.0.0.1:{port}/",
+                                   "--output", out, "--connections", "1"],
+                                  env={**os.environ, "STILLPOINT_STALL_TIMEOUT_S": "0"},
+                                  stderr=subprocess.PIPE, text=True)
+        timers = {}
+        while time.monotonic() < deadline:
+            timers = ss_timers(port)
+            mine = [t for local, t in timers.items() if local != port]
+            if mine and all(t.startswith("timer:(keepalive,") for t in mine):
+                break
+            assert copier.poll() is None, copier.communicate()
+            time.sleep(0.2)
+        print(f"ss -o: {timers}")
+        mine = {local: t for local, t in timers.items() if local != port}
+        assert mine and all(t.startswith("timer:(keepalive,") for t in mine.values()), timers
+        for t in mine.values():  # timer:(keepalive,29sec,0): at most KEEP_IDLE
+            left = t.split(",")[1]
+            assert left.endswith("ms") or int(left.rstrip("sec")) <= 30, t
+        assert not [t for local, t in timers.items() if local == port and "keepalive" in t]
+    finally:
+        if copier and copier.poll() is None:
+            copier.terminate()
+            copier.communicate(timeout=30)
+        proc.terminate()
+        proc.wait()
+
+
+def ss_listening(port):
+    out = subprocess.run(["ss", "-Htln", f"( sport = :{port} )"], capture_output=True,
+                         text=True)
+    return bool(out.stdout.strip())
 
 
 @contextlib.contextmanager

@@ -203,7 +203,10 @@ def test_lost_tpm_state_is_put_back_before_swtpm_starts(bed, make_vm):
         assert not manufactured_since(vm.name, swmark), how
         assert_libvirt_layout(vm.tpm_dir)
         log = bed.log(vm.name, mark)
-        assert any(f"put back snapshot {sid}" in l and "warning" in l for l in log), log
+        # One loud line: the VM, the snapshot's time, and how to make a wipe stick.
+        taken = bed.meta(vm.uuid, sid)["created"]
+        assert any(f"put back snapshot {sid} (taken {taken})" in l and "warning" in l and
+                   f"`stillpoint state forget {vm.name}`" in l for l in log), log
         vm.dom.destroy()
         assert read_marker(vm.tpm_dir) == MARKER  # the VM's own TPM, not a new one
     assert len(bed.snapshots(vm.uuid)) == count  # recovered = unchanged: no new snapshots
@@ -259,6 +262,49 @@ def test_lost_tpm_with_recover_off_is_logged_and_state_restore_puts_it_back(bed,
 
     r = bed.state("restore", vm.name, sid)
     assert r.rc == 0 and "nothing changed" in r.out, r
+
+
+def test_state_forget_keeps_an_intended_tpm_wipe(bed, make_vm):
+    vm = hook_vm(make_vm, bed, recover_tpm="auto")
+    cycle(vm)
+    write_marker(vm)
+    cycle(vm)
+    ids = bed.snapshots(vm.uuid)
+    want = tree_hashes(os.path.join(bed.snapshot_dir(vm.uuid, ids[-1]), "tpm", "tpm2"))
+
+    r = bed.state("forget", "sptest-no-such-domain")
+    assert r.rc == 3 and "not found" in r.err, r
+    vm.start(paused=True)
+    r = bed.state("forget", vm.name)
+    assert r.rc == 3 and "is running" in r.err and "virsh shutdown" in r.err, r
+    vm.dom.destroy()
+    ids = bed.snapshots(vm.uuid)
+    assert ids
+
+    shutil.rmtree(vm.tpm_dir)  # the administrator's wipe, meant
+    r = bed.state("forget", vm.name)
+    assert r.rc == 0 and f"forgot {len(ids)} snapshots of {vm.name}: moved to " in r.out, r
+    aside = r.out.split("moved to ", 1)[1].split()[0]
+    assert os.path.dirname(aside) == bed.vm_store(vm.uuid)
+    assert sorted(os.listdir(aside)) == sorted(ids)  # moved aside, not deleted
+    assert bed.snapshots(vm.uuid) == []
+    r = bed.state("list", vm.name)
+    assert r.rc == 0 and "(none)" in r.out, r
+
+    mark, swmark = bed.log_size(), swtpm_log_size(vm.name)
+    vm.start(paused=True)
+    assert manufactured_since(vm.name, swmark)  # libvirt made a new TPM, and it stays
+    assert tree_hashes(vm.tpm_dir) != want
+    assert not [l for l in bed.log(vm.name, mark) if "put back" in l or "lost" in l]
+    vm.dom.destroy()
+    assert len(bed.snapshots(vm.uuid)) == 1  # the new TPM is the one the hook keeps now
+    assert sorted(os.listdir(aside)) == sorted(ids)
+
+    r = bed.state("forget", vm.name)  # forgets the new one too; no store: nothing to do
+    assert r.rc == 0 and "forgot 1 snapshot of" in r.out, r
+    shutil.rmtree(bed.vm_store(vm.uuid))
+    r = bed.state("forget", vm.name)
+    assert r.rc == 0 and "nothing to forget" in r.out, r
 
 
 def test_block_start_on_tpm_loss_refuses_the_start(bed, make_vm):

@@ -99,6 +99,8 @@ def check_point(bins, c, j, tmp_path, nvram, tpm):
 
 
 def test_offline_full(bins, chain, tmp_path):
+    """An offline full point verifies, equals the disks and the VM's NVRAM
+    and TPM, leaves them untouched, and restores."""
     c = chain
     assert c.vm.state() == sp_vm.libvirt.VIR_DOMAIN_SHUTOFF
     offline_write(c.vm, "vda", 0x11, 1 * MiB, 1 * MiB)
@@ -118,16 +120,19 @@ def test_offline_full(bins, chain, tmp_path):
     assert not os.path.exists(f"/run/stillpoint/offline/{c.vm.uuid}")
     check_point(bins, c, j, tmp_path, nvram, tpm)
     assert j["id"] in sp_vm.checkpoints(c.vm.dom)
+    restore_and_start(bins, c, j["path"], tmp_path, nvram, tpm)
 
 
 def test_online_inc_after_offline(bins, chain, tmp_path):
-    """The checkpoint of an offline point serves the next online incremental."""
+    """The checkpoint of an offline point serves the next online incremental,
+    which verifies, equals the disks, and restores (full + incremental)."""
     c = chain
     assert c.ids, "needs test_offline_full"
     c.vm.start()
     try:
         c.vm.wait_settled(quiet_s=4.0)
         c.vm.write("vda", 0x21, 4 * MiB, 1 * MiB)
+        before = state_hashes(c)
         r = backup(bins, c, "--level", "inc")
         assert r.rc == 0, r
         j = r.json()
@@ -140,8 +145,9 @@ def test_online_inc_after_offline(bins, chain, tmp_path):
         nvram, tpm = state_hashes(c)
     finally:
         c.vm.dom.destroy()
-    # OVMF writes NVRAM until its last moment: the point holds the state of
-    # its window, which the files no longer are; only the disks compare.
+    # OVMF may write NVRAM until its last moment: the point holds the state
+    # of its window, which the files may no longer be (compared below only
+    # when they did not change around the point).
     v = run([bins.stillpoint, "verify", j["path"]])
     assert v.rc == 0, v
     for t in ("vda", "vdc"):
@@ -150,7 +156,14 @@ def test_online_inc_after_offline(bins, chain, tmp_path):
                        check=True)
         rc, out = spp.compare(str(src), os.path.join(j["path"], "disks", f"{t}.qcow2"))
         assert rc == 0, f"{t}: {out}"
-    del nvram, tpm
+    point_nv = tree_hashes(os.path.join(j["path"], "nvram"))
+    point_tpm = tree_hashes(os.path.join(j["path"], "tpm", "tpm2"))
+    if before == (nvram, tpm):
+        # The firmware wrote nothing from before the point to after it (it
+        # does not always settle that early): then the point holds the files.
+        assert list(point_nv.values()) == list(nvram.values())
+        assert point_tpm == tpm
+    restore_and_start(bins, c, j["path"], tmp_path, point_nv, point_tpm)
 
 
 def test_offline_inc_after_online(bins, chain, tmp_path):
@@ -418,7 +431,8 @@ def test_backup_on_stop(bins, conn, confdir, tmp_path):
         vm.dom.destroy()
         s = sp_vm.virsh("start", vm.name, check=False)
         assert s.returncode == 0, s
-        time.sleep(6 + 2)  # the hand-off's settle time and its refusal
+        wait_pending_run_ended(vm.uuid)  # it looked, and refused the running VM
+        assert any("handed off through" in l for l in bed.log(vm.name, since))
         assert vm.is_running()
         assert spp.points(target / vm.name)[0] == done
     finally:
@@ -426,6 +440,118 @@ def test_backup_on_stop(bins, conn, confdir, tmp_path):
         vm.remove()
         try:  # the rate limit's lock file
             os.unlink(f"/run/stillpoint/offline/{vm.uuid}.pending")
+        except FileNotFoundError:
+            pass
+
+
+def wait_pending_run_ended(uuid, timeout=180):
+    """Until the detached run of backup_on_stop has ended: it holds the VM's
+    pending lock to its end."""
+    import fcntl
+    path = f"/run/stillpoint/offline/{uuid}.pending"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.2)
+        finally:
+            os.close(fd)
+    raise TimeoutError(f"the backup_on_stop run of {uuid} did not end in {timeout} s")
+
+
+def guest_shutdown(g):
+    """The guest shuts itself down: qemu-ga's guest-shutdown runs its
+    /sbin/shutdown, busybox init unmounts /data and powers off."""
+    g.dom.shutdownFlags(sp_vm.libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
+    deadline = time.time() + 120
+    while g.dom.isActive():
+        assert time.time() < deadline, f"{g.name} did not shut itself down in 120 s"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_backup_on_stop_after_guest_shutdown(bins, tiny_guest, tmp_path):
+    """backup_on_stop with a real guest: the tiny guest shuts itself down
+    (guest agent); the hook returns within its bound (its wall time as
+    libvirt waited for it); within a bounded time an offline point exists
+    that equals the disk after the shutdown and holds the file written
+    before it. Then the guest is started, shuts down again and is started
+    at once: the start is not held up, the pending backup yields (exit 3,
+    no point), the guest runs, and an online incremental continues the chain
+    from the offline point. (Shares the session's guest: leaves it running
+    with its agent answering, and removes the checkpoints it made.)"""
+    from sp_hooktest import HookBed
+    from sp_vm import libvirt
+    g = tiny_guest
+    bed = HookBed(bins, tmp_path / "bed")
+    target = tmp_path / "p"
+    with open(os.path.join(bed.conf, "vm.d", f"{g.name}.conf"), "w") as f:
+        f.write(f"[defaults]\ntarget = {target}\n[hook]\nsnapshot_on_stop = yes\n"
+                f"backup_on_stop = yes\nstillpoint_binary = {bins.stillpoint}\n")
+    before = set(sp_vm.checkpoints(g.dom))
+    token = os.urandom(8).hex()
+    try:
+        bed.install()
+        g.check(f"echo {token} > /data/backup-on-stop && sync")
+        since = bed.log_size()
+        guest_shutdown(g)
+        stopped = time.time()
+        after_stop = tmp_path / "data.after-stop.raw"
+        subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(g.data_disk),
+                        str(after_stop)], check=True)
+        done = []
+        while time.time() < stopped + 180 and not done:
+            done, _ = spp.points(target / g.name)
+            time.sleep(0.5)
+        assert done, f"no point within 180 s of the guest's shutdown: {bed.log(g.name, since)}"
+        lines = bed.log(g.name, since)
+        assert any("handed off through" in l for l in lines), lines
+        assert not any("abandoned after" in l for l in lines), lines
+        took = bed.returned_ms(g.name, "release end", since)
+        assert took and max(took) < 2000 + 3000, (took, lines)  # HOOK_BUDGET_MS + a busy host
+        point = target / g.name / done[0]
+        m = spp.manifest(point)
+        assert m["offline"] is True, m
+        wait_pending_run_ended(g.uuid)
+        assert not g.dom.isActive()
+        assert run([bins.stillpoint, "verify", str(point)]).rc == 0
+        disk = point / "disks" / "vda.qcow2"
+        rc, out = spp.compare(str(after_stop), str(disk))
+        assert rc == 0, out
+        assert sp_guest.read_guest_file(disk, "/backup-on-stop").decode().strip() == token
+
+        # A start right after the next shutdown: not held up, left alone.
+        sp_guest.start_guest(g)
+        since = bed.log_size()
+        guest_shutdown(g)
+        g.dom.create()
+        assert g.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        wait_pending_run_ended(g.uuid)
+        assert any("handed off through" in l for l in bed.log(g.name, since))
+        g.boot_seconds = sp_guest.wait_for_agent(g.dom)
+        assert g.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert spp.points(target / g.name)[0] == done
+        # The chain goes on from the offline point.
+        r = run([bins.stillpoint, "backup", g.name, "--level", "inc", "--json"],
+                env=bed.env)
+        assert r.rc == 0, r
+        j = r.json()
+        assert j["offline"] is False and j["level"] == "inc" and j["parent"] == done[0], j
+    finally:
+        bed.uninstall()
+        wait_pending_run_ended(g.uuid)
+        if not g.dom.isActive():
+            sp_guest.start_guest(g)
+        for name in set(sp_vm.checkpoints(g.dom)) - before:
+            g.dom.checkpointLookupByName(name).delete()
+        try:
+            os.unlink(f"/run/stillpoint/offline/{g.uuid}.pending")
         except FileNotFoundError:
             pass
 
@@ -452,6 +578,9 @@ def test_backup_on_stop_one_pending_run_per_vm(bins, tmp_path):
         hook = [bins.hook, "sptest-pending", "release", "end", "-"]
         first = run(hook, env=env, input=xml)
         assert first.rc == 0 and "handed off" in first.err, first
+        # No systemd on this host (no /run/systemd/system): the double fork.
+        if not os.path.isdir("/run/systemd/system"):
+            assert "handed off through a double fork" in first.err, first
         second = run(hook, env=env, input=xml)
         assert second.rc == 0 and "pending already" in second.err, second
         deadline = time.time() + 30
@@ -466,5 +595,40 @@ def test_backup_on_stop_one_pending_run_per_vm(bins, tmp_path):
     finally:
         try:
             os.unlink(pending)
+        except FileNotFoundError:
+            pass
+
+
+def test_systemd_units_command(bins, tmp_path):
+    """What the systemd-run unit runs, `stillpoint-hook --backup-on-stop BIN
+    DOMAIN UUID HOOK_PID`, run directly (this host has no systemd): it waits
+    until the hook's process is gone, runs `BIN backup --only-offline
+    DOMAIN`, and holds the VM's pending lock meanwhile, so a second run is
+    refused (exit 3) and says why."""
+    uuid = "0ff1ce00-5eed-4a11-8b0b-000000000018"
+    ran = tmp_path / "ran"
+    fake = tmp_path / "fake-stillpoint"
+    fake.write_text(f"#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {ran}\n")
+    fake.chmod(0o755)
+    hook_proc = subprocess.Popen(["sleep", "2"])
+    cmd = [bins.hook, "--backup-on-stop", str(fake), "sptest-unit", uuid, str(hook_proc.pid)]
+    try:
+        first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        second = run(cmd)
+        assert second.rc == 3 and "pending already" in second.err, second
+        hook_proc.wait()
+        gone = time.time()
+        first.communicate(timeout=60)
+        assert first.returncode == 0
+        when, args = ran.read_text().split(" ", 1)
+        assert args == "backup --only-offline sptest-unit\n"
+        assert float(when) >= gone, "the backup ran before the hook was gone"
+        bad = run([bins.hook, "--backup-on-stop", str(fake), "d", "not-a-uuid", "1"])
+        assert bad.rc == 2 and "not for use by hand" in bad.err, bad
+    finally:
+        hook_proc.kill()
+        try:
+            os.unlink(f"/run/stillpoint/offline/{uuid}.pending")
         except FileNotFoundError:
             pass

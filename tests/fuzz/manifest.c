@@ -1,4 +1,4 @@
-/* libFuzzer harness: manifest.json of a point (common/manifest.c), read
+/* libFuzzer harness: manifest.json of a point (agent/manifest.c), read
  * from an untrusted backup.  What parses must serialize, parse again and
  * serialize to the same text (prune rewrites manifests it read), and every
  * path in it must stay inside the point. */

@@ -1,5 +1,5 @@
 /* libFuzzer harness: the qcow2 header of a point's image, read by our own
- * parser before qemu-img ever sees the file (common/image_check.c).  It
+ * parser before qemu-img ever sees the file (agent/image_check.c).  It
  * must never read outside what it was given, and what it reports must be
  * bounded strings; the policy then runs on every header it accepts. */
 #include <stdint.h>

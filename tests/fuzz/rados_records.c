@@ -1,9 +1,10 @@
 /* libFuzzer harness: what the RADOS point store reads back from a pool
- * (ceph/point_names.c): commit records and index keys.  A record that
+ * (ceph/point_names.c): commit records, index keys and lock cookies.  A record that
  * parses formats back to exactly its bytes; a key that parses is rebuilt
  * from its parts to exactly itself, so nothing read can name an object
  * outside the VM's own. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!again || strcmp(again, key))
       abort();
     free(again);
+  }
+  /* A lock cookie that parses names a host and pid formatted back as a
+   * prefix of itself. */
+  char host[256], buf[512];
+  long pid;
+  if (strlen(key) == size && sp_rados_holder_parse(key, host, sizeof host, &pid)) {
+    int n = snprintf(buf, sizeof buf, "%s pid %ld ", host, pid);
+    if (n < 0 || strncmp(buf, key, (size_t)n))
+      abort();
   }
   free(key);
   return 0;

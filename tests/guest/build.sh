@@ -140,7 +140,7 @@ chmod 0755 "$root/init"
 # performs the actual halt/reboot (running inittab's shutdown actions).
 cat > "$root/sbin/shutdown" <<'EOF'
 #!/bin/sh
-case " $* " in *" -r "*) exec /bin/reboot ;; *) exec /bin/poweroff ;; esac
+case " $* " in *" -r "*) exec /sbin/reboot ;; *) exec /sbin/poweroff ;; esac
 EOF
 chmod 0755 "$root/sbin/shutdown"
 

@@ -129,9 +129,12 @@ static int command(struct sp_rados_store *s, int argc, char **argv, struct sp_er
   }
   if (!strcmp(c, "cleanup") && argc == 1) {
     size_t n;
-    if (sp_rados_cleanup(s, &n, e) < 0)
+    _cleanup_(sp_strv_free) struct sp_strv kept = SP_STRV_INIT;
+    if (sp_rados_cleanup(s, &n, &kept, e) < 0)
       return -1;
     printf("removed %zu\n", n);
+    if (kept.n)
+      printf("kept %zu\n", kept.n);
     return 0;
   }
   if (!strcmp(c, "sleep") && argc == 2) {

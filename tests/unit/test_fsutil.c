@@ -2,7 +2,10 @@
 #include "unit.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -228,6 +231,33 @@ static void rm_rf_at_stays_inside(void **state)
   free(t);
 }
 
+/* O_DIRECT probed on the descriptor: a file on ext4 takes it and keeps
+ * its flags, a socket does not; a closed descriptor is no. */
+static void direct_io_probe(void **state)
+{
+  (void)state;
+  char *t = unit_tmpdir();
+  char *f = unit_write(t, "f", "x", 1);
+  int fd = open(f, O_RDONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  struct statfs sfs;
+  assert_int_equal(fstatfs(fd, &sfs), 0);
+  if (sfs.f_type == EXT4_SUPER_MAGIC)
+    assert_true(sp_direct_io_ok(fd));
+  assert_int_equal(fcntl(fd, F_GETFL) & O_DIRECT, 0);
+  close(fd);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  assert_false(sp_direct_io_ok(sv[0]));
+  close(sv[0]);
+  close(sv[1]);
+  assert_false(sp_direct_io_ok(sv[0]));
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_rm_rf(t, &e), 0);
+  free(f);
+  free(t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -238,6 +268,7 @@ int main(void)
     cmocka_unit_test(read_at_refuses_fifos_links_and_oversize),
     cmocka_unit_test(create_never_replaces),
     cmocka_unit_test(rm_rf_at_stays_inside),
+    cmocka_unit_test(direct_io_probe),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /* Our own reading of a qcow2 header, before qemu-img sees an image
- * (common/image_check.c).  The images in tests/data/images were made by
+ * (agent/image_check.c).  The images in tests/data/images were made by
  * qemu-img with 512-byte clusters; data-file.qcow2 names a file that does
  * not exist (made with a scratch data file, the name then patched). */
 #include "unit.h"

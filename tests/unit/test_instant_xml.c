@@ -18,7 +18,7 @@ static void overlay_then_final(void **state)
 {
   struct sp_err e = { 0 };
   struct instant_xml_disk d = { "vda", "/d/vda.qcow2.overlay", "qcow2",
-                                "/run/stillpoint/instant/u/vda.sock" };
+                                "/run/stillpoint/instant/u/vda.sock", NULL };
   char *out = NULL;
   assert_int_equal(instant_xml_disks(xml, strlen(xml), &d, 1, &out, &e), 0);
   assert_non_null(strstr(out, "<source file=\"/d/vda.qcow2.overlay\"/><backingStore "
@@ -32,7 +32,7 @@ static void overlay_then_final(void **state)
   assert_string_equal(sp_domain_disk(&dom, "vda")->source, "/d/vda.qcow2.overlay");
   sp_domain_free(&dom);
 
-  struct instant_xml_disk f = { "vda", "/d/vda.raw", "raw", NULL };
+  struct instant_xml_disk f = { "vda", "/d/vda.raw", "raw", NULL, NULL };
   char *fin = NULL;
   assert_int_equal(instant_xml_disks(out, strlen(out), &f, 1, &fin, &e), 0);
   assert_null(strstr(fin, "backingStore"));
@@ -42,10 +42,31 @@ static void overlay_then_final(void **state)
   free(fin);
 }
 
+/* A Ceph point's clone: a network disk libvirt can say, no file left. */
+static void rbd_clone_disk(void **state)
+{
+  struct sp_err e = { 0 };
+  const struct instant_xml_host hosts[] = { { "127.0.0.1", 40123 }, { "mon-b", 0 } };
+  const struct instant_xml_rbd rbd = { "sp", "stillpoint", "8f1c2d3e-0000-4000-8000-000000000001",
+                                       hosts, 2 };
+  struct instant_xml_disk d = { "vda", "stillpoint-instant.u.vda", "raw", NULL, &rbd };
+  char *out = NULL;
+  assert_int_equal(instant_xml_disks(xml, strlen(xml), &d, 1, &out, &e), 0);
+  assert_non_null(strstr(out, "<disk type=\"network\" device=\"disk\"><driver name=\"qemu\" "
+                              "type=\"raw\"/><auth username=\"stillpoint\"><secret type=\"ceph\" "
+                              "uuid=\"8f1c2d3e-0000-4000-8000-000000000001\"/></auth><source "
+                              "protocol=\"rbd\" name=\"sp/stillpoint-instant.u.vda\"><host "
+                              "name=\"127.0.0.1\" port=\"40123\"/><host name=\"mon-b\"/></source>"));
+  assert_null(strstr(out, "/d/vda.qcow2"));
+  assert_null(strstr(out, "backingStore"));
+  assert_non_null(strstr(out, "/dev/sdz"));
+  free(out);
+}
+
 static void unknown_target(void **state)
 {
   struct sp_err e = { 0 };
-  struct instant_xml_disk d = { "sdq", "/d/x", "qcow2", NULL };
+  struct instant_xml_disk d = { "sdq", "/d/x", "qcow2", NULL, NULL };
   char *out = NULL;
   assert_int_equal(instant_xml_disks(xml, strlen(xml), &d, 1, &out, &e), -1);
   assert_null(out);
@@ -69,6 +90,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(overlay_then_final),
+    cmocka_unit_test(rbd_clone_disk),
     cmocka_unit_test(unknown_target),
     cmocka_unit_test(names),
   };

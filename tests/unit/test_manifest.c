@@ -193,7 +193,7 @@ static void fuzz_mutations(void **state)
 static void point_ids(void **state)
 {
   char id[SP_POINT_ID_MAX];
-  assert_int_equal(sp_point_id_make(1795672800, "inc", id), 0);
+  assert_int_equal(sp_point_id_make(1795672800, SP_LEVEL_INC, id), 0);
   assert_string_equal(id, "20261126T060000Z-inc");
   assert_true(sp_point_id_valid(id));
   assert_true(sp_point_id_valid("20261126T060000Z-full"));

@@ -102,6 +102,14 @@ static void refuses_what_it_would_act_on(void **state)
    * so is a state of processes not started yet. */
   assert_int_equal(parse_with("\"/srv/restore/win 11/1\"", "\"/srv/restore/win 11\"", &e), 0);
   assert_int_equal(parse_with("\"nbdfuse\":{", "\"nbdfuse\":null,\"x\":{", &e), 0);
+  /* A Ceph point's name is a point too; anything else after rbd: is not. */
+  const char *pt = "\"/srv/points/win11/20261126T070000Z-full\"";
+  assert_int_equal(parse_with(pt, "\"rbd:vms/site-a/4d1f0c52-6a53-4c2e-9a63-1f0e2b9b7c11@"
+                              "20261126T070000Z-full\"", &e), 0);
+  assert_int_equal(parse_with(pt, "\"rbd:\"", &e), -1);
+  assert_int_equal(parse_with(pt, "\"rbd:vms/a b\"", &e), -1);
+  assert_int_equal(parse_with(pt, "\"rbd:vms/a\\nb\"", &e), -1);
+  assert_int_equal(parse_with(pt, "\"srv/points\"", &e), -1);
   const char junk[] = "{\"format\":1} trailing";
   struct mount_state t;
   assert_int_equal(mount_state_parse(junk, sizeof junk - 1, &t, &e), -1);

@@ -2,6 +2,8 @@
  * from checked parts, read back strictly. */
 #include "unit.h"
 
+#include <errno.h>
+
 #include "point_names.h"
 
 #define UUID "2b1c7a5e-6f3d-4c4b-9a57-0e3d2f1c9a10"
@@ -118,12 +120,81 @@ static void commit_records(void **state)
     }
 }
 
+/* The lock's cookie: ours round trip; anything else is no holder we
+ * could judge dead. */
+static void holder_cookies(void **state)
+{
+  (void)state;
+  char buf[256], host[64];
+  long pid = 0;
+  assert_true(sp_rados_holder_format(buf, sizeof buf, "hv1", 4242, "backup",
+                                     "2026-12-07T06:29:43.349Z"));
+  assert_string_equal(buf, "hv1 pid 4242 backup since 2026-12-07T06:29:43.349Z");
+  assert_true(sp_rados_holder_parse(buf, host, sizeof host, &pid));
+  assert_string_equal(host, "hv1");
+  assert_int_equal(pid, 4242);
+  assert_false(sp_rados_holder_format(buf, sizeof buf, "h v", 1, "backup", "t"));
+  assert_false(sp_rados_holder_format(buf, 10, "hv1", 1, "backup", "t"));
+  assert_false(sp_rados_holder_format(buf, sizeof buf, "hv1", 0, "backup", "t"));
+  const char *bad[] = { "", "hv1", "hv1 pid", "hv1 pid 0 backup since t", "hv1 pid 01 backup since t",
+                        "hv1 pid -1 backup since t", "hv1 pid 12x backup since t",
+                        "hv1 pid 12 backup", "hv1 pid 12 backup since ", " pid 12 b since t",
+                        "hv1 pid 12345678901 backup since t", "hv1  pid 12 backup since t",
+                        "hv1 pid 12 backup since t u" };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_false(sp_rados_holder_parse(bad[i], host, sizeof host, &pid));
+  assert_false(sp_rados_holder_parse("averyveryverylonghostname pid 1 b since t", host, 8, &pid));
+}
+
+/* A lost answer is read back; an answer the OSD gave after checking the
+ * operation is final (one write operation lands whole or not at all). */
+static void commit_outcomes(void **state)
+{
+  (void)state;
+  assert_int_equal(sp_commit_outcome(0), SP_COMMIT_LANDED);
+  const int definite[] = { -ECANCELED, -ENODATA, -EPERM, -EACCES, -EINVAL, -ENOSPC, -EDQUOT,
+                           -EROFS, -EOPNOTSUPP, -ENOMEM };
+  for (size_t i = 0; i < sizeof definite / sizeof *definite; i++)
+    assert_int_equal(sp_commit_outcome(definite[i]), SP_COMMIT_NOT_LANDED);
+  const int lost[] = { -ETIMEDOUT, -ENOTCONN, -ECONNRESET, -ESHUTDOWN, -EIO, -EAGAIN, -EINTR,
+                       -ENOENT };
+  for (size_t i = 0; i < sizeof lost / sizeof *lost; i++)
+    assert_int_equal(sp_commit_outcome(lost[i]), SP_COMMIT_UNKNOWN);
+}
+
+static void commit_read_backs(void **state)
+{
+  (void)state;
+  struct sp_commit_record ours = { .size = 4096 };
+  memset(ours.sha256, 'a', SP_SHA256_HEX_LEN);
+  char val[SP_RADOS_RECORD_MAX];
+  int n = sp_commit_record_format(&ours, val, sizeof val);
+  assert_true(n > 0);
+  assert_int_equal(sp_commit_readback(0, val, (size_t)n, &ours), SP_COMMIT_LANDED);
+  /* Absent (no index, no key): it did not land. */
+  assert_int_equal(sp_commit_readback(-ENOENT, NULL, 0, &ours), SP_COMMIT_NOT_LANDED);
+  /* Another record under our id is not our commit, nor is a prefix of ours. */
+  struct sp_commit_record other = ours;
+  other.size = 4097;
+  char oval[SP_RADOS_RECORD_MAX];
+  int on = sp_commit_record_format(&other, oval, sizeof oval);
+  assert_int_equal(sp_commit_readback(0, oval, (size_t)on, &ours), SP_COMMIT_NOT_LANDED);
+  assert_int_equal(sp_commit_readback(0, val, (size_t)n - 1, &ours), SP_COMMIT_NOT_LANDED);
+  assert_int_equal(sp_commit_readback(0, NULL, 0, &ours), SP_COMMIT_NOT_LANDED);
+  /* A read that fails leaves it unknown. */
+  assert_int_equal(sp_commit_readback(-ETIMEDOUT, NULL, 0, &ours), SP_COMMIT_UNKNOWN);
+  assert_int_equal(sp_commit_readback(-ENOTCONN, val, (size_t)n, &ours), SP_COMMIT_UNKNOWN);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(object_and_image_names),
     cmocka_unit_test(keys_round_trip),
     cmocka_unit_test(commit_records),
+    cmocka_unit_test(holder_cookies),
+    cmocka_unit_test(commit_outcomes),
+    cmocka_unit_test(commit_read_backs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

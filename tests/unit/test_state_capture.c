@@ -8,6 +8,7 @@
 
 #include "fsutil.h"
 #include "state_capture.h"
+#include "state_locator.h"
 
 static void reads_flat_tree_sorted_without_lock(void **state)
 {
@@ -178,6 +179,32 @@ static void blob_map(void **state)
   free(dir);
 }
 
+/* The preflight lists what the capture will read: a swtpm temporary
+ * (written, then renamed over a state file) and .lock are not state, so a
+ * TMP* seen mid-rename must not make the point refuse (CI, stop 24). */
+static void locate_lists_state_files_only(void **state)
+{
+  char *dir = unit_tmpdir();
+  free(unit_write(dir, "tpm2-00.permall", "permall", 7));
+  free(unit_write(dir, "TMP2-00.permall", "half", 4));
+  free(unit_write(dir, ".lock", "", 0));
+  struct sp_domain d = { .name = "vm", .uuid = "u" };
+  d.tpm.backend = SP_TPM_EMULATOR;
+  d.tpm.version = "2.0";
+  d.tpm.source_path = dir;
+  struct sp_tpm_location loc;
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_tpm_locate(&d, "/nonexistent", &loc, &e), 0);
+  assert_true(loc.listable);
+  assert_int_equal(loc.nfiles, 1);
+  assert_true(loc.files[0].exists);
+  assert_non_null(strstr(loc.files[0].path, "/tpm2-00.permall"));
+  sp_tpm_location_free(&loc);
+  sp_rm_rf(dir, &e);
+  free(dir);
+  (void)state;
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -186,6 +213,7 @@ int main(void)
     cmocka_unit_test(tree_entry_kinds),
     cmocka_unit_test(blob_capture),
     cmocka_unit_test(blob_map),
+    cmocka_unit_test(locate_lists_state_files_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

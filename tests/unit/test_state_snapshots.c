@@ -212,6 +212,32 @@ static void ids_order_newest_prune_pin(void **state)
   assert_true(s.pinned);
   sp_snapshot_free(&s);
 
+  /* forget moves all three (the pinned one too) aside: nothing is listed
+   * or found any more, prune leaves them alone, a second forget has
+   * nothing to do. */
+  char *aside = NULL;
+  size_t moved = 0;
+  assert_int_equal(sp_snap_forget(dir, UUID, &aside, &moved, &e), 0);
+  assert_int_equal(moved, 3);
+  assert_non_null(strstr(aside, "/forgotten-"));
+  assert_int_equal(sp_snap_list(dir, UUID, &ids, &n, &e), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(sp_snap_newest(dir, UUID, true, &s, &found, &e), 0);
+  assert_false(found);
+  assert_int_equal(sp_snap_prune(dir, UUID, 0, &removed, &e), 0);
+  assert_int_equal(removed, 0);
+  for (int i = 0; i < 5; i++) {
+    char *kept = NULL;
+    assert_true(asprintf(&kept, "%s/%s", aside, ids_written[i]) > 0);
+    assert_int_equal(sp_exists(kept), i == 0 || i >= 3);
+    free(kept);
+  }
+  char *again = NULL;
+  assert_int_equal(sp_snap_forget(dir, UUID, &again, &moved, &e), 0);
+  assert_int_equal(moved, 0);
+  assert_null(again);
+  free(aside);
+
   for (int i = 0; i < 5; i++)
     free(ids_written[i]);
   free(partial);

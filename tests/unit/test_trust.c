@@ -1,4 +1,4 @@
-/* StrictModes for stillpoint's directories (common/trust.c). */
+/* StrictModes for stillpoint's directories (agent/trust.c). */
 #include "unit.h"
 
 #include <fcntl.h>
