@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,10 @@ static json_object *jstr(const char *s) { return s ? json_object_new_string(s) :
 
 /* Milliseconds and seconds with 3 decimals: json-c's default %.17g
  * prints 0.040000000000000001 for 0.04. */
+/* Durations in ms or s: 1e12 is 31 years of milliseconds, and below
+ * 2^53 / 1000 every "%.3f" text reads back as the same double. */
+#define SP_MANIFEST_NUM_MAX 1e12
+
 static json_object *jdouble(double d)
 {
   char buf[64];
@@ -253,9 +256,12 @@ static int get_num(struct ctx *c, json_object *o, const char *name, double *out)
   if (!v || !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
     return bad(c, name, v ? "not a number" : "missing");
   *out = json_object_get_double(v);
-  /* 1e999 parses as infinity, which no writer can put back as JSON. */
-  if (!(*out >= 0) || !isfinite(*out))
-    return bad(c, name, "negative, infinite or not a number");
+  /* 1e999 parses as infinity, which no writer can put back as JSON; and
+   * above SP_MANIFEST_NUM_MAX jdouble()'s "%.3f" would no longer give
+   * back the same number (too long for its buffer, or finer than a
+   * double's steps), so prune would rewrite a different manifest. */
+  if (!(*out >= 0) || !(*out <= SP_MANIFEST_NUM_MAX))
+    return bad(c, name, "negative, above 1e12 or not a number");
   return 0;
 }
 
