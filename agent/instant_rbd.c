@@ -1,11 +1,11 @@
 #include "instant_rbd.h"
 
 #include <errno.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ceph_lib.h"
 #include "ceph_client.h"
 #include "cleanup.h"
 #include "fsutil.h"

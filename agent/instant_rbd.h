@@ -10,9 +10,9 @@
 #define SP_INSTANT_RBD_H
 
 #include <libvirt/libvirt.h>
-#include <rados/librados.h>
 #include <stddef.h>
 
+#include "ceph_lib.h"
 #include "ceph_access.h"
 #include "err.h"
 #include "instant_xml.h"

@@ -1,11 +1,11 @@
 #include "rbd_point.h"
 
 #include <errno.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ceph_lib.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "rbd_spec.h"

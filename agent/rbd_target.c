@@ -1,7 +1,6 @@
 #include "rbd_target.h"
 
 #include <errno.h>
-#include <rbd/librbd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ceph_lib.h"
 #include "ceph_client.h"
 #include "cleanup.h"
 #include "clock.h"

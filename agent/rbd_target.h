@@ -9,10 +9,10 @@
 #define SP_RBD_TARGET_H
 
 #include <pthread.h>
-#include <rados/librados.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ceph_lib.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"

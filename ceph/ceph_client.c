@@ -10,6 +10,8 @@ int sp_ceph_connect(const struct sp_ceph_opts *o, rados_t *out, struct sp_err *e
   char timeout[16];
   snprintf(timeout, sizeof timeout, "%u", o->timeout_s ? o->timeout_s : SP_CEPH_TIMEOUT_DEFAULT);
   rados_t c = NULL;
+  if (sp_ceph_lib_load(e) < 0)
+    return -1;
   int rc = rados_create(&c, user);
   /* NULL reads $CEPH_CONF or /etc/ceph/ceph.conf, as the ceph tools do. */
   if (!rc)

@@ -5,8 +5,8 @@
 #ifndef SP_CEPH_CLIENT_H
 #define SP_CEPH_CLIENT_H
 
-#include <rados/librados.h>
 
+#include "ceph_lib.h"
 #include "cleanup.h"
 #include "err.h"
 

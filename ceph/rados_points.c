@@ -1,12 +1,12 @@
 #include "rados_points.h"
 
 #include <errno.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "ceph_lib.h"
 #include "ceph_client.h"
 #include "cleanup.h"
 #include "point_layout.h"

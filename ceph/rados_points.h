@@ -15,10 +15,10 @@
 #ifndef SP_CEPH_RADOS_POINTS_H
 #define SP_CEPH_RADOS_POINTS_H
 
-#include <rados/librados.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ceph_lib.h"
 #include "err.h"
 #include "point_names.h"
 #include "strv.h"

@@ -6,11 +6,10 @@
 #ifndef SP_COPY_RBD_SINK_H
 #define SP_COPY_RBD_SINK_H
 
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ceph_lib.h"
 #include "ceph_client.h"
 #include "err.h"
 #include "rbd_spec.h"
