@@ -581,7 +581,14 @@ def test_instant_restore_by_clone(bins, conn, vm, pool, tmp_path):
         prefix = f"stillpoint.point.{vm.uuid}.{pid}/"
         assert nvram == pool.get(prefix + m["nvram"]["path"])
         for f, data in tpm.items():
-            assert data == pool.get(prefix + f"{m['tpm']['path']}/{f}"), f
+            want = pool.get(prefix + f"{m['tpm']['path']}/{f}")
+            # The VM runs when restore returns, and the firmware's
+            # TPM2_Startup may already have advanced a counter in the
+            # state (seen under ASan: one byte). The point's state is the
+            # one with its seeds: two new TPMs' states differ in 1706 of
+            # 3055 bytes, the point's advanced by a start in a handful.
+            differ = sum(a != b for a, b in zip(data, want))
+            assert len(data) == len(want) and differ <= 16, (f, differ)
         assert os.stat(j["nvram"]).st_mode & 0o777 == 0o600
         clones = sorted(d["rbd_image"] for d in j["disks"])
         assert clones == sorted(f"stillpoint-instant.{j['uuid']}.{d['target']}"
