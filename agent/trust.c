@@ -2,38 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "state_files.h"
 #include "xalloc.h"
-
-static const char *user_name(uid_t uid, char *buf, size_t len)
-{
-  char tmp[4096];
-  struct passwd pw, *r = NULL;
-  if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &r) == 0 && r)
-    snprintf(buf, len, "%s", r->pw_name);
-  else
-    snprintf(buf, len, "%u", (unsigned)uid);
-  return buf;
-}
-
-static const char *group_name(gid_t gid, char *buf, size_t len)
-{
-  char tmp[4096];
-  struct group gr, *r = NULL;
-  if (getgrgid_r(gid, &gr, tmp, sizeof tmp, &r) == 0 && r)
-    snprintf(buf, len, "%s", r->gr_name);
-  else
-    snprintf(buf, len, "%u", (unsigned)gid);
-  return buf;
-}
 
 int sp_trust_check_stat(const char *what, const char *path, const struct stat *st, bool last,
                         struct sp_err *e)
@@ -53,7 +30,7 @@ int sp_trust_check_stat_also(const char *what, const char *path, const struct st
                       "%s: %s is owned by %s, not root: that user could replace what stillpoint "
                       "reads or writes below it (a point, or a directory swapped for a symlink); "
                       "fix: chown root %s, or keep points where only root writes",
-                      what, path, user_name(st->st_uid, u, sizeof u), path);
+                      what, path, sp_user_name(st->st_uid, u, sizeof u), path);
   bool sticky_root = st->st_uid == 0 && (st->st_mode & S_ISVTX) && !last;
   if ((st->st_mode & 022) && !sticky_root)
     return sp_err_set(e, SP_EXIT_PREFLIGHT,
@@ -62,7 +39,7 @@ int sp_trust_check_stat_also(const char *what, const char *path, const struct st
                       "for a symlink); fix: chmod go-w %s",
                       what, path,
                       (st->st_mode & 002) ? "everyone" : "its group",
-                      user_name(st->st_uid, u, sizeof u), group_name(st->st_gid, g, sizeof g),
+                      sp_user_name(st->st_uid, u, sizeof u), sp_group_name(st->st_gid, g, sizeof g),
                       mode, path);
   return 0;
 }

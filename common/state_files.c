@@ -266,19 +266,32 @@ int sp_tree_write_at(int dirfd, const struct sp_tree *t, bool chown_files, struc
 
 /* ---- what a file is, and who may read it -------------------------------- */
 
+const char *sp_user_name(uid_t uid, char *buf, size_t len)
+{
+  char tmp[4096];
+  struct passwd pw, *r = NULL;
+  if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &r) == 0 && r)
+    snprintf(buf, len, "%s", r->pw_name);
+  else
+    snprintf(buf, len, "%u", (unsigned)uid);
+  return buf;
+}
+
+const char *sp_group_name(gid_t gid, char *buf, size_t len)
+{
+  char tmp[4096];
+  struct group gr, *r = NULL;
+  if (getgrgid_r(gid, &gr, tmp, sizeof tmp, &r) == 0 && r)
+    snprintf(buf, len, "%s", r->gr_name);
+  else
+    snprintf(buf, len, "%u", (unsigned)gid);
+  return buf;
+}
+
 static void id_names(struct sp_file_info *fi)
 {
-  char buf[4096];
-  struct passwd pw, *pr = NULL;
-  struct group gr, *grr = NULL;
-  if (getpwuid_r(fi->uid, &pw, buf, sizeof buf, &pr) == 0 && pr)
-    snprintf(fi->owner, sizeof fi->owner, "%s", pr->pw_name);
-  else
-    snprintf(fi->owner, sizeof fi->owner, "%u", (unsigned)fi->uid);
-  if (getgrgid_r(fi->gid, &gr, buf, sizeof buf, &grr) == 0 && grr)
-    snprintf(fi->group, sizeof fi->group, "%s", grr->gr_name);
-  else
-    snprintf(fi->group, sizeof fi->group, "%u", (unsigned)fi->gid);
+  sp_user_name(fi->uid, fi->owner, sizeof fi->owner);
+  sp_group_name(fi->gid, fi->group, sizeof fi->group);
 }
 
 int sp_file_info(const char *path, struct sp_file_info *fi, struct sp_err *e)

@@ -88,6 +88,10 @@ struct sp_file_info {
 };
 
 int sp_file_info(const char *path, struct sp_file_info *fi, struct sp_err *e);
+/* The name of a user or group, or its number when this host has none;
+ * returns buf. */
+const char *sp_user_name(uid_t uid, char *buf, size_t len);
+const char *sp_group_name(gid_t gid, char *buf, size_t len);
 void sp_file_info_free(struct sp_file_info *fi);
 
 /* "P is owned by U:G mode 0700: run as root or add this user to group G" */
