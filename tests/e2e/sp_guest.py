@@ -263,6 +263,15 @@ def stop_guest(guest):
             guest.dom.destroy()
 
 
+def remove_domain_named(conn, name):
+    """remove_domain() of the domain called name, if there is one."""
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    remove_domain(dom)
+
+
 def remove_domain(dom):
     """Destroy and undefine with everything libvirt keeps for it, plus the
     logs libvirt leaves behind. Safe to call on a half-set-up domain."""

@@ -21,6 +21,7 @@ import pytest
 import sp_ceph
 import sp_points as spp
 import sp_vm
+from sp_guest import remove_domain_named
 from conftest import Bins, run
 
 MiB = 1 << 20
@@ -346,17 +347,6 @@ def test_two_coordinators_one_pool(bins, conn, vm, pool):
         other.remove()
 
 
-def remove_domain(conn, name):
-    try:
-        d = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    if d.isActive():
-        d.destroy()
-    d.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM |
-                    libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-
-
 def assert_restores_equal(bins, conn, pool, vm, pid, models, work):
     """`restore` of point pid as a new domain (--define): each disk equal to
     its model, NVRAM and TPM state equal to the point's objects."""
@@ -386,7 +376,7 @@ def assert_restores_equal(bins, conn, pool, vm, pid, models, work):
         dom = conn.lookupByName(name)
         assert dom.UUIDString() != vm.uuid
     finally:
-        remove_domain(conn, name)
+        remove_domain_named(conn, name)
         shutil.rmtree(dest, ignore_errors=True)
 
 
@@ -647,7 +637,7 @@ def test_instant_restore_by_clone(bins, conn, vm, pool, tmp_path):
                                 text=True, timeout=sp_ceph.CLIENT_TIMEOUT)
             assert cp.returncode == 0, f"{clone} after prune: {cp.stdout}{cp.stderr}"
             raw.unlink()
-        remove_domain(conn, name)
+        remove_domain_named(conn, name)
         for clone in saved:
             ceph.rbd("rm", f"{ceph.pool}/{clone}")
         r = run(prune, timeout=TIMEOUT)
@@ -655,7 +645,7 @@ def test_instant_restore_by_clone(bins, conn, vm, pool, tmp_path):
         assert not old_images & set(pool.images())
         assert not [k for k in pool.omap(f"stillpoint.vm.{vm.uuid}") if k.startswith("pending.")]
     finally:
-        remove_domain(conn, name)
+        remove_domain_named(conn, name)
         for c in set(default_ns_images(ceph)) - set(before):
             ceph.rbd("rm", f"{ceph.pool}/{c}", check=False)
         if secret:

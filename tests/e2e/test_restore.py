@@ -17,6 +17,7 @@ import sp_ovmf
 import sp_points as spp
 import sp_tpm
 import sp_vm
+from sp_guest import remove_domain_named
 from conftest import run
 
 MiB = 1 << 20
@@ -88,24 +89,13 @@ def chain(conn, confdir, bins):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def remove_domain(conn, name):
-    try:
-        d = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    if d.isActive():
-        d.destroy()
-    d.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM |
-                    libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-
-
 @pytest.fixture
 def restored(conn):
     """Names of restored domains, removed after the test."""
     names = []
     yield names
     for n in names:
-        remove_domain(conn, n)
+        remove_domain_named(conn, n)
 
 
 def tree_hashes(d):
