@@ -354,7 +354,7 @@ def scratch_fills(bins, guest, tmp_path, scratch):
                              env={**os.environ, "STILLPOINT_TEST_FAILPOINT": "copy:hold"})
     try:
         deadline = time.monotonic() + 120
-        while open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        while not stopped(p):
             assert p.poll() is None and time.monotonic() < deadline, errf.read_text()
             time.sleep(0.1)
         # The guest overwrites what the job must keep: 24 MiB into 6 MiB.
@@ -413,7 +413,7 @@ def test_prune_elsewhere_spares_the_partial_being_written(bins, make_vm, tmp_pat
                              env={**os.environ, "STILLPOINT_TEST_FAILPOINT": "copy:hold"})
     try:
         deadline = time.monotonic() + 120
-        while open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        while not stopped(p):
             assert p.poll() is None and time.monotonic() < deadline, errf.read_text()
             time.sleep(0.1)
         done, partial = spp.points(target / vm.name)
@@ -458,7 +458,7 @@ def test_sigterm_during_prune_stops_between_points(bins, make_vm, tmp_path):
                              env={**os.environ, "STILLPOINT_TEST_FAILPOINT": "prune:hold"})
     try:
         deadline = time.monotonic() + 120
-        while open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+        while not stopped(p):
             assert p.poll() is None and time.monotonic() < deadline, errf.read_text()
             time.sleep(0.1)
         p.send_signal(signal.SIGTERM)
