@@ -197,14 +197,88 @@ static void bad_input(void **state)
              "</domain>", "no <target");
   expect_bad("<domain><name>x</name><os><nvram type='weird'/></os></domain>",
              "unknown <nvram type='weird'>");
-  /* External entities must not be fetched nor expanded into values. */
-  struct sp_domain d;
+  /* No entity is declared, so none is fetched or expanded: libvirt never
+   * writes a DOCTYPE, and one is refused. */
+  expect_bad("<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY x SYSTEM "
+             "'file:///etc/passwd'>]><domain><name>&x;</name></domain>", "DOCTYPE");
+  expect_bad("<!DOCTYPE domain><domain><name>x</name></domain>", "DOCTYPE");
+  expect_bad("<domain><name>&x;</name></domain>", "not well-formed");
+}
+
+static void parse_str(const char *xml, struct sp_domain *d)
+{
   struct sp_err e = { 0 };
-  const char *xxe = "<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY x SYSTEM "
-                    "'file:///etc/passwd'>]><domain><name>&x;</name></domain>";
-  if (sp_domain_parse(xxe, strlen(xxe), &d, &e) == 0)
-    assert_true(!d.name || !strstr(d.name, "root:"));
+  if (sp_domain_parse(xml, strlen(xml), d, &e) < 0)
+    fail_msg("%s", e.msg);
+}
+
+/* What the reader keeps of a path: the first value in document order, as
+ * XPath's string() did; empty reads as absent; only names in no namespace. */
+static void reading_rules(void **state)
+{
+  struct sp_domain d;
+  parse_str("<domain id='7'>\n <name>\n  two  words \n</name><name>second</name>"
+            "<uuid> u-1 </uuid>"
+            "<metadata><x:disk xmlns:x='urn:x'><target dev='no'/></x:disk>"
+            "<name>not this</name></metadata>"
+            "<os firmware='efi'><nvram template=''>  /nv/ram<!-- c -->  </nvram>"
+            "<loader readonly='yes' type='pflash'>/code.fd</loader></os>"
+            "<devices>"
+            "<disk type='file'><driver type=''/><driver type='raw'/>"
+            "<source file='/a.qcow2'/><source file='/b'/><target dev='vda' bus='virtio'/>"
+            "<target dev='vdz'/></disk>"
+            "<disk xmlns='urn:other' type='file'><target dev='vdq'/></disk>"
+            "<tpm model='tpm-crb'><backend type='emulator' version='1.2'>"
+            "<encryption secret='s-1'/></backend></tpm>"
+            "<tpm model='tpm-tis'><backend type='passthrough'/></tpm>"
+            "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' "
+            "state='disconnected'/></channel>"
+            "</devices>"
+            "<seclabel type='none' model='selinux'/><seclabel type='dynamic' model='apparmor'/>"
+            "</domain>", &d);
+  assert_string_equal(d.name, "two words");
+  assert_string_equal(d.uuid, "u-1");
+  assert_true(d.running && d.firmware_efi);
+  assert_int_equal(d.ndisks, 1); /* the disk in another namespace is not libvirt's */
+  assert_string_equal(d.disks[0].target, "vda");
+  assert_string_equal(d.disks[0].bus, "virtio");
+  assert_string_equal(d.disks[0].source, "/a.qcow2");
+  assert_null(d.disks[0].format); /* the first <driver type> is empty */
+  assert_string_equal(d.disks[0].device, "disk");
+  assert_int_equal(d.nvram.type, SP_NVRAM_FILE);
+  assert_string_equal(d.nvram.path, "/nv/ram");
+  assert_null(d.nvram.template_path);
+  assert_string_equal(d.loader.path, "/code.fd");
+  assert_string_equal(d.loader.type, "pflash");
+  assert_true(d.loader.readonly && !d.loader.secure);
+  assert_int_equal(d.tpm.backend, SP_TPM_EMULATOR); /* the first <tpm> only */
+  assert_string_equal(d.tpm.model, "tpm-crb");
+  assert_string_equal(d.tpm.version, "1.2");
+  assert_string_equal(d.tpm.secret_uuid, "s-1");
+  assert_true(d.agent_configured && !d.agent_connected);
+  assert_true(d.confined_apparmor && !d.confined_selinux);
   sp_domain_free(&d);
+
+  /* An inactive domain (id -1 or none); <source file> over the text. */
+  parse_str("<domain id='-1'><name>n</name><os><nvram><source file='/s'/>/t</nvram></os>"
+            "<devices><tpm><backend/></tpm></devices></domain>", &d);
+  assert_false(d.running);
+  assert_null(d.uuid);
+  assert_string_equal(d.nvram.path, "/s");
+  assert_int_equal(d.tpm.backend, SP_TPM_NONE); /* a backend without a type */
+  assert_null(d.tpm.version);
+  assert_false(d.loader.present);
+  sp_domain_free(&d);
+
+  /* Block NVRAM names its device; the root's namespace makes it another
+   * element than libvirt's <domain>. */
+  parse_str("<domain><name>n</name><os><nvram type='block'><source dev='/dev/x'/></nvram>"
+            "</os></domain>", &d);
+  assert_int_equal(d.nvram.type, SP_NVRAM_BLOCK);
+  assert_string_equal(d.nvram.path, "/dev/x");
+  sp_domain_free(&d);
+  expect_bad("<domain xmlns='urn:x'><name>n</name></domain>", "root element");
+  expect_bad("<domain><name>  </name></domain>", "no <name>");
 }
 
 static void fuzz_mutations(void **state)
@@ -247,6 +321,7 @@ int main(void)
     cmocka_unit_test(raw_qcow2),     cmocka_unit_test(cdrom_floppy),
     cmocka_unit_test(backup_no),     cmocka_unit_test(nvram_network),
     cmocka_unit_test(newstyle_sources), cmocka_unit_test(bad_input),
+    cmocka_unit_test(reading_rules),
     cmocka_unit_test(fuzz_mutations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
