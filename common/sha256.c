@@ -6,7 +6,9 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "build_config.h"
@@ -140,71 +142,6 @@ static ssize_t read_block(int in, unsigned char *buf, size_t len, bool *direct, 
   }
 }
 
-/* Two buffers: a reader thread fills one while the caller hashes the
- * other, so a file takes about max(read, SHA) and not their sum.  With
- * O_DIRECT nothing reads ahead, and SHA-256 of a cold image costs about as
- * much as reading it (issue 20's notes). */
-struct feed {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int in, fl;
-  bool direct;
-  size_t cap;
-  unsigned char *buf[2];
-  ssize_t len[2]; /* bytes in buf[i], 0 at the end, -1 while it is empty */
-  int err;        /* errno of the read that failed */
-};
-
-static void *feed_reader(void *arg)
-{
-  struct feed *f = arg;
-  for (unsigned i = 0;; i ^= 1) {
-    pthread_mutex_lock(&f->mu);
-    while (f->len[i] >= 0)
-      pthread_cond_wait(&f->cv, &f->mu);
-    pthread_mutex_unlock(&f->mu);
-    ssize_t r = read_block(f->in, f->buf[i], f->cap, &f->direct, f->fl);
-    int err = r < 0 ? errno : 0;
-    pthread_mutex_lock(&f->mu);
-    f->len[i] = r < 0 ? 0 : r;
-    f->err = err;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    if (r <= 0)
-      return NULL;
-  }
-}
-
-/* Hashes what the reader delivers until its end; 0 or the read's errno.
- * It returns only after the reader's last block, so the reader is done. */
-static int feed_hash(struct feed *f, struct digest *d)
-{
-  for (unsigned i = 0;; i ^= 1) {
-    pthread_mutex_lock(&f->mu);
-    while (f->len[i] < 0)
-      pthread_cond_wait(&f->cv, &f->mu);
-    ssize_t n = f->len[i];
-    int err = f->err;
-    pthread_mutex_unlock(&f->mu);
-    if (n == 0)
-      return err;
-    d->evp.update(d->ctx, f->buf[i], (size_t)n);
-    pthread_mutex_lock(&f->mu);
-    f->len[i] = -1;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-  }
-}
-
-/* O_DIRECT on fd when its offset is aligned and its file system takes
- * it; fl is its flags before. */
-static bool direct_on(int fd, int fl)
-{
-  const off_t pos = fl >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
-  return fl >= 0 && pos >= 0 && pos % DIRECT_ALIGN == 0 && !(fl & O_DIRECT) &&
-         fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
-}
-
 /* Writes all of buf; O_DIRECT dropped for the rest of the file when a
  * block is refused (an unaligned tail): that goes through the page cache. */
 static int write_all(int out, const unsigned char *buf, size_t len, bool *direct, int fl)
@@ -222,6 +159,154 @@ static int write_all(int out, const unsigned char *buf, size_t len, bool *direct
     off += w > 0 ? (size_t)w : 0;
   }
   return 0;
+}
+
+/* A ring of buffers: a reader thread fills them in order, the caller
+ * hashes each and, for a copy, a writer thread writes each; a buffer is
+ * filled again once every consumer is done with it.  A file so takes
+ * about max(read, SHA, write) and not their sum: with O_DIRECT nothing
+ * reads ahead, SHA-256 of a cold image costs about as much as reading it,
+ * and a restore's copy of a 2 GiB image took 6.3 s hashing and writing in
+ * turn against 4.7 s for `dd` to write it (docs/facts.md, "Timings"). */
+enum { RING_MAX = 4 };
+
+struct feed {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int in, fl;
+  bool direct;
+  int out, ofl;
+  bool odirect;
+  size_t cap;
+  unsigned nbuf;
+  unsigned char *buf[RING_MAX];
+  ssize_t len[RING_MAX];     /* bytes in buf[i]; 0: the end of the file */
+  uint64_t seq[RING_MAX];    /* the block buf[i] holds, while users[i] > 0 */
+  unsigned users[RING_MAX];  /* consumers not done with buf[i]; 0: free */
+  unsigned consumers;        /* 1: hashing; 2: hashing and writing */
+  int read_err, write_err;   /* errno of the read or write that failed */
+  bool stop;                 /* the writer failed: everyone stops */
+};
+
+static void feed_stop(struct feed *f, int write_err)
+{
+  pthread_mutex_lock(&f->mu);
+  f->write_err = write_err;
+  f->stop = true;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void *feed_reader(void *arg)
+{
+  struct feed *f = arg;
+  for (uint64_t b = 0;; b++) {
+    unsigned i = (unsigned)(b % f->nbuf);
+    pthread_mutex_lock(&f->mu);
+    while (f->users[i] > 0 && !f->stop)
+      pthread_cond_wait(&f->cv, &f->mu);
+    bool stop = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    if (stop)
+      return NULL;
+    ssize_t r = read_block(f->in, f->buf[i], f->cap, &f->direct, f->fl);
+    int err = r < 0 ? errno : 0;
+    pthread_mutex_lock(&f->mu);
+    f->len[i] = r < 0 ? 0 : r;
+    f->read_err = err;
+    f->seq[i] = b;
+    f->users[i] = f->consumers;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (r <= 0)
+      return NULL;
+  }
+}
+
+/* Block b once it is read: its length (0 at the end), or -1 when the
+ * writer failed. */
+static ssize_t feed_take(struct feed *f, uint64_t b)
+{
+  unsigned i = (unsigned)(b % f->nbuf);
+  pthread_mutex_lock(&f->mu);
+  while (!(f->users[i] > 0 && f->seq[i] == b) && !f->stop)
+    pthread_cond_wait(&f->cv, &f->mu);
+  ssize_t n = f->stop ? -1 : f->len[i];
+  pthread_mutex_unlock(&f->mu);
+  return n;
+}
+
+static void feed_release(struct feed *f, uint64_t b)
+{
+  pthread_mutex_lock(&f->mu);
+  f->users[b % f->nbuf]--;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void *feed_writer(void *arg)
+{
+  struct feed *f = arg;
+  for (uint64_t b = 0;; b++) {
+    ssize_t n = feed_take(f, b);
+    if (n <= 0)
+      return NULL;
+    if (write_all(f->out, f->buf[b % f->nbuf], (size_t)n, &f->odirect, f->ofl) < 0) {
+      feed_stop(f, errno);
+      return NULL;
+    }
+    feed_release(f, b);
+  }
+}
+
+/* Hashes what the reader delivers until its end or the writer's failure.
+ * It returns once every block has been hashed; the caller joins. */
+static void feed_hash(struct feed *f, struct digest *d)
+{
+  for (uint64_t b = 0;; b++) {
+    ssize_t n = feed_take(f, b);
+    if (n <= 0)
+      return;
+    d->evp.update(d->ctx, f->buf[b % f->nbuf], (size_t)n);
+    feed_release(f, b);
+  }
+}
+
+/* The threads of a feed: reader, and writer for a copy.  false when one
+ * cannot start (none is left running), and the caller copies alone. */
+static bool feed_run(struct feed *f, struct digest *d)
+{
+  const bool writing = f->consumers == 2;
+  pthread_t reader, writer = 0;
+  if (writing && pthread_create(&writer, NULL, feed_writer, f) != 0)
+    return false;
+  if (pthread_create(&reader, NULL, feed_reader, f) != 0) {
+    if (writing) {
+      feed_stop(f, 0);
+      pthread_join(writer, NULL);
+    }
+    return false;
+  }
+  feed_hash(f, d);
+  pthread_join(reader, NULL);
+  if (writing)
+    pthread_join(writer, NULL);
+  return true;
+}
+
+/* O_DIRECT on fd when its offset is aligned and its file system takes
+ * it; fl is its flags before. */
+static bool direct_on(int fd, int fl)
+{
+  const off_t pos = fl >= 0 ? lseek(fd, 0, SEEK_CUR) : -1;
+  return fl >= 0 && pos >= 0 && pos % DIRECT_ALIGN == 0 && !(fl & O_DIRECT) &&
+         fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+}
+
+static void free_ring(unsigned char *(*buf)[RING_MAX])
+{
+  for (unsigned i = 0; i < RING_MAX; i++)
+    free((*buf)[i]);
 }
 
 /* Reads in to its end, hashing; every block also written to out when
@@ -243,29 +328,32 @@ static int hash_stream(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct 
   bool odirect = direct_on(out, ofl);
   _cleanup_(restore_flags) struct saved_flags osaved = { out, odirect ? ofl : -1 };
   const size_t len = direct ? DIRECT_BUF : BUF;
-  /* A whole-file hash (out < 0) gets the second buffer and the reader. */
-  _cleanup_free_ unsigned char *buf = sp_xaligned_alloc(DIRECT_ALIGN, len);
-  _cleanup_free_ unsigned char *buf2 = out < 0 ? sp_xaligned_alloc(DIRECT_ALIGN, len) : NULL;
+  /* Two buffers keep a reader ahead of the hash; a copy takes four, so
+   * that neither the hash nor the writes wait for the other. */
+  const unsigned nbuf = out >= 0 ? 4 : 2;
+  _cleanup_(free_ring) unsigned char *ring[RING_MAX] = { NULL };
+  for (unsigned i = 0; i < nbuf; i++)
+    ring[i] = sp_xaligned_alloc(DIRECT_ALIGN, len);
   struct feed f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .in = in,
-                    .fl = fl, .direct = direct, .cap = len, .buf = { buf, buf2 },
-                    .len = { -1, -1 } };
-  pthread_t reader;
-  bool done = false; /* without a thread, the plain loop below does it all */
-  if (out < 0 && pthread_create(&reader, NULL, feed_reader, &f) == 0) {
-    int err = feed_hash(&f, &d);
-    pthread_join(reader, NULL);
-    if (err)
-      return sp_err_sys(e, SP_EXIT_FAILED, err, "read");
-    done = true;
+                    .fl = fl, .direct = direct, .out = out, .ofl = ofl, .odirect = odirect,
+                    .cap = len, .nbuf = nbuf, .consumers = out >= 0 ? 2 : 1 };
+  memcpy(f.buf, ring, sizeof ring);
+  if (feed_run(&f, &d)) {
+    if (f.read_err)
+      return sp_err_sys(e, SP_EXIT_FAILED, f.read_err, "read");
+    if (f.stop)
+      return sp_err_sys(e, SP_EXIT_FAILED, f.write_err, "write");
+    return digest_final(&d, hex, e);
   }
-  while (!done) {
-    ssize_t r = read_block(in, buf, len, &direct, fl);
+  /* No thread could start: one block at a time. */
+  for (;;) {
+    ssize_t r = read_block(in, ring[0], len, &f.direct, fl);
     if (r < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "read");
     if (r == 0)
       break;
-    d.evp.update(d.ctx, buf, (size_t)r);
-    if (out >= 0 && write_all(out, buf, (size_t)r, &odirect, ofl) < 0)
+    d.evp.update(d.ctx, ring[0], (size_t)r);
+    if (out >= 0 && write_all(out, ring[0], (size_t)r, &f.odirect, ofl) < 0)
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "write");
   }
   return digest_final(&d, hex, e);

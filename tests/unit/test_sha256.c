@@ -99,6 +99,36 @@ static void copies_of_any_size(void **state)
   check_copy(1);
   check_copy(8192);
   check_copy((9u << 20) + 123); /* more than two direct blocks, a short tail */
+  check_copy((37u << 20) + 5);  /* the copy's ring of four wraps twice */
+}
+
+/* A write that fails (a full disk) stops the copy with an error that says
+ * so, the reader and writer threads stopped; so does a read that fails. */
+static void a_failed_copy_fails(void **state)
+{
+  char *dir = unit_tmpdir();
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int in = openat(dfd, "in", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  assert_true(dfd >= 0 && in >= 0);
+  assert_int_equal(ftruncate(in, 20 << 20), 0);
+  int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  assert_true(full >= 0);
+  char got[SP_SHA256_HEX_LEN + 1];
+  struct sp_err e = { 0 };
+  assert_int_equal(sp_sha256_copy(in, full, got, &e), -1);
+  assert_non_null(strstr(e.msg, "write"));
+  sp_err_clear(&e);
+  int out = openat(dfd, "out", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  assert_int_equal(sp_sha256_copy(dfd, out, got, &e), -1); /* a directory to read */
+  assert_non_null(strstr(e.msg, "read"));
+  close(out);
+  close(full);
+  close(in);
+  unlinkat(dfd, "in", 0);
+  unlinkat(dfd, "out", 0);
+  close(dfd);
+  rmdir(dir);
+  free(dir);
 }
 
 /* Not seekable: no O_DIRECT, the reader thread reads it as it comes. */
@@ -139,6 +169,7 @@ int main(void)
     cmocka_unit_test(from_a_pipe),
     cmocka_unit_test(copies_of_any_size),
     cmocka_unit_test(a_read_error_fails),
+    cmocka_unit_test(a_failed_copy_fails),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
