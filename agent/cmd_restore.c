@@ -330,9 +330,10 @@ static int load_state(struct restore *r, struct sp_err *e)
   return 0;
 }
 
-/* Every disk's chain through descriptors, headers checked; for a
- * flattened restore every image is hashed here, before anything is
- * written (a kept chain is hashed while it is copied). */
+/* Every disk's chain through descriptors, headers checked; a chain that
+ * is converted is hashed here, before anything is written (a kept chain,
+ * and one flattened by copying, is hashed while it is copied, each copy
+ * before QEMU reads it). */
 static int load_chains(struct restore *r, struct sp_err *e)
 {
   r->chains = sp_xcalloc(r->m.ndisks ? r->m.ndisks : 1, sizeof *r->chains);
@@ -340,7 +341,9 @@ static int load_chains(struct restore *r, struct sp_err *e)
     struct sp_disk_chain *c = &r->chains[r->nchains++];
     if (sp_disk_chain_resolve(r->pt.domain_fd, r->pt.fd, &r->m, &r->sums, r->m.disks[i].target,
                               c, e) < 0 ||
-        (!r->o.keep_chain && sp_chain_check_hashes(c, 0, e) < 0))
+        (!r->o.keep_chain &&
+         !restore_plan_flatten_by_copy(c, restore_plan_flat_format(&r->m.disks[i])) &&
+         sp_chain_check_hashes(c, 0, e) < 0))
       return e->code = SP_EXIT_PREFLIGHT, -1;
   }
   return 0;

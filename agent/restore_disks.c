@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "image_check.h"
+#include "restore_plan.h"
 #include "sha256.h"
 #include "xalloc.h"
 
@@ -174,6 +175,40 @@ static int keep_chain(const struct sp_disk_chain *c, int sfd, const char *file,
   return 0;
 }
 
+/* The chain copied as keep_chain() does (every image read once, hashed as
+ * it passes, its copy's header checked), then the overlays committed into
+ * the full image's copy, which becomes the disk.  Hashing the chain and
+ * then converting it read every image twice: on a 2 GiB full image plus
+ * an incremental, a restore took 5.7 s, of which the hash pass ~2
+ * (tests/bench/backup).  QEMU still reads nothing that has not been
+ * verified: it works on the copies, after their hashes matched. */
+static int flatten_by_copy(const struct sp_disk_chain *c, int sfd, const char *file,
+                           struct sp_err *e)
+{
+  if (keep_chain(c, sfd, file, e) < 0)
+    return -1;
+  if (c->n == 1)
+    return 0;
+  size_t last = c->n - 1;
+  _cleanup_free_ char *base = chain_copy_name(file, &c->links[last], last);
+  _cleanup_free_ char *base_path = sp_xasprintf("/proc/self/fd/3/%s", base);
+  _cleanup_free_ char *top_path = sp_xasprintf("/proc/self/fd/3/%s", file);
+  const char *cache = convert_cache(staging_direct_ok(sfd));
+  /* -d: the top is dropped below, there is no point emptying it. */
+  char *argv[] = { "qemu-img", "commit", "-q", "-t", (char *)cache, "-f", "qcow2", "-d",
+                   "-b", base_path, top_path, NULL };
+  if (qemu_img(argv, &sfd, 1, e) < 0)
+    return sp_err_prefix(e, "disk %s: committing its incrementals", c->target);
+  for (size_t k = 0; k < last; k++) {
+    _cleanup_free_ char *name = chain_copy_name(file, &c->links[k], k);
+    if (unlinkat(sfd, name, 0) < 0)
+      return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot remove the staged %s", name);
+  }
+  if (renameat(sfd, base, sfd, file) < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot rename the staged %s", base);
+  return 0;
+}
+
 /* What goes into the staging directory: a point's chain (c) or a Ceph
  * snapshot (rbd_source). */
 struct disk_source {
@@ -211,7 +246,8 @@ static int write_disk(const struct disk_source *src, int dir_fd, const char *dir
   size_t before = made->n;
   int rc = src->rbd_source ? convert_rbd(src->rbd_source, sfd, file, format, e)
            : keep          ? keep_chain(c, sfd, file, e)
-                           : flatten(c, sfd, file, format, e);
+           : restore_plan_flatten_by_copy(c, format) ? flatten_by_copy(c, sfd, file, e)
+                                                      : flatten(c, sfd, file, format, e);
   /* Parents first: an overlay never carries its name before its backing. */
   for (size_t k = keep ? c->n : 1; rc == 0 && k-- > 0;) {
     _cleanup_free_ char *name = c ? chain_copy_name(file, &c->links[k], k) : sp_xstrdup(file);

@@ -1,5 +1,7 @@
 /* A disk of a point turned back into a VM disk: the chain flattened into
- * one image (qemu-img convert), or copied as a chain whose backing paths
+ * one image (its images copied and hashed, the overlays committed into the
+ * full image's copy; qemu-img convert where that cannot be: raw, or a disk
+ * resized along the chain), or copied as a chain whose backing paths
  * point at the copies.  qemu-img reads the chain only through the
  * descriptors point_chain.c opened and checked (a json: filename with
  * every layer spelled out), and writes into a private staging directory
@@ -31,10 +33,11 @@ struct restore_made_list {
 
 /* Writes dir_fd/file (format "qcow2" or "raw" for a flattened disk); with
  * keep_chain a qcow2 chain file, file.<id>, ... (a raw full image is
- * copied as it is).  A kept chain is hashed against SHA256SUMS while it is
- * copied; a chain to flatten must have been hashed by the caller
- * (sp_chain_check_hashes(), as restore's load_chains() does for every
- * disk before anything is written), through the descriptors c holds.
+ * copied as it is).  A kept chain, and a chain restore_plan_flatten_by_copy()
+ * takes, is hashed against SHA256SUMS while it is copied; any other chain
+ * to flatten must have been hashed by the caller (sp_chain_check_hashes(),
+ * as restore's load_chains() does before anything is written), through
+ * the descriptors c holds.
  * What was made is appended to made. */
 int restore_disk(const struct sp_disk_chain *c, int dir_fd, const char *dir, const char *file,
                  const char *format, bool keep_chain, struct restore_made_list *made,

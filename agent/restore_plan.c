@@ -46,7 +46,7 @@ static int plan_disk(const struct restore_plan_in *in, const struct sp_manifest_
   if (in->keep_chain)
     pd->format = strcmp(d->image_format, "raw") == 0 ? "raw" : "qcow2";
   else
-    pd->format = d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
+    pd->format = restore_plan_flat_format(d);
   if (in->disks_to) {
     pd->dir = sp_xstrdup(in->disks_to);
     pd->file = sp_xasprintf("%s.%s", d->target, pd->format);
@@ -167,4 +167,19 @@ void restore_plan_free(struct restore_plan *p)
   free(p->nvram_file);
   free(p->tpm_dir);
   memset(p, 0, sizeof *p);
+}
+
+const char *restore_plan_flat_format(const struct sp_manifest_disk *d)
+{
+  return d->format && strcmp(d->format, "raw") == 0 ? "raw" : "qcow2";
+}
+
+bool restore_plan_flatten_by_copy(const struct sp_disk_chain *c, const char *format)
+{
+  if (c->n == 0 || strcmp(format, "qcow2") != 0)
+    return false;
+  for (size_t i = 0; i < c->n; i++)
+    if (strcmp(c->links[i].format, "qcow2") != 0 || c->links[i].vsize != c->links[0].vsize)
+      return false;
+  return true;
 }

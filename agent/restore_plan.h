@@ -20,6 +20,7 @@
 #include "domain_xml.h"
 #include "err.h"
 #include "manifest.h"
+#include "point_chain.h"
 
 #define SP_LIBVIRT_NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
 
@@ -60,5 +61,17 @@ void restore_plan_free(struct restore_plan *p);
  * on the host (/etc, /usr, /boot, /root, /var/spool, ...) or in
  * libvirt's and stillpoint's own state: never a disk's destination. */
 bool restore_path_system(const char *path);
+
+/* The format a flattened disk is written in: the VM disk's (raw for a
+ * raw disk), qcow2 otherwise. */
+const char *restore_plan_flat_format(const struct sp_manifest_disk *d);
+
+/* Whether a chain is flattened by copying its images (each hashed as it
+ * passes) and committing the overlays into the full image's copy, rather
+ * than hashed in place and converted: one read of every image instead of
+ * two.  Only qcow2 in and out, and only when every image has the same
+ * virtual size (qemu-img commit grows the base to its top, never shrinks
+ * it).  The caller hashes the chain first exactly when this is false. */
+bool restore_plan_flatten_by_copy(const struct sp_disk_chain *c, const char *format);
 
 #endif

@@ -320,9 +320,9 @@ def flip(path, offset):
 
 @pytest.mark.parametrize("chain", ["--flatten", "--keep-chain"])
 def test_disk_hash_mismatch_refused(bins, points, tmp_path, scratch, chain):
-    """A byte of a disk image changed behind SHA256SUMS: restore refuses
-    before anything is written (flatten) or removes what it copied (a kept
-    chain is hashed while it is copied)."""
+    """A byte of a disk image changed behind SHA256SUMS: restore refuses and
+    removes what it copied (a qcow2 chain, kept or flattened, is hashed
+    while it is copied, and QEMU reads only copies that matched)."""
     point = crafted.copy_domain(points[1][1], tmp_path)
     img = os.path.join(point, "disks", "vdb.qcow2")
     flip(img, os.path.getsize(img) - 100)

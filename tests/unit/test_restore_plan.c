@@ -185,6 +185,39 @@ static void system_directories(void **state)
   assert_false(restore_path_system("/srv/vms/x.qcow2"));
 }
 
+/* Flattened by copying (one read, hashed as it passes) only what qemu-img
+ * commit flattens exactly: qcow2 in and out, one virtual size throughout. */
+static void flatten_by_copy(void **state)
+{
+  struct sp_chain_link links[3] = {
+    { .format = "qcow2", .vsize = 4ull << 30 },
+    { .format = "qcow2", .vsize = 4ull << 30 },
+    { .format = "qcow2", .vsize = 4ull << 30 },
+  };
+  struct sp_disk_chain c = { .target = "vda", .links = links, .n = 3 };
+  assert_true(restore_plan_flatten_by_copy(&c, "qcow2"));
+  assert_false(restore_plan_flatten_by_copy(&c, "raw")); /* the VM's disk was raw */
+  c.n = 1;
+  assert_true(restore_plan_flatten_by_copy(&c, "qcow2")); /* a full point alone */
+  c.n = 3;
+  links[0].vsize = 8ull << 30; /* grown after the full: commit would grow the base */
+  assert_false(restore_plan_flatten_by_copy(&c, "qcow2"));
+  links[0].vsize = 2ull << 30; /* shrunk: commit would leave the base too large */
+  assert_false(restore_plan_flatten_by_copy(&c, "qcow2"));
+  links[0].vsize = 4ull << 30;
+  links[2].format = "raw"; /* the raw full image of a full-only copier */
+  assert_false(restore_plan_flatten_by_copy(&c, "qcow2"));
+  c.n = 0;
+  assert_false(restore_plan_flatten_by_copy(&c, "qcow2"));
+
+  struct sp_manifest_disk d = { .format = "raw" };
+  assert_string_equal(restore_plan_flat_format(&d), "raw");
+  d.format = "qcow2";
+  assert_string_equal(restore_plan_flat_format(&d), "qcow2");
+  d.format = NULL;
+  assert_string_equal(restore_plan_flat_format(&d), "qcow2");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -193,6 +226,7 @@ int main(void)
     cmocka_unit_test(replaced_definition),
     cmocka_unit_test(formats),
     cmocka_unit_test(system_directories),
+    cmocka_unit_test(flatten_by_copy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
