@@ -71,7 +71,9 @@ const char *restore_plan_flat_format(const struct sp_manifest_disk *d);
  * than hashed in place and converted: one read of every image instead of
  * two.  Only qcow2 in and out, and only when every image has the same
  * virtual size (qemu-img commit grows the base to its top, never shrinks
- * it).  The caller hashes the chain first exactly when this is false. */
+ * it; backup takes a full point after a disk changed size, so only a point
+ * written otherwise has such a chain).  The caller hashes the chain first
+ * exactly when this is false. */
 bool restore_plan_flatten_by_copy(const struct sp_disk_chain *c, const char *format);
 
 #endif
