@@ -13,6 +13,7 @@
 #include "backup_run.h"
 #include "cleanup.h"
 #include "copier_contract.h"
+#include "copy_parallel.h"
 #include "fsutil.h"
 #include "host.h"
 #include "own_dirs.h"
@@ -163,6 +164,16 @@ static int copy_watch(void *user, struct sp_err *e)
   return 0;
 }
 
+/* parallel as the policy says it, auto decided from the plan's levels. */
+static long copiers_at_once(const struct run *r)
+{
+  size_t n = r->plan.ndisks;
+  _cleanup_free_ enum sp_level *levels = sp_xcalloc(n ? n : 1, sizeof *levels);
+  for (size_t i = 0; i < n; i++)
+    levels[i] = r->plan.disks[i].level;
+  return copy_parallel(sp_config_int(&r->cfg, SP_KEY_PARALLEL), levels, n);
+}
+
 int backup_copy_disks(struct run *r, struct sp_err *e)
 {
   size_t n = r->plan.ndisks ? r->plan.ndisks : 1;
@@ -228,11 +239,14 @@ int backup_copy_disks(struct run *r, struct sp_err *e)
   char via[300] = "";
   if (r->job.tcp)
     snprintf(via, sizeof via, " over NBD TLS from %s port %d", r->tcp.host, r->tcp.port);
+  long at_once = copiers_at_once(r);
   sp_info(r->log, "copying %zu disk%s of %s (%s point %s)%s", r->ntasks,
           r->ntasks == 1 ? "" : "s", r->pf.dom.name, sp_level_name(r->plan.level), r->id, via);
+  sp_debug(r->log, "%ld copier%s at once (parallel = %s)", at_once, at_once == 1 ? "" : "s",
+           sp_config_str(&r->cfg, SP_KEY_PARALLEL));
   struct pool_watch watch = { .every_ms = 500, .check = copy_watch, .user = r };
-  if (task_pool_run_watched(r->tasks, r->ntasks, sp_config_int(&r->cfg, SP_KEY_PARALLEL), true,
-                            r->sigfd, &watch, r->log, &signo, e) < 0)
+  if (task_pool_run_watched(r->tasks, r->ntasks, at_once, true, r->sigfd, &watch, r->log, &signo,
+                            e) < 0)
     return r->watch_stopped ? -1 : sp_err_prefix(e, signo ? "while copying" : "the copier");
   /* In Ceph the copier's exit 0 means its snapshot exists (the contract). */
   for (size_t i = 0; !r->rbd_on && i < r->ntasks; i++) {

@@ -21,6 +21,8 @@ static const char *const recover_choices[] = { "off", "auto", NULL };
 static const char *const transport_choices[] = { "unix", "tcp", NULL };
 static const char *const image_format_choices[] = { "qcow2", "raw", NULL };
 static const char *const offline_choices[] = { "backup", "skip", NULL };
+/* Words an int key accepts beside its numbers (sp_config_int reads 0). */
+static const char *const parallel_words[] = { "auto", NULL };
 
 /* The one table of keys: config/stillpoint.conf documents each of them. */
 static const struct sp_key_def keys[SP_KEY__COUNT] = {
@@ -40,7 +42,9 @@ static const struct sp_key_def keys[SP_KEY__COUNT] = {
   [SP_KEY_COPIER] = { "copier", "defaults", SP_T_STRING, "stillpoint-copy" },
   [SP_KEY_COPIER_FORMAT] = { "copier_format", "defaults", SP_T_ENUM, "qcow2",
                              image_format_choices },
-  [SP_KEY_PARALLEL] = { "parallel", "defaults", SP_T_INT, "1", NULL, 1, 64 },
+  /* auto: an incremental's disks at once, a full one's one at a time
+   * (copy_parallel.c says why). */
+  [SP_KEY_PARALLEL] = { "parallel", "defaults", SP_T_INT, "auto", parallel_words, 1, 64 },
   [SP_KEY_STALL_TIMEOUT_S] = { "stall_timeout_s", "defaults", SP_T_INT, "300", NULL, 0, 86400 },
   /* 23 h: a daily schedule's next run finds the VM free, and the run
    * fails with its own message before the units' TimeoutStartSec=1d. */
@@ -125,9 +129,14 @@ static int check_value(enum sp_key k, const char *v, const char *where, struct s
   switch (d->type) {
   case SP_T_INT: {
     long n;
+    for (const char *const *c = d->choices; c && *c; c++)
+      if (strcmp(*c, v) == 0)
+        return 0;
     if (!parse_long(v, &n) || n < d->min || n > d->max)
-      return sp_err_set(e, SP_EXIT_USAGE, "%s: key '%s': '%s' is not a number from %ld to %ld",
-                        where, d->name, v, d->min, d->max);
+      return sp_err_set(e, SP_EXIT_USAGE,
+                        "%s: key '%s': '%s' is not a number from %ld to %ld%s%s", where,
+                        d->name, v, d->min, d->max, d->choices ? " or " : "",
+                        d->choices ? d->choices[0] : "");
     return 0;
   }
   case SP_T_BOOL: {
@@ -363,7 +372,8 @@ const char *sp_config_str(const struct sp_config *c, enum sp_key k)
 long sp_config_int(const struct sp_config *c, enum sp_key k)
 {
   long n = 0;
-  parse_long(sp_config_str(c, k), &n); /* validated when stored */
+  /* Validated when stored; a key's word (parallel = auto) reads 0. */
+  parse_long(sp_config_str(c, k), &n);
   return n;
 }
 

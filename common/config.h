@@ -57,7 +57,8 @@ struct sp_key_def {
   const char *section;        /* "defaults" or "hook" */
   enum sp_key_type type;
   const char *def;            /* built-in default, as text */
-  const char *const *choices; /* SP_T_ENUM: NULL-terminated */
+  const char *const *choices; /* SP_T_ENUM: NULL-terminated; SP_T_INT: words
+                               * accepted beside numbers, or NULL */
   long min, max;              /* SP_T_INT */
   bool allow_empty;
 };
@@ -88,10 +89,13 @@ int sp_config_apply_set(struct sp_config *cfg, const char *assignment, struct sp
 void sp_config_free(struct sp_config *cfg);
 
 const char *sp_config_str(const struct sp_config *c, enum sp_key k);
+/* An int key's number; 0 when it holds one of its words (parallel = auto),
+ * which sp_config_is() then names. */
 long sp_config_int(const struct sp_config *c, enum sp_key k);
 bool sp_config_bool(const struct sp_config *c, enum sp_key k);
-/* True when an enum key currently holds the given choice; a choice not in
- * the key's table aborts (a caller's typo, never the user's). */
+/* True when an enum key (or an int key's word) currently holds the given
+ * choice; a choice not in the key's table aborts (a caller's typo, never
+ * the user's). */
 bool sp_config_is(const struct sp_config *c, enum sp_key k, const char *choice);
 
 #endif

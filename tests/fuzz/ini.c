@@ -44,8 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *v = sp_config_str(&cfg, (enum sp_key)k);
     if (!v)
       abort();
-    if (d->type == SP_T_INT && (sp_config_int(&cfg, (enum sp_key)k) < d->min ||
-                                sp_config_int(&cfg, (enum sp_key)k) > d->max))
+    bool word = false; /* an int key's word (parallel = auto) reads 0 */
+    for (const char *const *c = d->choices; d->type == SP_T_INT && c && *c; c++)
+      word = word || strcmp(*c, v) == 0;
+    if (d->type == SP_T_INT && !word && (sp_config_int(&cfg, (enum sp_key)k) < d->min ||
+                                         sp_config_int(&cfg, (enum sp_key)k) > d->max))
       abort();
   }
   sp_config_free(&cfg);

@@ -61,6 +61,9 @@ static void defaults_without_files(void **state)
   assert_string_equal(sp_config_str(&c, SP_KEY_TARGET), "/var/lib/stillpoint/backups");
   assert_int_equal(sp_config_int(&c, SP_KEY_PAUSE_MAX_MS), 2000);
   assert_true(sp_config_is(&c, SP_KEY_FREEZE, "auto"));
+  /* An int key's word: sp_config_int reads 0, sp_config_is names it. */
+  assert_true(sp_config_is(&c, SP_KEY_PARALLEL, "auto"));
+  assert_int_equal(sp_config_int(&c, SP_KEY_PARALLEL), 0);
   assert_true(sp_config_bool(&c, SP_KEY_SNAPSHOT_ON_STOP));
   assert_string_equal(c.source[SP_KEY_TARGET], "built-in default");
   sp_config_free(&c);
@@ -202,6 +205,17 @@ static void bad_sets(void **state)
   const char *s3[] = { "parallel=0" };
   assert_int_equal(load(*state, &c, NULL, NULL, s3, 1, &e), -1);
   assert_non_null(strstr(e.msg, "--set: key 'parallel'"));
+  assert_non_null(strstr(e.msg, "from 1 to 64 or auto"));
+  sp_config_free(&c);
+  /* A word is one of the key's, whole: no other word, no number after it. */
+  const char *s4[] = { "parallel=automatic" };
+  assert_int_equal(load(*state, &c, NULL, NULL, s4, 1, &e), -1);
+  assert_non_null(strstr(e.msg, "'automatic' is not a number from 1 to 64 or auto"));
+  sp_config_free(&c);
+  const char *s5[] = { "freeze_timeout_s=auto" };
+  assert_int_equal(load(*state, &c, NULL, NULL, s5, 1, &e), -1);
+  assert_non_null(strstr(e.msg, "is not a number from 1 to 60"));
+  assert_null(strstr(e.msg, " or "));
   sp_config_free(&c);
   assert_int_equal(load(*state, &c, "../etc/passwd", NULL, NULL, 0, &e), -1);
   assert_int_equal(e.code, SP_EXIT_USAGE);
