@@ -102,8 +102,10 @@ static void child_message(int fd, char *buf, size_t size)
  * is mostly process start and fsyncs (60-70 ms here), so a VM with
  * several disks pays for one, not for each.  Every child started is
  * waited for, also after a failure. */
-static int make_scratches(struct backup_job *j, uid_t uid, gid_t gid, struct sp_err *e)
+static int make_scratches(struct backup_job *j, struct sp_err *e)
 {
+  uid_t uid = j->uid;
+  gid_t gid = j->gid;
   size_t n = j->ndisks;
   _cleanup_free_ pid_t *pid = sp_xcalloc(n ? n : 1, sizeof *pid);
   _cleanup_free_ int *errfd = sp_xcalloc(n ? n : 1, sizeof *errfd);
@@ -114,7 +116,6 @@ static int make_scratches(struct backup_job *j, uid_t uid, gid_t gid, struct sp_
     struct job_disk *d = &j->disks[i];
     if (!d->copy)
       continue;
-    d->scratch = sp_xasprintf("%s/%s.scratch", j->scratchdir, d->target);
     char size[32];
     snprintf(size, sizeof size, "%llu", d->size);
     char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", d->scratch, size, NULL };
@@ -146,10 +147,8 @@ static int make_scratches(struct backup_job *j, uid_t uid, gid_t gid, struct sp_
 int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct sp_qemu_conf *qc,
                        const char *scratch_root, const char *tag, struct sp_err *e)
 {
-  uid_t uid;
-  gid_t gid;
   j->host = host;
-  if (host->ops->ids(host, qc->user, qc->group, &uid, &gid, e) < 0)
+  if (host->ops->ids(host, qc->user, qc->group, &j->uid, &j->gid, e) < 0)
     return -1;
   /* Parents must be searchable by QEMU's user (preflight has checked an
    * administrator's scratch_dir); the job's own dirs are not. */
@@ -163,19 +162,22 @@ int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct 
     return sp_err_set(e, SP_EXIT_FAILED, "socket path %s is too long for a unix socket",
                       j->socket);
   /* Private: only QEMU's user (and root) may enter. */
-  if (host->ops->mkdir_owned(host, j->rundir, 0700, uid, gid, e) < 0 ||
-      host->ops->mkdir_owned(host, j->scratchdir, 0700, uid, gid, e) < 0)
+  if (host->ops->mkdir_owned(host, j->rundir, 0700, j->uid, j->gid, e) < 0 ||
+      host->ops->mkdir_owned(host, j->scratchdir, 0700, j->uid, j->gid, e) < 0)
     return -1;
-  /* On this machine the scratch files are made now, keeping their
-   * creation out of the pause; on a remote one libvirt makes them. */
+  /* On this machine the scratch files are made before the pause
+   * (backup_job_make_scratches); on a remote one libvirt makes them. */
   j->reuse_scratch = !host->remote;
-  if (j->reuse_scratch && make_scratches(j, uid, gid, e) < 0)
-    return -1;
-  for (size_t i = 0; i < j->ndisks && !j->reuse_scratch; i++)
+  for (size_t i = 0; i < j->ndisks; i++)
     if (j->disks[i].copy)
       j->disks[i].scratch = sp_xasprintf("%s/%s.scratch", j->scratchdir, j->disks[i].target);
   build_xml(j);
   return 0;
+}
+
+int backup_job_make_scratches(struct backup_job *j, struct sp_err *e)
+{
+  return j->reuse_scratch ? make_scratches(j, e) : 0;
 }
 
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e)

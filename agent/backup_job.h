@@ -36,15 +36,20 @@ struct backup_job {
   const struct nbd_tcp *tcp; /* transport = tcp: the server's address; NULL: the socket */
   char *backup_xml, *checkpoint_xml;
   bool reuse_scratch;      /* scratch files made before the pause (local hosts) */
+  uid_t uid;               /* QEMU's user and group: they own what the job makes */
+  gid_t gid;
   bool begun;
   bool ending;             /* aborted, not yet seen gone */
 };
 
-/* Makes the directories (owned by QEMU's user, 0700), the scratch files
- * and the XML.  disks[] must be filled by the caller (target, copy,
- * bitmap, full, size), and tcp set for transport = tcp. */
+/* Makes the directories (owned by QEMU's user, 0700) and the XML.
+ * disks[] must be filled by the caller (target, copy, bitmap, full,
+ * size), and tcp set for transport = tcp. */
 int backup_job_prepare(struct backup_job *j, struct sp_host *host, const struct sp_qemu_conf *qc,
                        const char *scratch_root, const char *tag, struct sp_err *e);
+/* The EMPTY scratch files of a local job, for REUSE_EXTERNAL (a remote
+ * job's are made by libvirt): after backup_job_prepare, before the pause. */
+int backup_job_make_scratches(struct backup_job *j, struct sp_err *e);
 /* Inside the window. */
 int backup_job_begin(virDomainPtr dom, struct backup_job *j, struct sp_err *e);
 /* Asks libvirt to end the pull job (the NBD exports go away) without

@@ -85,6 +85,7 @@ struct run {
   struct sp_manifest m;
   struct phases_tail tail;   /* what came after manifest.json (phases.h) */
   double t_start;            /* phases_now() when the run began */
+  double t_guardian;         /* phases_now() when the guardian was started */
   struct run_made made;
 };
 

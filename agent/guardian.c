@@ -59,7 +59,7 @@ static void tell(struct guardian *g, char c)
           "the VM itself, but nothing would if stillpoint died now", strerror(errno));
 }
 
-int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
+int guardian_spawn(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
                    const struct guardian_job *job, const struct sp_log *log, struct sp_err *e)
 {
   g->pid = -1;
@@ -80,7 +80,9 @@ int guardian_start(struct guardian *g, const char *uri, const char *uuid, long p
   char *argv[] = { "/proc/self/exe", "__guardian", (char *)uri, (char *)uuid, maxs,
                    log->debug ? "1" : "0", (char *)job->checkpoint, (char *)job->rundir,
                    (char *)job->scratchdir, (char *)job->point, NULL };
-  /* The child gets the pipe ends at fixed numbers 3 and 4. */
+  /* The child gets the pipe ends at fixed numbers 3 and 4.  Our own ends
+   * stay close-on-exec: a child we start later (qemu-img, a copier) must
+   * not hold the command pipe open past our death. */
   _cleanup_close_ int c3 = fcntl(cmd[0], F_DUPFD, 10), c4 = fcntl(rep[1], F_DUPFD, 10);
   close(cmd[0]);
   close(rep[1]);
@@ -90,12 +92,18 @@ int guardian_start(struct guardian *g, const char *uri, const char *uuid, long p
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "guardian pipe");
   int fds[] = { c3, c4 };
   g->pid = sp_spawn_fds(argv, NULL, fds, 2, e);
-  if (g->pid < 0)
-    return -1;
+  return g->pid < 0 ? -1 : 0;
+}
+
+int guardian_wait_ready(struct guardian *g, struct sp_err *e)
+{
   char c = 0;
   struct pollfd p = { .fd = g->report_fd, .events = POLLIN };
+  int n;
   /* Its libvirt connection takes tens of ms; 10 s means libvirtd hangs. */
-  if (poll(&p, 1, 10000) != 1 || read(g->report_fd, &c, 1) != 1 || c != MSG_READY) {
+  while ((n = poll(&p, 1, 10000)) < 0 && errno == EINTR)
+    ;
+  if (n != 1 || read(g->report_fd, &c, 1) != 1 || c != MSG_READY) {
     guardian_stop(g);
     return sp_err_set(e, SP_EXIT_FAILED, "the guardian process did not start (it needs its own "
                       "libvirt connection); nothing was paused");

@@ -41,10 +41,17 @@ struct guardian_job {
                       * as after guardian_tell_published() */
 };
 
-/* Starts it and waits until it holds its own libvirt connection to the
- * domain (so it can act from the first instant of the pause). */
-int guardian_start(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
+/* Starts it, without waiting: its start (a process image, its libvirt
+ * connection, the domain's lookup: 60-80 ms) overlaps what the coordinator
+ * makes meanwhile.  Should we die from here on, it removes the job's
+ * directories (named in job, made or not) once connected. */
+int guardian_spawn(struct guardian *g, const char *uri, const char *uuid, long pause_max_ms,
                    const struct guardian_job *job, const struct sp_log *log, struct sp_err *e);
+/* Waits until it holds its own libvirt connection to the domain (so it can
+ * act from the first instant of the pause); a guardian that does not get
+ * there within 10 s is stopped and the run fails before anything is
+ * paused. */
+int guardian_wait_ready(struct guardian *g, struct sp_err *e);
 /* The VM is (about to be) paused by us / resumed / frozen / thawed. */
 void guardian_tell_paused(struct guardian *g);
 void guardian_tell_resumed(struct guardian *g);

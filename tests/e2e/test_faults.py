@@ -104,6 +104,36 @@ def settle(guest, target, before, timeout=20):
         time.sleep(0.25)
 
 
+def guardians_and_job_dirs(guest):
+    """The guardian processes of the guest's runs still alive, and its jobs'
+    run directories still there (/run/stillpoint/<uuid>-<point id>)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"__guardian" in args and guest.dom.UUIDString().encode() in args:
+            pids.append(int(d))
+    dirs = [n for n in (os.listdir("/run/stillpoint") if os.path.isdir("/run/stillpoint") else [])
+            if n.startswith(guest.dom.UUIDString() + "-")]
+    return pids, dirs
+
+
+def guardian_gone(guest, dirs_before, dirs_too, timeout=20):
+    """No guardian outlives its use: once the coordinator is dead, it puts
+    right what it must, removes the job's directories and leaves.  The
+    guardians left and the job directories new since dirs_before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids, dirs = guardians_and_job_dirs(guest)
+        dirs = sorted(set(dirs) - set(dirs_before))
+        if (not pids and (not dirs or not dirs_too)) or time.monotonic() > deadline:
+            return pids, dirs
+        time.sleep(0.25)
+
+
 def verify_all(bins, target, guest):
     done, _ = spp.points(target / guest.name)
     for pid in done:
@@ -137,19 +167,25 @@ def test_kill_matrix(bins, clean_guest, tmp_path):
     rows, bad = [], []
     for step in STEPS:
         t0 = time.monotonic()
+        _, dirs_before = guardians_and_job_dirs(guest)
         rc, err = run_with_failpoint(bins, guest, target, tmp_path, f"{step}:kill")
         s = settle(guest, target, before)
         fired = f"test failpoint {step}: kill" in err
+        # From prepare (the guardian starts while the scratch files are
+        # made) to the rename, a guardian saw the death: it removed the
+        # job's directories and left.  At prune it had been told to quit.
+        guarded = STEPS.index("prepare") <= STEPS.index(step) <= STEPS.index("finish-after-rename")
+        pids, dirs = guardian_gone(guest, dirs_before, guarded)
         ok = (fired and rc == -9 and s["running"] and s["thawed"] and s["no_job"]
-              and s["checkpoints_ok"])
+              and s["checkpoints_ok"] and not pids and (not guarded or not dirs))
         rows.append([step, rc, "yes" if fired else "NO", s["running"], s["thawed"], s["no_job"],
-                     s["checkpoints_ok"], len(s["done"]), len(s["partial"]),
-                     f"{time.monotonic() - t0:.1f}", "ok" if ok else "FAIL"])
+                     s["checkpoints_ok"], len(s["done"]), len(s["partial"]), len(pids),
+                     len(dirs), f"{time.monotonic() - t0:.1f}", "ok" if ok else "FAIL"])
         if not ok:
-            bad.append((step, rc, s, err[-2000:]))
+            bad.append((step, rc, s, pids, dirs, err[-2000:]))
     table("coordinator SIGKILLed at each failpoint",
           ["failpoint", "rc", "fired", "running", "thawed", "no job", "checkpoints ok",
-           "complete", "partial", "s", "outcome"], rows)
+           "complete", "partial", "guardians", "job dirs", "s", "outcome"], rows)
     assert not bad, bad
     # The kill after the rename leaves a complete point with its checkpoint:
     # the next auto is an incremental on it, and the whole chain verifies.
