@@ -34,6 +34,7 @@ struct run {
   struct interrupt intr;
   struct source src;
   struct image_info parent;
+  struct image_info_run parent_run; /* qemu-img info of the parent, while it runs */
   char *backing; /* the parent relative to the output's directory */
   struct part_file part;
   struct sink sink;
@@ -44,6 +45,7 @@ struct run {
 /* In reverse order of creation: qemu-nbd ends before its .part is removed. */
 static void run_free(struct run *r)
 {
+  qemu_img_info_stop(&r->parent_run);
   sink_close(&r->sink);
   part_discard(&r->part);
   free(r->backing);
@@ -52,14 +54,26 @@ static void run_free(struct run *r)
   tools_free(&r->tools);
 }
 
-static int check_parent(struct run *r, struct sp_err *e)
+/* The parent's qemu-img info, started: it runs while the export is
+ * opened and the output created (check_parent() reads it). */
+static int check_parent_start(struct run *r, struct sp_err *e)
 {
   const char *p = r->o->parent;
   if (!p)
     return 0;
   if (access(p, R_OK) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "parent image %s", p);
-  if (qemu_img_info(r->tools.qemu_img, p, &r->parent, e) < 0)
+  if (qemu_img_info_start(r->tools.qemu_img, p, &r->parent_run, e) < 0)
+    return sp_err_prefix(e, "parent image %s", p);
+  return 0;
+}
+
+static int check_parent(struct run *r, struct sp_err *e)
+{
+  const char *p = r->o->parent;
+  if (!p)
+    return 0;
+  if (qemu_img_info_finish(&r->parent_run, p, &r->parent, e) < 0)
     return sp_err_prefix(e, "parent image %s", p);
   if (strcmp(r->parent.format, "qcow2"))
     return sp_err_set(e, SP_EXIT_FAILED, "parent image %s is %s, not qcow2", p,
@@ -108,6 +122,21 @@ static int create_image(struct run *r, struct sp_err *e)
                       r->o->compress, e) < 0)
     return -1;
   return part_check(&r->part, e);
+}
+
+/* The output, created while the parent's check runs: a parent that
+ * fails it fails the creation too (qemu-img create opens it as qcow2,
+ * with its chain), and its own error says why.  On any failure the .part
+ * is removed (run_free). */
+static int create_checked(struct run *r, struct sp_err *e)
+{
+  struct sp_err ce = { 0 };
+  int rc = create_image(r, &ce);
+  if (check_parent(r, e) < 0 || check_sizes(r, e) < 0)
+    return -1;
+  if (rc < 0)
+    *e = ce;
+  return rc;
 }
 
 static int start_qemu_nbd(struct run *r, struct sp_err *e)
@@ -164,10 +193,10 @@ static int copy_disk(struct run *r, struct sp_err *e)
 {
   const struct copy_opts *o = r->o;
   if (interrupt_init(&r->intr, e) < 0 || tools_find(&r->tools, e) < 0 ||
-      part_preflight(o->output, e) < 0 || check_parent(r, e) < 0 ||
+      part_preflight(o->output, e) < 0 || check_parent_start(r, e) < 0 ||
       source_open(&r->src, o->uri, o->bitmap, o->connections, e) < 0 ||
-      check_sizes(r, e) < 0 || create_image(r, e) < 0 || start_qemu_nbd(r, e) < 0 ||
-      copy(r, e) < 0 || finish(r, e) < 0)
+      create_checked(r, e) < 0 || start_qemu_nbd(r, e) < 0 || copy(r, e) < 0 ||
+      finish(r, e) < 0)
     return -1;
   return 0;
 }
@@ -200,7 +229,7 @@ int main(int argc, char *argv[])
   const struct sp_log log = { .prog = prefix };
   _cleanup_(run_free) struct run r = {
     .o = &o, .prefix = prefix, .t0 = t0, .intr = INTERRUPT_INIT, .part = PART_FILE_INIT,
-    .sink = SINK_INIT,
+    .sink = SINK_INIT, .parent_run = IMAGE_INFO_RUN_INIT,
   };
   /* rbd:POOL/IMAGE@SNAP: a point in Ceph (docs/design.md, "Points in Ceph"). */
   const bool rbd = sp_rbd_spec_is(o.output);
