@@ -2,8 +2,9 @@
  * "The backup point protocol").  run_point() reads as the protocol:
  *
  *   preflight -> plan -> prepare (job, port) -> signals -> guardian started
- *   -> scratch files, point -> guardian ready -> [offline start] -> freeze -> pause -> capture -> begin -> resume
- *   -> thaw -> save state -> copy -> end job -> finish -> prune
+ *   -> scratch files, point -> guardian ready -> [offline start] -> freeze
+ *   -> pause -> capture -> begin -> resume -> thaw -> save state -> copy
+ *   -> end job -> finish -> prune
  *
  * Everything that can fail before the pause fails there (exit 3 for a
  * refusal); between pause and resume every error path resumes and thaws,
