@@ -143,13 +143,7 @@ static void collect_out(struct running *r)
 {
   if (r->outfd < 0)
     return;
-  off_t size = lseek(r->outfd, 0, SEEK_END);
-  struct task *t = r->task;
-  if (size >= 0 && (t->out = malloc((size_t)size + 1))) {
-    ssize_t n = pread(r->outfd, t->out, (size_t)size, 0);
-    t->out_len = n > 0 ? (size_t)n : 0;
-    t->out[t->out_len] = '\0';
-  }
+  r->task->out = sp_child_output(r->outfd, SIZE_MAX, &r->task->out_len);
   close(r->outfd);
   r->outfd = -1;
 }

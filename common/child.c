@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
@@ -23,6 +24,22 @@ int sp_exit_status(int wstatus)
   if (WIFSIGNALED(wstatus))
     return 128 + WTERMSIG(wstatus);
   return 255;
+}
+
+char *sp_child_output(int fd, size_t max, size_t *len)
+{
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size < 0 || (uint64_t)size > max)
+    return NULL;
+  char *buf = malloc((size_t)size + 1);
+  if (!buf)
+    return NULL;
+  ssize_t n = pread(fd, buf, (size_t)size, 0);
+  size_t got = n > 0 ? (size_t)n : 0;
+  buf[got] = '\0';
+  if (len)
+    *len = got;
+  return buf;
 }
 
 /* environ plus extra; an extra "K=V" replaces an inherited K. */

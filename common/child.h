@@ -52,5 +52,10 @@ pid_t sp_spawn_fds(char *const argv[], char *const env_extra[], const int *fds, 
                    struct sp_err *e);
 /* Turns a waitpid status into an exit code (128 + signal when killed). */
 int sp_exit_status(int wstatus);
+/* What a child wrote into fd (a memfd given as its stdout or stderr), read
+ * back from the start: malloc'd and NUL-terminated, its length in *len
+ * when len is not NULL; empty when it cannot be read.  NULL when its size
+ * cannot be learnt, it holds more than max bytes, or memory runs out. */
+char *sp_child_output(int fd, size_t max, size_t *len);
 
 #endif

@@ -30,22 +30,6 @@ static const char *last_line(char *s)
   return nl ? nl + 1 : s;
 }
 
-/* Everything a memfd holds, NUL-terminated (malloc'd; NULL on failure). */
-static char *memfd_text(int fd)
-{
-  off_t end = lseek(fd, 0, SEEK_END);
-  if (end < 0 || end > (1 << 24))
-    return NULL;
-  char *buf = malloc((size_t)end + 1);
-  ssize_t n = buf ? pread(fd, buf, (size_t)end, 0) : -1;
-  if (n < 0) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  return buf;
-}
-
 static void info_close(struct image_info_run *run)
 {
   if (run->out_fd >= 0)
@@ -84,8 +68,8 @@ int qemu_img_info_finish(struct image_info_run *run, const char *path, struct im
   int ws = 0;
   while (waitpid(run->pid, &ws, 0) < 0 && errno == EINTR)
     ;
-  _cleanup_free_ char *out = memfd_text(run->out_fd);
-  _cleanup_free_ char *err = memfd_text(run->err_fd);
+  _cleanup_free_ char *out = sp_child_output(run->out_fd, 1 << 24, NULL);
+  _cleanup_free_ char *err = sp_child_output(run->err_fd, 1 << 24, NULL);
   info_close(run);
   if (sp_exit_status(ws) != 0)
     return sp_err_set(e, SP_EXIT_FAILED, "%s", last_line(err));
