@@ -108,6 +108,42 @@ int sp_sha256_hex(const void *data, size_t len, char hex[SP_SHA256_HEX_LEN + 1])
   return digest_final(&d, hex, &e);
 }
 
+struct sp_sha256 {
+  struct digest d;
+  bool failed;
+};
+
+struct sp_sha256 *sp_sha256_new(struct sp_err *e)
+{
+  struct sp_sha256 *s = sp_xcalloc(1, sizeof *s);
+  if (digest_init(&s->d, e) < 0) {
+    sp_sha256_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void sp_sha256_update(struct sp_sha256 *s, const void *data, size_t len)
+{
+  if (!s->failed && !s->d.evp.update(s->d.ctx, data, len))
+    s->failed = true;
+}
+
+int sp_sha256_end(struct sp_sha256 *s, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
+{
+  if (s->failed)
+    return sp_err_set(e, SP_EXIT_FAILED, "SHA-256 failed");
+  return digest_final(&s->d, hex, e);
+}
+
+void sp_sha256_free(struct sp_sha256 *s)
+{
+  if (!s)
+    return;
+  digest_free(&s->d);
+  free(s);
+}
+
 /* A whole file is hashed with O_DIRECT where the file system allows it:
  * the images a copier wrote with O_DIRECT are not in the page cache, and
  * reading 1 GiB of one through it cost 1.57 s of system time and 12.8 s

@@ -17,4 +17,14 @@ int sp_sha256_fd(int fd, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
 /* Copies in to out (both at their offsets) and hashes what passed. */
 int sp_sha256_copy(int in, int out, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
 
+
+/* A hash fed piece by piece, for data hashed as it passes (the copier's
+ * image, written front to back). */
+struct sp_sha256;
+struct sp_sha256 *sp_sha256_new(struct sp_err *e);
+void sp_sha256_update(struct sp_sha256 *s, const void *data, size_t len);
+/* The hex digest; fails if an update failed. */
+int sp_sha256_end(struct sp_sha256 *s, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
+void sp_sha256_free(struct sp_sha256 *s);
+
 #endif
