@@ -27,6 +27,7 @@ struct slot {
   enum slot_state state;
   unsigned conn;    /* source connection that reads it */
   unsigned pending; /* write commands still in flight */
+  uint64_t seq;     /* the file sink's operation to wait for (0: none) */
   int err;          /* errno of the first failed command */
   char *buf;
 };
@@ -85,18 +86,23 @@ static int refill(struct loop *lp, struct sp_err *e)
 struct tally {
   bool full;
   uint64_t total;
+  struct sp_qcow2_map *map;
 };
 
 static void count(void *ud, const struct sp_seg *seg)
 {
   struct tally *t = ud;
-  if (seg->kind == SP_DATA || (seg->kind == SP_ZERO && !t->full))
+  if (seg->kind == SP_DATA || (seg->kind == SP_ZERO && !t->full)) {
     t->total += seg->len;
+    if (t->map)
+      sp_qcow2_map_mark(t->map, seg->off, seg->len, seg->kind == SP_DATA);
+  }
 }
 
-int copy_measure(struct source *src, bool full, uint64_t *total, struct sp_err *e)
+int copy_measure(struct source *src, bool full, struct sp_qcow2_map *map, uint64_t *total,
+                 struct sp_err *e)
 {
-  struct tally t = { .full = full };
+  struct tally t = { .full = full, .map = map };
   struct sp_plan plan;
   sp_plan_init(&plan, src->size, SP_COPY_CLUSTER, count, &t);
   while (plan.pos < src->size)
@@ -145,6 +151,7 @@ static int issue(struct loop *lp, struct sp_err *e)
     struct slot *sl = &lp->slots[lp->head % lp->nslots];
     sp_segq_take(&lp->q, next->kind == SP_DATA ? lp->job->request_size : ZERO_MAX, &sl->seg);
     sl->pending = 0;
+    sl->seq = 0;
     sl->err = 0;
     sl->state = SLOT_READY; /* a zero range needs no read */
     lp->head++;
@@ -160,25 +167,45 @@ static int issue(struct loop *lp, struct sp_err *e)
   return 0;
 }
 
+/* Hands [from, from+len) of the slot's range, its bytes or zeroes, to the
+ * image's own writer. */
+static int put_run(struct loop *lp, struct slot *sl, uint64_t off, uint64_t wlen, const char *buf,
+                   struct sp_err *e)
+{
+  uint64_t seq;
+  if (fsink_put(lp->job->fsink, off, wlen, buf, &seq, e) < 0)
+    return -1;
+  if (seq)
+    sl->seq = seq;
+  return 0;
+}
+
 /* One write or write-zeroes of [from, from+len) of the slot's range. */
 static int write_run(struct loop *lp, struct slot *sl, uint64_t from, uint64_t len, bool zero,
                      struct sp_err *e)
 {
-  if (zero && lp->job->full)
-    return 0; /* a fresh image already reads zeroes there */
-  nbd_completion_callback cb = { .callback = write_done, .user_data = sl };
   const uint64_t off = sl->seg.off + from;
-  /* What is counted is the disk's bytes, never the padding. */
-  *(zero ? &lp->st->zeroed : &lp->st->written) += len;
   uint64_t wlen = len;
   if (lp->job->pad_tail && off + len == lp->job->src->size && len % SP_COPY_CLUSTER) {
-    /* The image is a cluster longer than the disk until it is shrunk
-     * (main.c): pad with zeroes, which the slot's buffer has room for
-     * because requests are whole clusters. */
+    /* The image holds whole clusters (qemu-nbd's compressed one is a
+     * cluster longer than the disk until it is shrunk, main.c): pad with
+     * zeroes, which the slot's buffer has room for because requests are
+     * whole clusters. */
     wlen = (len + SP_COPY_CLUSTER - 1) / SP_COPY_CLUSTER * SP_COPY_CLUSTER;
     if (!zero)
       memset(sl->buf + from + len, 0, wlen - len);
   }
+  /* The own writer hears of data that read as zeroes even in a full: it
+   * laid the cluster out as data, and hashes its zeroes. */
+  if (lp->job->fsink && put_run(lp, sl, off, wlen, zero ? NULL : sl->buf + from, e) < 0)
+    return -1;
+  if (zero && lp->job->full)
+    return 0; /* a fresh image already reads zeroes there */
+  /* What is counted is the disk's bytes, never the padding. */
+  *(zero ? &lp->st->zeroed : &lp->st->written) += len;
+  if (lp->job->fsink)
+    return 0;
+  nbd_completion_callback cb = { .callback = write_done, .user_data = sl };
   sl->pending++;
   int64_t rc;
   if (zero) {
@@ -241,6 +268,14 @@ static int retire(struct loop *lp, struct sp_err *e)
     struct slot *sl = &lp->slots[lp->tail % lp->nslots];
     if (sl->pending)
       break;
+    if (sl->seq) {
+      int err = 0;
+      int64_t done = fsink_done(lp->job->fsink, &err);
+      if (done < 0)
+        return sp_err_sys(e, SP_EXIT_FAILED, err, "writing the image");
+      if ((uint64_t)done < sl->seq)
+        break;
+    }
     if (sl->err)
       return sp_err_sys(e, SP_EXIT_FAILED, sl->err, "writing the image at offset %" PRIu64,
                         sl->seg.off);
@@ -257,10 +292,12 @@ static int wait_io(struct loop *lp, struct sp_err *e)
 {
   const struct source *src = lp->job->src;
   struct nbd_handle *hs[SP_COPY_MAX_CONNECTIONS + 1];
-  struct pollfd pfd[SP_COPY_MAX_CONNECTIONS + 2];
+  struct pollfd pfd[SP_COPY_MAX_CONNECTIONS + 3];
   size_t n = 0;
   for (size_t i = 0; i <= src->n; i++) {
     hs[n] = i < src->n ? src->h[i] : lp->job->dst;
+    if (!hs[n])
+      continue; /* no qemu-nbd: the own writer */
     unsigned dir = nbd_aio_get_direction(hs[n]);
     pfd[n] = (struct pollfd){
       .fd = nbd_aio_get_fd(hs[n]),
@@ -270,6 +307,8 @@ static int wait_io(struct loop *lp, struct sp_err *e)
     n++;
   }
   pfd[n] = (struct pollfd){ .fd = lp->job->intr->fd, .events = POLLIN };
+  pfd[n + 1] = (struct pollfd){ .fd = lp->job->fsink ? lp->job->fsink->efd : -1,
+                                .events = POLLIN };
   double now = progress_now();
   int timeout = progress_timeout_ms(lp->job->prog, now);
   if (lp->job->stall_timeout_s) {
@@ -283,7 +322,7 @@ static int wait_io(struct loop *lp, struct sp_err *e)
     if (timeout < 0 || left_ms < timeout)
       timeout = left_ms;
   }
-  int r = poll(pfd, n + 1, timeout);
+  int r = poll(pfd, n + 2, timeout);
   if (r < 0 && errno != EINTR)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "poll");
   if (r > 0)
@@ -298,6 +337,8 @@ static int wait_io(struct loop *lp, struct sp_err *e)
       return sp_err_set(e, SP_EXIT_FAILED, "%s: %s",
                         hs[i] == lp->job->dst ? "qemu-nbd" : "the export", nbd_get_error());
   }
+  if (r > 0 && pfd[n + 1].revents)
+    fsink_ack(lp->job->fsink);
   if (r > 0 && pfd[n].revents)
     return interrupt_check(lp->job->intr, e);
   return 0;

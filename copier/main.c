@@ -1,7 +1,9 @@
 /* stillpoint-copy: the default copier.  One disk of a backup point: the
  * export's allocated (full) or changed (inc, diff) clusters into a qcow2
- * image or overlay, through qemu-nbd, made durable, then named.  The
- * steps below are the whole program; each lives in the file named for it. */
+ * image or overlay, laid out and written by the copier itself and hashed
+ * as it passes (through qemu-nbd when compressed), made durable, then
+ * named.  The steps below are the whole program; each lives in the file
+ * named for it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "cleanup.h"
 #include "copy_loop.h"
 #include "err.h"
+#include "file_sink.h"
 #include "interrupt.h"
 #include "log.h"
 #include "nbd_source.h"
@@ -37,7 +40,10 @@ struct run {
   struct image_info_run parent_run; /* qemu-img info of the parent, while it runs */
   char *backing; /* the parent relative to the output's directory */
   struct part_file part;
-  struct sink sink;
+  struct sink sink;            /* qemu-nbd: compressed images */
+  struct sp_qcow2_map map;     /* the own writer's: every other image */
+  struct file_sink fsink;
+  char sha256[SP_SHA256_HEX_LEN + 1]; /* of the image, when the own writer wrote it */
   struct progress prog;
   struct sp_copy_stats stats;
 };
@@ -47,6 +53,8 @@ static void run_free(struct run *r)
 {
   qemu_img_info_stop(&r->parent_run);
   sink_close(&r->sink);
+  fsink_close(&r->fsink);
+  sp_qcow2_map_free(&r->map);
   part_discard(&r->part);
   free(r->backing);
   source_close(&r->src);
@@ -118,8 +126,10 @@ static int create_image(struct run *r, struct sp_err *e)
     if (!real || !(r->backing = sp_backing_relpath(r->part.dir, real)))
       return sp_err_sys(e, SP_EXIT_FAILED, errno, "parent image %s", r->o->parent);
   }
-  if (qemu_img_create(r->tools.qemu_img, r->part.part, image_size(r), r->backing,
-                      r->o->compress, e) < 0)
+  /* The own writer lays the image out itself, once it knows the export's
+   * block status (copy()). */
+  if (r->o->compress && qemu_img_create(r->tools.qemu_img, r->part.part, image_size(r),
+                                        r->backing, r->o->compress, e) < 0)
     return -1;
   return part_check(&r->part, e);
 }
@@ -141,6 +151,8 @@ static int create_checked(struct run *r, struct sp_err *e)
 
 static int start_qemu_nbd(struct run *r, struct sp_err *e)
 {
+  if (!r->o->compress)
+    return 0;
   if (interrupt_suspend(&r->intr, e) < 0)
     return -1;
   int rc = sink_open(&r->sink, r->tools.env, r->tools.qemu_nbd, r->part.part, r->o->compress, e);
@@ -151,19 +163,27 @@ static int start_qemu_nbd(struct run *r, struct sp_err *e)
 static int copy(struct run *r, struct sp_err *e)
 {
   const bool full = r->o->level == SP_LEVEL_FULL;
+  const bool own = !r->o->compress;
   uint64_t total;
-  if (copy_measure(&r->src, full, &total, e) < 0)
+  if ((own && sp_qcow2_map_init(&r->map, r->src.size, e) < 0) ||
+      copy_measure(&r->src, full, own ? &r->map : NULL, &total, e) < 0)
+    return -1;
+  const uint64_t request_size = r->o->request_size < r->src.max_request ? r->o->request_size
+                                                                        : r->src.max_request;
+  /* One operation per run of data in a request, at most. */
+  if (own && fsink_open(&r->fsink, r->part.fd, r->src.size, &r->map, r->backing,
+                        (uint64_t)r->o->requests * (request_size / SP_COPY_CLUSTER + 1), e) < 0)
     return -1;
   progress_init(&r->prog, stderr, r->prefix, r->o->progress, r->o->progress_interval,
                 isatty(2), r->t0);
   progress_set_total(&r->prog, total);
   struct copy_job job = {
     .src = &r->src,
-    .dst = r->sink.h,
+    .dst = own ? NULL : r->sink.h,
+    .fsink = own ? &r->fsink : NULL,
     .full = full,
-    .pad_tail = image_size(r) != r->src.size,
-    .request_size = r->o->request_size < r->src.max_request ? r->o->request_size
-                                                            : r->src.max_request,
+    .pad_tail = own || image_size(r) != r->src.size,
+    .request_size = request_size,
     .requests = r->o->requests,
     .stall_timeout_s = r->o->stall_timeout_s,
     .intr = &r->intr,
@@ -171,21 +191,25 @@ static int copy(struct run *r, struct sp_err *e)
   };
   int rc = copy_run(&job, &r->stats, e);
   progress_clear(&r->prog);
-  if (rc < 0)
+  if (rc < 0 && !own)
     sink_explain(&r->sink, e);
+  if (rc == 0 && own)
+    rc = fsink_finish(&r->fsink, r->sha256, e);
   return rc;
 }
 
 static int finish(struct run *r, struct sp_err *e)
 {
-  if (sink_finish(&r->sink, r->part.part, e) < 0 ||
+  if ((r->o->compress && sink_finish(&r->sink, r->part.part, e) < 0) ||
       (image_size(r) != r->src.size &&
        qemu_img_shrink(r->tools.qemu_img, r->part.part, r->src.size, e) < 0) ||
       part_commit(&r->part, e) < 0)
     return -1;
   char line[512];
   progress_format_done(line, sizeof line, r->prefix, &r->stats, progress_now() - r->t0);
-  fprintf(stderr, "%s\n", line);
+  /* The coordinator puts the hash in SHA256SUMS instead of reading the
+   * image again (agent/backup_copy.c). */
+  fprintf(stderr, "%s%s%s\n", line, r->sha256[0] ? ", image sha256 " : "", r->sha256);
   return 0;
 }
 
@@ -229,7 +253,7 @@ int main(int argc, char *argv[])
   const struct sp_log log = { .prog = prefix };
   _cleanup_(run_free) struct run r = {
     .o = &o, .prefix = prefix, .t0 = t0, .intr = INTERRUPT_INIT, .part = PART_FILE_INIT,
-    .sink = SINK_INIT, .parent_run = IMAGE_INFO_RUN_INIT,
+    .sink = SINK_INIT, .fsink = FILE_SINK_INIT, .parent_run = IMAGE_INFO_RUN_INIT,
   };
   /* rbd:POOL/IMAGE@SNAP: a point in Ceph (docs/design.md, "Points in Ceph"). */
   const bool rbd = sp_rbd_spec_is(o.output);

@@ -384,7 +384,7 @@ static int copy(struct rbd_run *r, const struct copy_opts *o, const char *prefix
 {
   const bool full = o->level == SP_LEVEL_FULL;
   uint64_t total;
-  if (copy_measure(&r->src, full, &total, e) < 0)
+  if (copy_measure(&r->src, full, NULL, &total, e) < 0)
     return -1;
   progress_init(&r->prog, stderr, prefix, o->progress, o->progress_interval, isatty(2), t0);
   progress_set_total(&r->prog, total);

@@ -229,7 +229,7 @@ def copier_env(uri, disk, output, level="full", bitmap="", parent="", size=None)
 
 DONE_RE = (r"^stillpoint-copy: (?P<disk>[^:]+): done: read (?P<read>\d+) written "
            r"(?P<written>\d+) zeroed (?P<zeroed>\d+) bytes in (?P<secs>\d+\.\d\d) s "
-           r"\((?P<rate>\d+\.\d) MiB/s\)$")
+           r"\((?P<rate>\d+\.\d) MiB/s\)(?:, image sha256 (?P<sha256>[0-9a-f]{64}))?$")
 
 
 def kill_quietly(proc):

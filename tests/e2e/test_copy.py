@@ -3,6 +3,7 @@ local qcow2 with persistent bitmaps, libvirt pull-mode backup jobs of a
 running VM, and nbdkit where a server must misbehave on purpose (slow,
 failing). Every chain is checked with qemu-img compare and qemu-img check."""
 import contextlib
+import hashlib
 import os
 import pty
 import re
@@ -26,14 +27,18 @@ def copy(bins, env=None, args=(), timeout=300):
     return run([bins.copy, *args], env=env, timeout=timeout)
 
 
-def done(r, disk):
+def done(r, disk, output=None):
     """The success line is the last line, in the exact form the
-    coordinator parses; returns its numbers."""
+    coordinator parses; returns its numbers. With output, the image's
+    SHA-256 the line gives (hashed as it was written) must be the file's."""
     assert r.rc == 0, r
     last = r.err.rstrip("\n").split("\n")[-1]
     m = re.match(sp_nbd.DONE_RE, last)
     assert m, f"last line is not the success line: {last!r}"
     assert m["disk"] == disk
+    if output is not None:
+        with open(output, "rb") as f:
+            assert m["sha256"] == hashlib.file_digest(f, "sha256").hexdigest()
     return {k: int(v) for k, v in m.groupdict().items() if k in ("read", "written", "zeroed")}
 
 
@@ -107,7 +112,7 @@ def test_chain_from_qemu_nbd(bins, tmp_path):
     out = point_output(target, "p0", "vda")
     with s.export() as uri:
         r = copy(bins, env=sp_nbd.copier_env(uri, "vda", out, size=ODD_SIZE))
-    n = done(r, "vda")
+    n = done(r, "vda", out)
     # Only allocated data is read; what reads as zero is not written: a
     # new image reads as zero already.
     assert n["read"] == 2 * MiB + 3 * MiB + 1536 * 1024 + 1 * MiB
@@ -145,7 +150,7 @@ def test_chain_from_qemu_nbd(bins, tmp_path):
             env = sp_nbd.copier_env(uri, "vda", out, level="inc", bitmap=ctx, parent=parent,
                                     size=ODD_SIZE)
             r = copy(bins, env=env)
-        n = done(r, "vda")
+        n = done(r, "vda", out)
         assert_chain_ok(out, s.image, "qcow2")
         # The backing file is relative and names the sibling point.
         assert sp_nbd.info(out)["backing-filename"] == f"../../{prev_id}/disks/vda.qcow2"
