@@ -36,8 +36,24 @@ static char *copier_path(void)
                       old ? old : "/usr/local/bin:/usr/bin:/bin");
 }
 
-/* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...";
- * any other copier's lines are only forwarded. */
+/* ", image sha256 HEX" ending the line: 64 lowercase hex digits. */
+static bool image_sha(const char *line, char out[SP_SHA256_HEX_LEN + 1])
+{
+  static const char tag[] = ", image sha256 ";
+  const char *p = strstr(line, tag);
+  if (!p)
+    return false;
+  p += sizeof tag - 1;
+  size_t n = strspn(p, "0123456789abcdef");
+  if (n != SP_SHA256_HEX_LEN || (p[n] && p[n] != '\n'))
+    return false;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return true;
+}
+
+/* stillpoint-copy's last line: "...: done: read R written W zeroed Z bytes in ...
+ * [, image sha256 HEX]"; any other copier's lines are only forwarded. */
 static void copier_line(struct task *t, const char *line)
 {
   struct copy_result *res = t->user;
@@ -46,6 +62,8 @@ static void copier_line(struct task *t, const char *line)
   if (p && sscanf(p, "done: read %llu written %llu zeroed %llu", &rd, &w, &z) == 3) {
     res->bytes_written = w;
     res->have_bytes = true;
+    if (!image_sha(p, res->sha256))
+      res->sha256[0] = '\0';
   }
 }
 

@@ -206,7 +206,8 @@ int backup_finish(struct run *r, struct sp_err *e)
     if (fd < 0 || check_image(r, &r->plan.disks[i], fd, rel, e) < 0)
       return -1;
     t->check_ms += phases_now() - t0;
-    if (point_add_fd(&r->pd, rel, fd, &t->fsync_ms, &t->hash_ms, e) < 0)
+    const char *sha = r->results[i].sha256[0] ? r->results[i].sha256 : NULL;
+    if (point_add_fd(&r->pd, rel, fd, sha, &t->fsync_ms, &t->hash_ms, e) < 0)
       return -1;
   }
   t->present = true;

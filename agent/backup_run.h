@@ -35,6 +35,7 @@
 struct copy_result {
   unsigned long long bytes_written;
   bool have_bytes;
+  char sha256[SP_SHA256_HEX_LEN + 1]; /* the image's, as the copier hashed it; "" if it did not */
   pid_t guardian; /* for the "copy" test failpoint */
 };
 

@@ -120,17 +120,20 @@ int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tre
   return 0;
 }
 
-int point_add_fd(struct point_dir *pd, const char *rel, int fd, double *fsync_ms,
-                 double *hash_ms, struct sp_err *e)
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, const char *sha,
+                 double *fsync_ms, double *hash_ms, struct sp_err *e)
 {
-  char sha[SP_SHA256_HEX_LEN + 1];
+  char hashed[SP_SHA256_HEX_LEN + 1];
   double t0 = phases_now();
   if (fsync(fd) < 0)
     return sp_err_sys(e, SP_EXIT_FAILED, errno, "cannot fsync %s", rel);
   double t1 = phases_now();
   *fsync_ms += t1 - t0;
-  if (sp_sha256_fd(fd, sha, e) < 0)
-    return sp_err_prefix(e, "%s", rel);
+  if (!sha) {
+    if (sp_sha256_fd(fd, hashed, e) < 0)
+      return sp_err_prefix(e, "%s", rel);
+    sha = hashed;
+  }
   *hash_ms += phases_now() - t1;
   sp_sums_add(&pd->sums, rel, sha);
   return 0;

@@ -40,9 +40,11 @@ int point_put_blob(struct point_dir *pd, const char *reldir, const struct sp_blo
 int point_put_tree(struct point_dir *pd, const char *reldir, const struct sp_tree *t,
                    struct sp_err *e);
 /* Hashes a file the copier wrote, open as fd (and fsyncs it first: a
- * copier might not); the time of each is added to *fsync_ms, *hash_ms. */
-int point_add_fd(struct point_dir *pd, const char *rel, int fd, double *fsync_ms,
-                 double *hash_ms, struct sp_err *e);
+ * copier might not); the time of each is added to *fsync_ms, *hash_ms.
+ * sha, when not NULL, is the hash the copier gave for it (it hashed the
+ * file as it wrote it): the file is not read again. */
+int point_add_fd(struct point_dir *pd, const char *rel, int fd, const char *sha,
+                 double *fsync_ms, double *hash_ms, struct sp_err *e);
 /* SHA256SUMS, the directories' fsyncs, the rename; *t gets their times. */
 int point_finish(struct point_dir *pd, struct phases_tail *t, struct sp_err *e);
 void point_dir_free(struct point_dir *pd);
