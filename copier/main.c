@@ -216,7 +216,7 @@ static int finish(struct run *r, struct sp_err *e)
 static int copy_disk(struct run *r, struct sp_err *e)
 {
   const struct copy_opts *o = r->o;
-  if (interrupt_init(&r->intr, e) < 0 || tools_find(&r->tools, e) < 0 ||
+  if (interrupt_init(&r->intr, e) < 0 || tools_find(&r->tools, o->compress, e) < 0 ||
       part_preflight(o->output, e) < 0 || check_parent_start(r, e) < 0 ||
       source_open(&r->src, o->uri, o->bitmap, o->connections, e) < 0 ||
       create_checked(r, e) < 0 || start_qemu_nbd(r, e) < 0 || copy(r, e) < 0 ||
