@@ -55,7 +55,10 @@ static void loop_free(struct loop *lp)
 {
   /* Buffers may still be named by commands in flight after a failure;
    * that is safe because the handles are only closed after this, and
-   * closing runs no more I/O into them. */
+   * closing runs no more I/O into them.  The own writer's thread is
+   * another matter: it writes from them until it stops. */
+  if (lp->job && lp->job->fsink)
+    fsink_stop(lp->job->fsink);
   if (lp->mem)
     munmap(lp->mem, lp->memlen);
   free(lp->slots);

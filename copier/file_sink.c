@@ -241,7 +241,7 @@ void fsink_ack(struct file_sink *s)
   }
 }
 
-static void stop_writer(struct file_sink *s)
+void fsink_stop(struct file_sink *s)
 {
   if (!s->running)
     return;
@@ -255,7 +255,7 @@ static void stop_writer(struct file_sink *s)
 
 int fsink_finish(struct file_sink *s, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e)
 {
-  stop_writer(s); /* the writer drains the ring before it stops */
+  fsink_stop(s); /* the writer drains the ring before it stops */
   uint64_t missed;
   if (s->err)
     return sp_err_sys(e, SP_EXIT_FAILED, s->err, "writing the image");
@@ -271,7 +271,7 @@ int fsink_finish(struct file_sink *s, char hex[SP_SHA256_HEX_LEN + 1], struct sp
 
 void fsink_close(struct file_sink *s)
 {
-  stop_writer(s);
+  fsink_stop(s);
   if (s->ops) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

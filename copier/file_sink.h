@@ -57,6 +57,9 @@ int fsink_put(struct file_sink *s, uint64_t off, uint64_t len, const void *buf, 
 int64_t fsink_done(struct file_sink *s, int *err);
 /* Clears the eventfd after poll said it is readable. */
 void fsink_ack(struct file_sink *s);
+/* Lets the writer write what it was given, and stops it: no buffer it was
+ * handed is read after this returns. */
+void fsink_stop(struct file_sink *s);
 /* Waits for the writer, checks that every data cluster came, makes the
  * image durable and gives its SHA-256. */
 int fsink_finish(struct file_sink *s, char hex[SP_SHA256_HEX_LEN + 1], struct sp_err *e);
