@@ -136,11 +136,13 @@ int fsink_open(struct file_sink *s, int fd, uint64_t vsize, const struct sp_qcow
   pthread_cond_init(&s->cv, NULL);
   s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->holes = calloc(s->layout.data / 64 + 1, sizeof *s->holes);
-  if (!s->ops || !s->holes || s->efd < 0 ||
-      posix_memalign((void **)&s->zeros, DIRECT_ALIGN, SP_QCOW2_CLUSTER) ||
+  s->zeros = calloc(1, SP_QCOW2_CLUSTER); /* only hashed, never written: no alignment */
+  if (s->efd < 0)
+    return sp_err_sys(e, SP_EXIT_FAILED, errno, "the image writer's eventfd");
+  /* The metadata's cluster is written with O_DIRECT: aligned. */
+  if (!s->ops || !s->holes || !s->zeros ||
       posix_memalign((void **)&s->meta, DIRECT_ALIGN, SP_QCOW2_CLUSTER))
-    return sp_err_sys(e, SP_EXIT_FAILED, errno ? errno : ENOMEM, "the image writer");
-  memset(s->zeros, 0, SP_QCOW2_CLUSTER);
+    return sp_err_sys(e, SP_EXIT_FAILED, ENOMEM, "the image writer's buffers");
   /* The whole length at once: no write extends the file, and data
    * clusters that read as zeroes stay holes. */
   if (ftruncate(fd, (off_t)(s->layout.total * SP_QCOW2_CLUSTER)) < 0)

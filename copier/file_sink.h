@@ -28,7 +28,7 @@ struct file_sink {
   struct sp_qcow2_layout layout;
   struct sp_sha256 *hash;
   unsigned char *zeros;  /* one cluster of zeroes, hashed for data that read as zeroes */
-  unsigned char *meta;   /* one cluster, the metadata's */
+  unsigned char *meta;   /* one cluster, the metadata's (aligned for O_DIRECT) */
   uint64_t *holes;       /* bit k: the k-th data cluster read as zeroes */
   uint64_t next_g;       /* guest clusters before this one were all handed over */
   uint64_t next_k;       /* data clusters handed over */
